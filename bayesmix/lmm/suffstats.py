@@ -1,0 +1,416 @@
+"""Sufficient statistics of a linear mixed model and the data of the generic ML/REML program.
+
+Notation follows Bates, Maechler, Bolker and Walker (2015), section 3, and ``DESIGN.md`` section 4.
+
+A model is given by plain arrays: ``X`` (n, p), ``y`` (n,) and a sequence of random-effect terms,
+each either a tuple ``(index, Z, n_levels)`` or any object with those three attributes (such as
+``bayesmix.design.RandomTerm``): ``index`` the 0-based level of every row, ``Z`` the (n, p_k)
+covariate values of the term (a 1-d array is one column), ``n_levels`` the number of levels.
+Terms must come in lme4's order (decreasing number of levels): the first term is the one that is
+eliminated block by block, so it should be the one with most levels.
+
+lme4's conventions are kept throughout:
+
+* the columns of the random-effects model matrix ``Z`` are level-major within a term (for level
+  ``j`` its ``p_k`` columns) and terms are concatenated in order;
+* ``Lambda`` is block diagonal; for term ``k`` the lower-triangular ``p_k x p_k`` factor ``T_k`` is
+  repeated for every level;
+* ``theta`` stacks each ``T_k``'s lower triangle in column-major order, e.g. for
+  ``(Days | Subject)``: ``T[0,0], T[1,0], T[1,1]``. This is exactly lme4's ``getME(fit, "theta")``.
+
+Block elimination of the first term (see ``lmm_functions.stan``): with ``Zh = [Z2, X, y]`` (Z2 the
+columns of terms 2..K), ``B_j = Z1j' Zh`` and ``C_j = Z1j' Z1j`` for the levels ``j`` of term 1,
+
+    S = Zh'Zh - sum_j B_j' W_j B_j,    W_j = T1 (T1' C_j T1 + I)^-1 T1'
+
+and ``vec(Q) = K w`` with ``w`` the stacked ``vec(W_j)``: ``K`` depends on the data only and is
+built here once as a sparse matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "LmmTerm",
+    "LmmSuffStats",
+    "as_terms",
+    "theta_sizes",
+    "theta_start",
+    "theta_to_factors",
+    "factors_to_theta",
+    "normalize_theta",
+    "lambda_matrix",
+    "random_design",
+    "lmm_suffstats",
+    "k_matrix",
+    "lmm_stan_data",
+    "lmm_stan_inits",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Terms and theta
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class LmmTerm:
+    """One random-effect term reduced to arrays: level per row, covariate columns, level count."""
+
+    index: np.ndarray  # (n,) int, 0-based level of each row
+    Z: np.ndarray  # (n, p) float
+    n_levels: int
+
+    @property
+    def p(self) -> int:
+        return int(self.Z.shape[1])
+
+    @property
+    def q(self) -> int:
+        return self.p * self.n_levels
+
+    @property
+    def n_theta(self) -> int:
+        return self.p * (self.p + 1) // 2
+
+
+def _one_term(t: Any) -> LmmTerm:
+    if isinstance(t, LmmTerm):
+        return t
+    if isinstance(t, (tuple, list)):
+        if len(t) != 3:
+            raise ValueError("a term must be (index, Z, n_levels)")
+        index, Z, n_levels = t
+    else:
+        index, Z, n_levels = t.index, t.Z, t.n_levels
+    index = np.asarray(index)
+    if not np.issubdtype(index.dtype, np.integer):
+        raise TypeError(f"term index must be integer, got dtype {index.dtype}")
+    index = index.astype(np.int64, copy=False)
+    Z = np.asarray(Z, dtype=float)
+    if Z.ndim == 1:
+        Z = Z[:, None]
+    if Z.ndim != 2 or Z.shape[0] != index.shape[0]:
+        raise ValueError(f"term Z has shape {Z.shape}, expected ({index.shape[0]}, p)")
+    n_levels = int(n_levels)
+    if index.size and (index.min() < 0 or index.max() >= n_levels):
+        raise ValueError(f"term index outside 0..{n_levels - 1}")
+    return LmmTerm(index=index, Z=Z, n_levels=n_levels)
+
+
+def as_terms(terms: Sequence[Any]) -> list[LmmTerm]:
+    """Normalise terms given as tuples or objects with ``index``, ``Z``, ``n_levels``."""
+    out = [_one_term(t) for t in terms]
+    if not out:
+        raise ValueError("a linear mixed model needs at least one random-effect term")
+    n = {t.index.shape[0] for t in out}
+    if len(n) != 1:
+        raise ValueError("all terms must have the same number of rows")
+    return out
+
+
+def theta_sizes(terms: Sequence[Any]) -> list[int]:
+    """Number of theta entries per term, ``p_k (p_k + 1) / 2``."""
+    return [t.n_theta for t in as_terms(terms)]
+
+
+def theta_start(terms: Sequence[Any]) -> np.ndarray:
+    """Starting theta: every ``T_k`` the identity (theta = 0 is a stationary point, avoid it)."""
+    return np.concatenate([_lower_colmajor(np.eye(t.p)) for t in as_terms(terms)])
+
+
+def _lower_colmajor(T: np.ndarray) -> np.ndarray:
+    """Lower triangle of a square matrix, column-major (lme4's theta order)."""
+    p = T.shape[0]
+    return np.array([T[i, j] for j in range(p) for i in range(j, p)], dtype=float)
+
+
+def theta_to_factors(theta: np.ndarray, terms: Sequence[Any]) -> list[np.ndarray]:
+    """Split theta into the lower-triangular relative factors ``T_k`` (one per term)."""
+    terms = as_terms(terms)
+    theta = np.asarray(theta, dtype=float).ravel()
+    need = sum(t.n_theta for t in terms)
+    if theta.shape[0] != need:
+        raise ValueError(f"theta has length {theta.shape[0]}, the terms need {need}")
+    out, pos = [], 0
+    for t in terms:
+        T = np.zeros((t.p, t.p))
+        for j in range(t.p):
+            for i in range(j, t.p):
+                T[i, j] = theta[pos]
+                pos += 1
+        out.append(T)
+    return out
+
+
+def factors_to_theta(factors: Sequence[np.ndarray]) -> np.ndarray:
+    return np.concatenate([_lower_colmajor(np.asarray(T, dtype=float)) for T in factors])
+
+
+def normalize_theta(theta: np.ndarray, terms: Sequence[Any]) -> np.ndarray:
+    """Flip column signs of every ``T_k`` so its diagonal is non-negative.
+
+    The deviance depends on ``T_k`` only through ``T_k T_k'``, which a column sign flip leaves
+    unchanged; the optimizer works on unconstrained theta, this gives lme4's representative.
+    """
+    factors = theta_to_factors(theta, terms)
+    for T in factors:
+        s = np.where(np.diag(T) < 0, -1.0, 1.0)
+        T *= s[None, :]
+    return factors_to_theta(factors)
+
+
+def lambda_matrix(theta: np.ndarray, terms: Sequence[Any]) -> sp.csc_matrix:
+    """Sparse block-diagonal ``Lambda`` (q x q): ``T_k`` repeated for every level of term k."""
+    terms = as_terms(terms)
+    blocks = [sp.kron(sp.identity(t.n_levels, format="csc"), sp.csc_matrix(T), format="csc")
+              for t, T in zip(terms, theta_to_factors(theta, terms))]
+    return sp.block_diag(blocks, format="csc")
+
+
+def _term_Z(t: LmmTerm) -> sp.csc_matrix:
+    """Sparse (n, n_levels * p) model matrix of one term, level-major columns."""
+    n = t.index.shape[0]
+    rows = np.repeat(np.arange(n), t.p)
+    cols = (t.index[:, None] * t.p + np.arange(t.p)[None, :]).ravel()
+    return sp.csc_matrix((t.Z.ravel(), (rows, cols)), shape=(n, t.q))
+
+
+def random_design(terms: Sequence[Any]) -> sp.csc_matrix:
+    """Sparse ``Z`` (n x q) in lme4's column order."""
+    return sp.hstack([_term_Z(t) for t in as_terms(terms)], format="csc")
+
+
+# ---------------------------------------------------------------------------------------------
+# Sufficient statistics
+# ---------------------------------------------------------------------------------------------
+
+
+def _ones_in_colspace(X: np.ndarray) -> np.ndarray | None:
+    """Coefficients ``a`` with ``X a = 1`` when the constant lies in X's column space, else None."""
+    n, p = X.shape
+    if p == 0 or n == 0:
+        return None
+    # Fast path: an explicit intercept column.
+    for j in range(p):
+        col = X[:, j]
+        if np.all(col == 1.0):
+            a = np.zeros(p)
+            a[j] = 1.0
+            return a
+    a, *_ = np.linalg.lstsq(X, np.ones(n), rcond=None)
+    if np.linalg.norm(X @ a - 1.0) <= 1e-9 * np.sqrt(n):
+        return a
+    return None
+
+
+@dataclass(frozen=True, eq=False)
+class LmmSuffStats:
+    """Everything the profiled deviance needs, computed once from the data.
+
+    ``y`` is shifted by ``y_offset`` (its mean) when the constant lies in X's column space:
+    ``y_c = y - y_offset``. Fitted coefficients on the centred response map back by
+    ``beta = beta_c + y_offset * ones_coef`` (``X @ ones_coef == 1``); nothing else changes.
+    """
+
+    n: int
+    p: int
+    p_term: tuple[int, ...]
+    l_term: tuple[int, ...]
+    q1: int  # columns of term 1 (p_1 * l_1)
+    q2: int  # columns of terms 2..K
+    M: int  # q2 + p + 1
+    y_offset: float
+    ones_coef: np.ndarray | None
+    C1: np.ndarray  # (l_1, p_1, p_1): Z1j'Z1j
+    B: sp.csr_matrix  # (q1, M): Z1' Zh, rows level-major (level j, coefficient r)
+    ZhZh: np.ndarray  # (M, M) dense: Zh'Zh with Zh = [Z2, X, y_c]
+    yty: float  # y_c'y_c
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def n_terms(self) -> int:
+        return len(self.p_term)
+
+    @property
+    def n_theta(self) -> int:
+        return sum(pk * (pk + 1) // 2 for pk in self.p_term)
+
+
+def _check_xy(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=float).ravel()
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite (drop NA rows first)")
+    return X, y
+
+
+def lmm_suffstats(X: Any, y: Any, terms: Sequence[Any], center_y: bool | None = None) -> LmmSuffStats:
+    """Cross products of ``[Z, X, y]`` arranged for block elimination of the first term.
+
+    ``center_y=None`` centres y exactly when the constant is in X's column space (it never changes
+    the deviance then, and keeps ``y'y - ||c||^2`` accurate on data with a large offset).
+    """
+    X, y = _check_xy(X, y)
+    terms = as_terms(terms)
+    n, p = X.shape
+    if terms[0].index.shape[0] != n:
+        raise ValueError(f"terms have {terms[0].index.shape[0]} rows, X has {n}")
+
+    ones_coef = _ones_in_colspace(X)
+    if center_y is None:
+        center_y = ones_coef is not None
+    if center_y and ones_coef is None:
+        raise ValueError("cannot centre y: the constant is not in the column space of X")
+    y_offset = float(np.mean(y)) if center_y else 0.0
+    yc = y - y_offset
+
+    t1 = terms[0]
+    Z1 = _term_Z(t1)
+    Z2 = (sp.hstack([_term_Z(t) for t in terms[1:]], format="csc")
+          if len(terms) > 1 else sp.csc_matrix((n, 0)))
+    q2 = Z2.shape[1]
+    Zh = sp.hstack([Z2, sp.csc_matrix(X), sp.csc_matrix(yc[:, None])], format="csc")
+    M = q2 + p + 1
+
+    # C_j = Z1j'Z1j for each level j of term 1 (Z1'Z1 is block diagonal).
+    p1, l1 = t1.p, t1.n_levels
+    C1 = np.zeros((l1, p1, p1))
+    np.add.at(C1, t1.index, t1.Z[:, :, None] * t1.Z[:, None, :])
+
+    B = (Z1.T @ Zh).tocsr()
+    B.sum_duplicates()
+    B.sort_indices()
+    ZhZh = (Zh.T @ Zh).toarray()
+    ZhZh = 0.5 * (ZhZh + ZhZh.T)  # exact symmetry
+    return LmmSuffStats(
+        n=n, p=p,
+        p_term=tuple(t.p for t in terms), l_term=tuple(t.n_levels for t in terms),
+        q1=t1.q, q2=q2, M=M,
+        y_offset=y_offset, ones_coef=ones_coef,
+        C1=C1, B=B, ZhZh=ZhZh, yty=float(yc @ yc),
+    )
+
+
+def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
+    """The fixed sparse matrix ``K`` with ``vec(Q) = K w``.
+
+    ``Q = sum_j B_j' W_j B_j`` (M x M), ``w`` stacks ``vec(W_j)`` column-major for j = 1..l_1
+    (index ``j * p1^2 + s * p1 + r`` for ``W_j[r, s]``, 0-based) and ``vec(Q)`` is column-major
+    (index ``b * M + a`` for ``Q[a, b]``). Entry ``K[(a, b), (j, r, s)] = B_j[r, a] * B_j[s, b]``.
+
+    With ``lower_only`` only rows with ``a >= b`` (Q's lower triangle) are filled: the Stan program
+    symmetrises from the lower triangle, which halves K and makes S exactly symmetric.
+    """
+    p1 = ss.p_term[0]
+    l1 = ss.l_term[0]
+    M = ss.M
+    B = ss.B
+    rows_l, cols_l, vals_l = [], [], []
+    indptr = B.indptr
+    # Rows of B are (level j, coefficient r), level-major.
+    for j in range(l1):
+        lo, hi = indptr[j * p1], indptr[(j + 1) * p1]
+        if lo == hi:
+            continue
+        # union of nonzero columns of the p1 rows of level j
+        cols = np.unique(B.indices[lo:hi])
+        Bj = B[j * p1:(j + 1) * p1][:, cols].toarray()  # (p1, m_j)
+        m_j = cols.shape[0]
+        a_idx, b_idx = np.meshgrid(np.arange(m_j), np.arange(m_j), indexing="ij")
+        if lower_only:
+            keep = cols[a_idx] >= cols[b_idx]
+            a_idx, b_idx = a_idx[keep], b_idx[keep]
+        else:
+            a_idx, b_idx = a_idx.ravel(), b_idx.ravel()
+        qrow = cols[b_idx] * M + cols[a_idx]  # column-major position of Q[a, b]
+        for s in range(p1):
+            for r in range(p1):
+                v = Bj[r, a_idx] * Bj[s, b_idx]
+                rows_l.append(qrow)
+                cols_l.append(np.full(qrow.shape[0], j * p1 * p1 + s * p1 + r, dtype=np.int64))
+                vals_l.append(v)
+    if rows_l:
+        rows = np.concatenate(rows_l)
+        cols = np.concatenate(cols_l)
+        vals = np.concatenate(vals_l)
+    else:
+        rows = cols = np.zeros(0, dtype=np.int64)
+        vals = np.zeros(0)
+    K = sp.csr_matrix((vals, (rows, cols)), shape=(M * M, l1 * p1 * p1))
+    K.sum_duplicates()
+    K.sort_indices()
+    return K
+
+
+def _csr_stan(A: sp.csr_matrix) -> tuple[list[float], list[int], list[int]]:
+    """A CSR triple with Stan's 1-based indices (w, v, u)."""
+    A = sp.csr_matrix(A)
+    A.sort_indices()
+    return (A.data.astype(float).tolist(),
+            (A.indices.astype(np.int64) + 1).tolist(),
+            (A.indptr.astype(np.int64) + 1).tolist())
+
+
+def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
+                  ss: LmmSuffStats | None = None) -> dict:
+    """Data dict of ``stan/lmer.stan`` (and of any program using ``lmm_functions.stan``).
+
+    Names:
+      N, P                 rows, fixed-effect columns
+      n_terms, p_term, l_term, n_theta, theta_start (1-based offset of each term's block)
+      Q2                   columns of terms 2..K (sum p_k l_k)
+      M                    Q2 + P + 1, the size of the reduced system
+      C1                   l_1 arrays of p_1 x p_1 matrices Z1j'Z1j
+      ZhZh_nz, ZhZh_w, ZhZh_v, ZhZh_u   lower triangle of Zh'Zh as CSR (M x M), 1-based
+      K_nz, K_w, K_v, K_u  the lower-triangle K (M*M x l_1 p_1^2) as CSR, 1-based
+      REML                 0 = ML, 1 = REML
+    The response is centred when X spans the constant (see ``LmmSuffStats``): the deviance is
+    unaffected; a program using the trailing Cholesky block for beta must shift by ``y_offset``.
+    """
+    if ss is None:
+        ss = lmm_suffstats(X, y, terms)
+    K = k_matrix(ss, lower_only=True)
+    K_w, K_v, K_u = _csr_stan(K)
+    ZhZh_low = sp.csr_matrix(np.tril(ss.ZhZh))
+    Z_w, Z_v, Z_u = _csr_stan(ZhZh_low)
+    starts, pos = [], 1
+    for pk in ss.p_term:
+        starts.append(pos)
+        pos += pk * (pk + 1) // 2
+    p1 = ss.p_term[0]
+    return {
+        "N": ss.n,
+        "P": ss.p,
+        "n_terms": ss.n_terms,
+        "p_term": list(ss.p_term),
+        "l_term": list(ss.l_term),
+        "n_theta": ss.n_theta,
+        "theta_start": starts,
+        "Q2": ss.q2,
+        "M": ss.M,
+        "C1": ss.C1.reshape(ss.l_term[0], p1, p1).tolist(),
+        "ZhZh_nz": len(Z_w),
+        "ZhZh_w": Z_w,
+        "ZhZh_v": Z_v,
+        "ZhZh_u": Z_u,
+        "K_nz": len(K_w),
+        "K_w": K_w,
+        "K_v": K_v,
+        "K_u": K_u,
+        "REML": int(bool(reml)),
+    }
+
+
+def lmm_stan_inits(terms: Sequence[Any]) -> dict:
+    """Inits for ``lmer.stan``: theta at the identity."""
+    return {"theta": theta_start(terms).tolist()}
