@@ -1,0 +1,66 @@
+// Generic maximum likelihood / REML fit of a linear mixed model (lme4's lmer), any number of
+// random-effect terms of any size: the term structure arrives as data, so one compiled program
+// serves every lmer formula.
+//
+// The only parameters are the relative covariance factors theta (lme4's order, unconstrained:
+// the deviance is unchanged when a column of T_k changes sign). beta and sigma are profiled out.
+// Optimise with jacobian = false: target = -deviance / 2 = lme4's logLik (REML: -REMLcrit / 2).
+// Start at theta = identity (theta = 0 is a stationary point). Data and estimates at the optimum:
+// bayesmix.lmm.lmm_stan_data and bayesmix.lmm.lmm_estimates.
+functions {
+#include lmm_functions.stan
+}
+data {
+  int<lower=1> N;                           // observations
+  int<lower=0> P;                           // fixed-effect columns
+  int<lower=1> n_terms;                     // random-effect terms, most levels first
+  array[n_terms] int<lower=1> p_term;       // coefficients per term
+  array[n_terms] int<lower=1> l_term;       // levels per term
+  int<lower=1> n_theta;                     // sum of p_k (p_k + 1) / 2
+  array[n_terms] int<lower=1> theta_start;  // first index of each term's block in theta
+  int<lower=0> Q2;                          // random-effect columns of terms 2..n_terms
+  int<lower=1> M;                           // Q2 + P + 1
+
+  // first term: Z1j'Z1j per level
+  array[l_term[1]] matrix[p_term[1], p_term[1]] C1;
+  // lower triangle of Zh'Zh, Zh = [Z2, X, y], as CSR (M x M)
+  int<lower=1> ZhZh_nz;
+  vector[ZhZh_nz] ZhZh_w;
+  array[ZhZh_nz] int<lower=1, upper=M> ZhZh_v;
+  array[M + 1] int<lower=1> ZhZh_u;
+  // K: vec(lower triangle of sum_j B_j' W_j B_j) = K w, as CSR (M * M x l_1 p_1^2)
+  int<lower=1> K_nz;
+  vector[K_nz] K_w;
+  array[K_nz] int<lower=1, upper=l_term[1] * p_term[1] * p_term[1]> K_v;
+  array[M * M + 1] int<lower=1> K_u;
+
+  int<lower=0, upper=1> REML;               // 0: ML deviance, 1: REML criterion
+}
+transformed data {
+  matrix[M, M] ZhZh_low = csr_to_dense_matrix(M, M, ZhZh_w, ZhZh_v, ZhZh_u);
+  {
+    int q2 = 0;
+    int nth = 0;
+    for (k in 1:n_terms) {
+      if (theta_start[k] != nth + 1) {
+        reject("theta_start[", k, "] = ", theta_start[k], ", expected ", nth + 1);
+      }
+      nth += (p_term[k] * (p_term[k] + 1)) %/% 2;
+      if (k > 1) {
+        q2 += p_term[k] * l_term[k];
+      }
+    }
+    if (nth != n_theta) reject("n_theta = ", n_theta, ", the terms need ", nth);
+    if (q2 != Q2) reject("Q2 = ", Q2, ", the terms need ", q2);
+    if (M != Q2 + P + 1) reject("M = ", M, ", expected Q2 + P + 1 = ", Q2 + P + 1);
+    if (REML && N <= P) reject("REML needs N > P");
+  }
+}
+parameters {
+  vector[n_theta] theta;
+}
+model {
+  tuple(real, matrix[P + 1, P + 1]) reduced
+      = lmm_reduce(theta, P, Q2, p_term, l_term, theta_start, C1, ZhZh_low, K_w, K_v, K_u);
+  target += -0.5 * lmm_profiled_deviance(reduced.1, reduced.2, N, REML);
+}

@@ -1,0 +1,180 @@
+// Linear mixed models: the profiled likelihood of Bates, Maechler, Bolker and Walker (2015,
+// J. Stat. Softw. 67(1), section 3), computed from sufficient statistics by block elimination of
+// the first random-effect term (the one with most levels), as in MixedModels.jl.
+//
+// Model: y | u ~ N(X beta + Z Lambda u, sigma^2 I), u ~ N(0, sigma^2 I_q).
+// Lambda is block diagonal: for term k the lower-triangular p_k x p_k factor T_k is repeated for
+// each of its l_k levels; theta stacks the lower triangles of the T_k column-major (lme4's order).
+// A = Lambda' Z'Z Lambda + I_q.
+//
+// Notation of the data (built by bayesmix.lmm.lmm_stan_data):
+//   Z1 = columns of term 1 (level-major), Z2 = columns of terms 2..K (Q2 of them),
+//   Zh = [Z2, X, y] (M = Q2 + P + 1 columns; y centred when X spans the constant),
+//   C1[j] = Z1j' Z1j (p1 x p1), B_j = Z1j' Zh,
+//   Q = sum_j B_j' W_j B_j with W_j = T1 (T1' C_j T1 + I)^-1 T1', so that vec(Q) = K w,
+//   w stacking vec(W_j) (column-major, level by level); K is a fixed sparse matrix (CSR arrays
+//   K_w, K_v, K_u, 1-based) holding only the rows of Q's lower triangle.
+//
+// Then S = D' (Zh'Zh - Q) D + diag(I_Q2, 0), D = diag(Lambda2, I_{P+1}), is the Schur complement
+// of the first term's block in the full penalized system; its lower Cholesky factor L gives
+//   log|A|      = sum_j log|A_j| + 2 sum(log(diag(L)[1:Q2]))
+//   log|R_X|^2  = 2 sum(log(diag(L)[Q2+1:Q2+P]))
+//   r2          = L[M, M]^2      (penalized residual sum of squares at the optimum)
+// and its trailing (P+1) x (P+1) block R satisfies
+//   R R' = [X, y]' (I - Z Lambda A^-1 Lambda' Z') [X, y],
+// so that for any beta, with v = [-beta; 1],
+//   ||R' v||^2 = min_u ||y - X beta - Z Lambda u||^2 + ||u||^2.
+
+/**
+ * Relative covariance factor of one term: the p x p lower-triangular matrix whose lower triangle,
+ * read column-major, is theta[start : start + p (p + 1) / 2 - 1].
+ */
+matrix lmm_theta_factor(vector theta, int start, int p) {
+  matrix[p, p] Tk = rep_matrix(0, p, p);
+  int pos = start;
+  for (j in 1:p) {
+    for (i in j:p) {
+      Tk[i, j] = theta[pos];
+      pos += 1;
+    }
+  }
+  return Tk;
+}
+
+/**
+ * Block-by-block elimination of the first term.
+ * Returns (sum_j log|A_j|, w) with A_j = T1' C_j T1 + I and w stacking vec(W_j),
+ * W_j = T1 A_j^-1 T1' (l1 * p1 * p1 entries, level-major, each W_j column-major).
+ */
+tuple(real, vector) lmm_first_term(vector theta, int start, int p1, data array[] matrix C1) {
+  int l1 = size(C1);
+  matrix[p1, p1] T1 = lmm_theta_factor(theta, start, p1);
+  vector[l1 * p1 * p1] w;
+  real logdet;
+  if (p1 == 1) {
+    // scalar intercept-only term: A_j = t^2 c_j + 1, W_j = t^2 / A_j
+    vector[l1] c;
+    real t2 = square(T1[1, 1]);
+    for (j in 1:l1) {
+      c[j] = C1[j, 1, 1];
+    }
+    vector[l1] a = 1 + t2 * c;
+    w = t2 ./ a;
+    logdet = sum(log(a));
+  } else {
+    int pp = p1 * p1;
+    logdet = 0;
+    for (j in 1:l1) {
+      matrix[p1, p1] Lj = cholesky_decompose(add_diag(quad_form_sym(C1[j], T1), 1));
+      matrix[p1, p1] V = mdivide_left_tri_low(Lj, T1');  // L_j^-1 T1'
+      w[((j - 1) * pp + 1):(j * pp)] = to_vector(crossprod(V));  // T1 A_j^-1 T1'
+      logdet += 2 * sum(log(diagonal(Lj)));
+    }
+  }
+  return (logdet, w);
+}
+
+/**
+ * The reduced system of a linear mixed model at theta.
+ *
+ * @param theta         relative covariance parameters, lme4's order (unconstrained)
+ * @param P             number of fixed-effect columns
+ * @param Q2            number of random-effect columns of terms 2..K
+ * @param p_term        coefficients per term; l_term: levels per term
+ * @param theta_start   1-based position of each term's block in theta
+ * @param C1            Z1j'Z1j for the levels of term 1
+ * @param ZhZh_low      lower triangle of Zh'Zh (M x M, upper triangle zero)
+ * @param K_w, K_v, K_u CSR arrays of K (M*M x l1*p1*p1)
+ * @return (log|A|, R) with R the trailing (P+1) x (P+1) block of the lower Cholesky factor of S:
+ *         R = [[R_X', 0], [c_beta', sqrt(r2)]].
+ */
+tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
+                               array[] int l_term, array[] int theta_start,
+                               data array[] matrix C1, data matrix ZhZh_low,
+                               data vector K_w, data array[] int K_v, data array[] int K_u) {
+  int M = Q2 + P + 1;
+  int n_terms = size(p_term);
+  int p1 = p_term[1];
+  int n_w = l_term[1] * p1 * p1;
+  tuple(real, vector[n_w]) first = lmm_first_term(theta, theta_start[1], p1, C1);
+
+  // S = Zh'Zh - Q on and below the diagonal, then made exactly symmetric
+  matrix[M, M] S = symmetrize_from_lower_tri(
+      ZhZh_low - to_matrix(csr_matrix_times_vector(M * M, n_w, K_w, K_v, K_u, first.2), M, M));
+
+  if (Q2 > 0) {
+    // S <- D' S D with D = diag(Lambda2, I): scalar terms by one diagonal scaling, terms with
+    // p_k > 1 level block by level block (never a dense Q2 x Q2 Lambda2)
+    vector[M] s = rep_vector(1, M);
+    int pos = 0;
+    int any_scalar = 0;
+    for (k in 2:n_terms) {
+      if (p_term[k] == 1) {
+        s[(pos + 1):(pos + l_term[k])] = rep_vector(theta[theta_start[k]], l_term[k]);
+        any_scalar = 1;
+      }
+      pos += p_term[k] * l_term[k];
+    }
+    if (any_scalar) {
+      S = quad_form_diag(S, s);
+    }
+    pos = 0;
+    for (k in 2:n_terms) {
+      int pk = p_term[k];
+      if (pk > 1) {
+        matrix[pk, pk] Tk = lmm_theta_factor(theta, theta_start[k], pk);
+        for (j in 1:l_term[k]) {
+          S[(pos + 1):(pos + pk), 1:M] = Tk' * S[(pos + 1):(pos + pk), 1:M];
+          S[1:M, (pos + 1):(pos + pk)] = S[1:M, (pos + 1):(pos + pk)] * Tk;
+          pos += pk;
+        }
+      } else {
+        pos += l_term[k];
+      }
+    }
+    // + I on the u2 block
+    S = add_diag(symmetrize_from_lower_tri(S),
+                 append_row(rep_vector(1, Q2), rep_vector(0, P + 1)));
+  }
+
+  matrix[M, M] L = cholesky_decompose(S);
+  real logdet_A = first.1 + 2 * sum(log(head(diagonal(L), Q2)));
+  return (logdet_A, L[(Q2 + 1):M, (Q2 + 1):M]);
+}
+
+/**
+ * Profiled deviance from the reduced system: ML (REML = 0)
+ *   log|A| + N (1 + log(2 pi r2 / N)),
+ * or the REML criterion (REML = 1)
+ *   log|A| + log|R_X|^2 + (N - P)(1 + log(2 pi r2 / (N - P))).
+ * -deviance / 2 is lme4's logLik (for REML fits -REMLcrit / 2).
+ */
+real lmm_profiled_deviance(real logdet_A, matrix R, int N, int REML) {
+  int P = rows(R) - 1;
+  real r2 = square(R[P + 1, P + 1]);
+  if (REML) {
+    int nmp = N - P;
+    return logdet_A + 2 * sum(log(head(diagonal(R), P)))
+           + nmp * (1 + log(2 * pi() * r2 / nmp));
+  }
+  return logdet_A + N * (1 + log(2 * pi() * r2 / N));
+}
+
+/**
+ * Penalized residual sum of squares at beta, with the random effects integrated out:
+ *   ||R' [-beta; 1]||^2 = (y - X beta)' (I + Z Lambda Lambda' Z')^-1 (y - X beta).
+ * beta is on the response scale of the data (centred y: shift the coefficient that spans the
+ * constant by the response mean).
+ */
+real lmm_penalized_rss(matrix R, vector beta) {
+  return dot_self(R' * append_row(-beta, 1));
+}
+
+/**
+ * Marginal log likelihood of a linear mixed model, y ~ N(X beta, sigma^2 (I + Z Lambda Lambda' Z')),
+ * from the reduced system: -(N log(2 pi sigma^2) + log|A| + prss(beta) / sigma^2) / 2.
+ */
+real lmm_marginal_loglik(real logdet_A, matrix R, vector beta, real sigma, int N) {
+  return -0.5 * (N * log(2 * pi() * square(sigma)) + logdet_A
+                 + lmm_penalized_rss(R, beta) / square(sigma));
+}
