@@ -1,0 +1,169 @@
+"""The bundled engine: stanc + g++ from the httpstan wheel, our driver."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import StanError
+from .base import EngineInfo, RunResult, run_process, stan_messages, write_json
+from .cache import atomic_build
+from .toolchain import LIBS, Toolchain, bundled_toolchain
+
+# Stan's optimizer exits with 70 when the line search fails, which at the
+# optimum of a flat objective is not a failure: callers decide (see lmer).
+OPTIMIZE_SOFT_FAILURE = 70
+
+
+class BundledModel:
+    """A Stan program compiled with the bundled toolchain (cached)."""
+
+    def __init__(self, code: str, name: str = "model",
+                 toolchain: Toolchain | None = None):
+        self.code = code
+        self.name = name
+        self.toolchain = toolchain or bundled_toolchain()
+        self.key = hashlib.sha256((code + self.toolchain.key).encode()).hexdigest()[:20]
+        self.compile_seconds = 0.0
+        self.built = False  # whether this instance ran the compiler
+        self.exe = self._compile()
+
+    @property
+    def info(self) -> EngineInfo:
+        return EngineInfo("bundled", self.toolchain.stan_version,
+                          self.toolchain.cxx_version, self.toolchain.flags)
+
+    def _compile(self) -> Path:
+        start = time.perf_counter()
+        target = self.toolchain.home / "models" / self.key
+        if not target.is_dir():
+            self._check_syntax()  # stanc errors before waiting on the C++ builds
+            driver = self.toolchain.driver_object()
+            pch = self.toolchain.pch_dir()
+            _, self.built = atomic_build(target, lambda tmp: self._build(tmp, driver, pch))
+        self.compile_seconds = time.perf_counter() - start
+        return target / "model"
+
+    def _stanc(self, stan_file: Path, hpp: Path) -> None:
+        proc = subprocess.run([str(self.toolchain.stanc), f"--name={self.name}_model",
+                               str(stan_file), f"--o={hpp}"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise StanError(f"stanc rejected the program {self.name!r}:\n"
+                            + (proc.stderr or proc.stdout).strip())
+
+    def _check_syntax(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            stan_file = Path(tmp) / f"{self.name}.stan"
+            stan_file.write_text(self.code)
+            self._stanc(stan_file, Path(tmp) / "model.hpp")
+
+    def _build(self, tmp: Path, driver: Path, pch: Path | None) -> None:
+        tc = self.toolchain
+        stan_file = tmp / f"{self.name}.stan"
+        stan_file.write_text(self.code)
+        hpp = tmp / "model.hpp"
+        self._stanc(stan_file, hpp)
+        includes = ([f"-I{pch}", "-Winvalid-pch"] if pch else []) + [f"-I{tc.include}"]
+        obj = tmp / "model.o"
+        proc = subprocess.run([tc.cxx, *tc.flags, *includes, "-x", "c++", "-c", str(hpp),
+                               "-o", str(obj)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise StanError(f"C++ compilation of {self.name!r} failed:\n{proc.stderr[-4000:]}")
+        proc = subprocess.run([tc.cxx, "-pthread", str(driver), str(obj), "-o", str(tmp / "model"),
+                               f"-L{tc.lib}", *LIBS, "-Wl,-rpath,$ORIGIN/../../driver"],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise StanError(f"linking {self.name!r} failed:\n{proc.stderr[-4000:]}")
+        obj.unlink()
+        hpp.unlink()
+
+    # -- methods -----------------------------------------------------------
+    def _run(self, method: str, data: dict, args: dict[str, Any], output_dir: str | None,
+             inits: dict | None = None, progress_total: int = 0, show_progress: bool = False,
+             accept_codes: tuple[int, ...] = (0,), extra_files: dict | None = None) -> RunResult:
+        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "data.json", data)
+        cmd = [str(self.exe), method, f"data={out / 'data.json'}", f"model_name={self.name}"]
+        if inits is not None:
+            write_json(out / "inits.json", inits)
+            cmd.append(f"init={out / 'inits.json'}")
+        for fname, content in (extra_files or {}).items():
+            write_json(out / fname, content)
+        if method == "sample":
+            cmd.append(f"output={out / self.name}")
+            csv = tuple(str(out / f"{self.name}_{c + 1}.csv") for c in range(args["chains"]))
+        else:
+            cmd.append(f"output={out / f'{self.name}-{method}.csv'}")
+            csv = (str(out / f"{self.name}-{method}.csv"),)
+        cmd += [f"{k}={_fmt(v)}" for k, v in args.items()
+                if k not in ("output", "data", "init") and v is not None]
+        start = time.perf_counter()
+        code, console = run_process(cmd, progress_total=progress_total,
+                                    show_progress=show_progress)
+        elapsed = time.perf_counter() - start
+        if code not in accept_codes or not all(Path(f).exists() for f in csv):
+            raise StanError(f"Stan {method} failed (exit code {code}):\n{stan_messages(console)}")
+        return RunResult(method, csv, dict(args), self.info, console, code, elapsed)
+
+    def sample(self, data: dict, *, chains: int = 4, iter_warmup: int = 1000,
+               iter_sampling: int = 1000, thin: int = 1, seed: int | None = None,
+               adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
+               step_size: float = 1.0, init_radius: float = 2.0, inits: dict | None = None,
+               save_warmup: bool = False, refresh: int | None = None,
+               sig_figs: int | None = None, output_dir: str | None = None,
+               show_progress: bool = False) -> RunResult:
+        refresh = refresh if refresh is not None else max(1, (iter_warmup + iter_sampling) // 20)
+        args = dict(chains=chains, num_warmup=iter_warmup, num_samples=iter_sampling,
+                    thin=thin, seed=_seed(seed), adapt_delta=adapt_delta,
+                    max_depth=max_treedepth, metric=metric, stepsize=step_size,
+                    init_radius=init_radius, save_warmup=int(save_warmup), refresh=refresh,
+                    sig_figs=sig_figs)
+        total = chains * ((iter_warmup + iter_sampling) // refresh + 1)
+        return self._run("sample", data, args, output_dir, inits, progress_total=total,
+                         show_progress=show_progress)
+
+    def optimize(self, data: dict, *, algorithm: str = "lbfgs", jacobian: bool = False,
+                 seed: int | None = None, inits: dict | None = None, iter: int = 2000,
+                 tol_obj: float | None = None, tol_rel_obj: float | None = None,
+                 tol_grad: float | None = None, tol_rel_grad: float | None = None,
+                 tol_param: float | None = None, history_size: int | None = None,
+                 init_alpha: float | None = None, init_radius: float = 2.0,
+                 output_dir: str | None = None, accept_line_search_failure: bool = False,
+                 ) -> RunResult:
+        args = dict(algorithm=algorithm, jacobian=int(jacobian), seed=_seed(seed), iter=iter,
+                    tol_obj=tol_obj, tol_rel_obj=tol_rel_obj, tol_grad=tol_grad,
+                    tol_rel_grad=tol_rel_grad, tol_param=tol_param,
+                    history_size=history_size, init_alpha=init_alpha,
+                    init_radius=init_radius, refresh=0)
+        accept = (0, OPTIMIZE_SOFT_FAILURE) if accept_line_search_failure else (0,)
+        return self._run("optimize", data, args, output_dir, inits, accept_codes=accept)
+
+    def laplace(self, data: dict, mode: RunResult, *, draws: int = 1000,
+                jacobian: bool = True, seed: int | None = None,
+                output_dir: str | None = None) -> RunResult:
+        """Draws from the normal approximation at the mode of an optimize run."""
+        mle = mode.fit()
+        values = {k: v for k, v in mle.stan_variables().items()}
+        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
+        args = dict(draws=draws, jacobian=int(jacobian), seed=_seed(seed),
+                    mode=str(out / "mode.json"), mode_csv=mode.csv_files[0], refresh=0)
+        return self._run("laplace", data, args, str(out), extra_files={"mode.json": values})
+
+
+def _seed(seed: int | None) -> int:
+    """A concrete seed, so that every run records what it used."""
+    if seed is None:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    return int(seed)
+
+
+def _fmt(v: Any) -> str:
+    return repr(v) if isinstance(v, float) else str(v)

@@ -1,0 +1,43 @@
+"""Build-once cache entries that are safe across processes.
+
+A build runs in a private temporary folder next to its target and is
+renamed into place only when complete, under a file lock: concurrent
+callers wait for one build, and an interrupted build never leaves a
+half-built target behind (only a stale temporary folder, removed later)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from filelock import FileLock
+
+
+def atomic_build(target: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Return (`target`, whether this call built it), building it with
+    `build(tmpdir)` if it is missing."""
+    if target.is_dir():
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if target.is_dir():  # another process finished while we waited
+            return target, False
+        _remove_stale(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            build(tmp)
+            os.rename(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target, True
+
+
+def _remove_stale(target: Path) -> None:
+    # Leftovers of builds killed before their cleanup could run. We hold
+    # the lock, so no live build of this target owns them.
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)

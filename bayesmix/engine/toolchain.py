@@ -1,0 +1,121 @@
+"""The bundled Stan toolchain: stanc, headers and libraries from the httpstan
+wheel, plus our driver, compiled once per toolchain into the cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import platformdirs
+
+from ..errors import ToolchainError
+from .cache import atomic_build
+
+CXX_FLAGS = (
+    "-std=c++17", "-pthread", "-O3", "-DBOOST_DISABLE_ASSERTS",
+    "-DBOOST_PHOENIX_NO_VARIADIC_EXPRESSION", "-DSTAN_THREADS", "-D_REENTRANT",
+    "-Wno-sign-compare", "-Wno-ignored-attributes", "-Wno-deprecated-declarations",
+)
+LIBS = ("-ltbb", "-lsundials_cvodes", "-lsundials_idas", "-lsundials_kinsol",
+        "-lsundials_nvecserial")
+DRIVER_SOURCE = Path(__file__).with_name("driver.cpp")
+
+
+def cache_root() -> Path:
+    """Where compiled programs live: $BAYESMIX_CACHE or the user cache dir."""
+    root = os.environ.get("BAYESMIX_CACHE") or platformdirs.user_cache_dir("bayesmix")
+    return Path(root)
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    stanc: Path
+    include: Path
+    lib: Path
+    cxx: str
+    stan_version: str
+    stanc_version: str
+    flags: tuple[str, ...] = CXX_FLAGS
+
+    @property
+    def key(self) -> str:
+        """Identifies the toolchain: compiled objects are only reused under it."""
+        h = hashlib.sha256()
+        for part in (self.stanc_version, self.cxx_version, " ".join(self.flags),
+                     DRIVER_SOURCE.read_text()):
+            h.update(part.encode())
+        return h.hexdigest()[:16]
+
+    @property
+    def cxx_version(self) -> str:
+        return _cxx_version(self.cxx)
+
+    @property
+    def home(self) -> Path:
+        return cache_root() / f"toolchain-{self.key}"
+
+    def driver_object(self) -> Path:
+        """Our `main` compiled once per toolchain (~40 s the first time)."""
+        def build(tmp: Path) -> None:
+            self._run([self.cxx, *self.flags, f"-I{self.include}", "-c",
+                       str(DRIVER_SOURCE), "-o", str(tmp / "driver.o")],
+                      "compiling the bayesmix Stan driver")
+            # Binaries find libtbb beside the toolchain via $ORIGIN rpaths.
+            for lib in self.lib.glob("libtbb.so*"):
+                shutil.copy2(lib, tmp / lib.name)
+        return atomic_build(self.home / "driver", build)[0] / "driver.o"
+
+    def pch_dir(self) -> Path | None:
+        """Precompiled stan/model/model_header.hpp (halves model compile
+        time). Only used when built with exactly our flags (-Winvalid-pch)."""
+        if os.environ.get("BAYESMIX_NO_PCH"):
+            return None
+
+        def build(tmp: Path) -> None:
+            out = tmp / "stan" / "model" / "model_header.hpp.gch"
+            out.parent.mkdir(parents=True)
+            self._run([self.cxx, *self.flags, f"-I{self.include}", "-x", "c++-header",
+                       str(self.include / "stan/model/model_header.hpp"), "-o", str(out)],
+                      "precompiling the Stan model header")
+        return atomic_build(self.home / "pch", build)[0]
+
+    def _run(self, cmd: list[str], what: str) -> None:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise ToolchainError(f"{what} failed:\n{proc.stderr[-4000:]}")
+
+
+@cache
+def _cxx_version(cxx: str) -> str:
+    try:
+        return subprocess.run([cxx, "--version"], capture_output=True, text=True,
+                              check=True).stdout.splitlines()[0]
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise ToolchainError(f"C++ compiler {cxx!r} not usable: {exc}") from exc
+
+
+@cache
+def bundled_toolchain() -> Toolchain:
+    try:
+        import httpstan
+    except ImportError as exc:  # pragma: no cover - it is a dependency
+        raise ToolchainError("the bundled engine needs the httpstan wheel "
+                             "(pip install httpstan==4.13.0)") from exc
+    root = Path(httpstan.__file__).parent
+    stanc = root / "stanc"
+    if not stanc.exists():
+        raise ToolchainError(f"stanc not found in the httpstan wheel at {stanc}")
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        raise ToolchainError(f"no C++ compiler: {cxx!r} is not on PATH "
+                             "(install g++ or set CXX)")
+    stanc_version = subprocess.run([str(stanc), "--version"], capture_output=True,
+                                   text=True).stdout.strip()
+    version = stanc_version.split("v")[-1].split()[0]
+    return Toolchain(stanc=stanc, include=root / "include", lib=root / "lib", cxx=cxx,
+                     stan_version=version, stanc_version=stanc_version)
