@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from formulaic import model_matrix as formulaic_matrix
 
 from ..errors import DataError, FamilyError
 from ..families import Family, get_family
@@ -108,19 +109,17 @@ class Design:
 
 
 def _check_columns(names: dict[str, str], data: pd.DataFrame) -> None:
-    for name, where in names.items():
-        if name in data.columns:
-            continue
+    for name in unknown_names(list(names), data.columns):
         close = difflib.get_close_matches(name, [str(c) for c in data.columns], n=3, cutoff=0.6)
         hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
         raise DataError(
-            f"unknown column {name!r} in the {where}{hint} "
+            f"unknown column {name!r} in the {names[name]}{hint} "
             f"(data columns: {', '.join(map(str, data.columns))})"
         )
 
 
-def _referenced(parsed: ParsedFormula, weights) -> tuple[dict[str, str], list[str]]:
-    """Names the formula reads -> where (for messages), and the grouping columns."""
+def _referenced(parsed: ParsedFormula, weights) -> dict[str, str]:
+    """Names the formula reads -> where they occur (for messages)."""
     names: dict[str, str] = {}
 
     def add(found, where):
@@ -133,31 +132,26 @@ def _referenced(parsed: ParsedFormula, weights) -> tuple[dict[str, str], list[st
     add(rhs_names(parsed.fixed, "fixed-effects part"), "fixed-effects part")
     if parsed.offset is not None:
         add(names_in_expression(parsed.offset), "offset")
-    groups: list[str] = []
     for part in parsed.random:
         add(rhs_names(part.expr, f"random-effects term {part}"), f"random-effects term {part}")
-        for g in group_variables(part.group):
-            add([g], f"grouping factor of {part}")
-            if g not in groups:
-                groups.append(g)
+        add(group_variables(part.group), f"grouping factor of {part}")
     if isinstance(weights, str):
         add([weights], "weights")
-    return names, groups
+    return names
 
 
 def _evaluate(expr: str, data: pd.DataFrame, where: str) -> pd.Series:
-    """A response/offset expression: a column, or arithmetic on columns."""
+    """A response/offset expression: a column, or formulaic's I(expr)."""
     name = expr.strip("`")
     if name in data.columns:
         return data[name]
     try:
-        # R arithmetic inside I(): `^` is a power
-        values = data.eval(python_powers(expr, inside_i_only=False), engine="python")
-    except Exception as exc:  # pandas raises many types; all mean "cannot evaluate"
+        values = formulaic_matrix(f"0 + I({python_powers(expr, inside_i_only=False)})", data, na_action="ignore")
+    except Exception as exc:  # formulaic wraps whatever the expression raised
         raise DataError(f"cannot evaluate the {where} {expr!r}: {error_detail(exc)}") from None
-    if not isinstance(values, pd.Series):
-        values = pd.Series(np.broadcast_to(values, len(data)), index=data.index)
-    return values
+    if values.shape[1] != 1:
+        raise DataError(f"the {where} {expr!r} must give one numeric value per row")
+    return values.iloc[:, 0]
 
 
 def _numeric(values: pd.Series, expr: str, where: str) -> np.ndarray:
@@ -230,16 +224,6 @@ def _independent_columns(X: np.ndarray) -> list[int]:
     return keep
 
 
-def _weights(weights, data: pd.DataFrame) -> np.ndarray | None:
-    if weights is None:
-        return None
-    values = data[weights] if isinstance(weights, str) else weights
-    w = np.asarray(values, dtype=float).reshape(-1)
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise DataError("weights must be finite and non-negative")
-    return w
-
-
 def _random_term(part, data: pd.DataFrame, family: Family) -> RandomTerm:
     where = f"random-effects term {part}"
     Z, spec = build_model_matrix(part.expr, data, where)
@@ -283,32 +267,35 @@ def build_design(
     if len(data) == 0:
         raise DataError("data has no rows")
 
-    names, _ = _referenced(parsed, weights)
+    names = _referenced(parsed, weights)
     _check_columns(names, data)
     used = [c for c in names if c in data.columns]
-    if weights is not None and not isinstance(weights, str) and np.size(weights) != len(data):
-        raise DataError(f"weights has {np.size(weights)} values for {len(data)} rows of data")
+    w_all = None
+    if weights is not None:
+        w_all = np.asarray(data[weights] if isinstance(weights, str) else weights, dtype=float).reshape(-1)
+        if len(w_all) != len(data):
+            raise DataError(f"weights has {len(w_all)} values for {len(data)} rows of data")
 
     # drop incomplete rows like na.omit, over every column the model reads
     missing = data[used].isna()
     bad = missing.any(axis=1).to_numpy()
-    if weights is not None and not isinstance(weights, str):
-        bad |= pd.isna(np.asarray(weights, dtype=float).reshape(-1))
+    if w_all is not None:
+        bad |= np.isnan(w_all)
     n_bad = int(bad.sum())
     if n_bad:
-        cols = [c for c in used if missing[c].any()]
+        cols = [c for c in used if missing[c].any()] or ["weights"]
         warnings.warn(
-            f"dropped {n_bad} of {len(data)} rows with missing values"
-            + (f" in {', '.join(cols)}" if cols else " in the weights"),
+            f"dropped {n_bad} of {len(data)} rows with missing values in {', '.join(cols)}",
             stacklevel=2,
         )
         if n_bad == len(data):
             raise DataError("no rows left after dropping rows with missing values")
     work = data.loc[~bad]
-    w = None if weights is None else _weights(
-        weights if isinstance(weights, str) else np.asarray(weights, dtype=float).reshape(-1)[~bad],
-        work,
-    )
+    w = None
+    if w_all is not None:
+        w = w_all[~bad]
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise DataError("weights must be finite and non-negative")
 
     y, trials = _response(parsed, work, fam)
     X_full, fixed_spec = build_model_matrix(parsed.fixed, work, "fixed-effects part")
