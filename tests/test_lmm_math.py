@@ -188,6 +188,8 @@ def test_estimates_match_lme4(name):
             scale = np.max(np.abs(want_b))
             assert np.max(np.abs(est.ranef[k][:, r] - want_b)) < tol * scale, (group, cname)
             assert rel(est.condsd[k][:, r], want_sd) < tol, (group, cname)
+    assert rel(est.fitted[:5], res["predict_first5"]["re_form_NULL"]) < tol
+    assert est.singular == bool(res["isSingular"])
 
 
 @pytest.mark.parametrize("name", FAST)
@@ -308,3 +310,71 @@ def test_accepts_objects_with_attributes():
     assert as_terms(objs)[0].p == 1
     d = profiled_deviance(ref_theta(res), X, y, objs, True)
     assert abs(d - res["REMLcrit"]) < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# Term shapes the references do not cover: p_k = 1 and p_k > 1 mixed among terms 2..K, no
+# intercept, no fixed effects at all.
+
+
+def _mixed_model():
+    X, y, terms, _, _ = load_case("lmmdata_nested_slope_REML")
+    df = pd.read_csv(ROOT / "bayesmix" / "datasets" / "lmmdata.csv")
+    (i1, Z1, l1), (i2, _, l2) = terms
+    mix = [(i1, Z1, l1),  # (1 + open | class:school)
+           (i2, np.ones(len(y)), l2),  # (1 | school)
+           (i2, np.column_stack([df["open"], df["agree"]]), l2),  # (0 + open + agree | school)
+           (pd.Categorical(df["class"]).codes.astype(np.int64), df["social"].to_numpy(), 4)]
+    theta = np.array([2.0, -0.01, 0.02, 5.0, 0.01, 0.003, 0.002, 0.004])
+    return X, y, mix, theta
+
+
+def _dense_estimates(theta, X, y, terms, reml):
+    """Independent conditional modes and variances from a dense A (tests only)."""
+    import scipy.linalg as sla
+    from bayesmix.lmm import lambda_matrix, random_design
+    from bayesmix.lmm.profiled import _dense_pls
+
+    r = _dense_pls(theta, X, y, terms)
+    n, p = X.shape
+    sigma2 = r["r2"] / ((n - p) if reml else n)
+    Lam = lambda_matrix(theta, terms).toarray()
+    Ainv = sla.cho_solve((r["L"], True), np.eye(Lam.shape[0]))
+    V = sigma2 * Lam @ Ainv @ Lam.T
+    return r["beta"], Lam @ r["u"], np.sqrt(np.diag(V))
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("xcols", ["all", "none", "no_intercept"])
+def test_mixed_term_shapes_all_routes(reml, xcols):
+    X, y, terms, theta = _mixed_model()
+    X = {"all": X, "none": X[:, :0], "no_intercept": X[:, 1:]}[xcols]
+    data = lmm_stan_data(X, y, terms, reml)
+    assert data["p_term"] == [2, 1, 2, 1] and data["theta_start"] == [1, 4, 5, 8]
+    d_dense = profiled_deviance(theta, X, y, terms, reml, method="dense")
+    d_block = profiled_deviance(theta, X, y, terms, reml, method="block")
+    d_stan = deviance_from_stan_data(theta, data)
+    assert abs(d_block - d_dense) < 1e-11 * abs(d_dense)
+    assert abs(d_stan - d_dense) < 1e-11 * abs(d_dense)
+    est = lmm_estimates(theta, X, y, terms, reml)
+    beta, b, sd = _dense_estimates(theta, X, y, terms, reml)
+    assert np.allclose(est.beta, beta, rtol=1e-9, atol=1e-12)
+    got_b = np.concatenate([r.ravel() for r in est.ranef])
+    got_sd = np.concatenate([s.ravel() for s in est.condsd])
+    assert np.allclose(got_b, b, rtol=1e-8, atol=1e-10 * np.max(np.abs(b)))
+    assert np.allclose(got_sd, sd, rtol=1e-9)
+    assert abs(est.objective - d_dense) < 1e-11 * abs(d_dense)
+
+
+def test_lmer_stan_compiles():
+    """stan/lmer.stan (with its #include) translates to C++ with the bundled stanc."""
+    import subprocess
+
+    httpstan = pytest.importorskip("httpstan")
+    stanc = Path(httpstan.__file__).parent / "stanc"
+    if not stanc.exists():
+        pytest.skip("bundled stanc not found")
+    out = subprocess.run([str(stanc), f"--include-paths={ROOT / 'stan'}", "--print-cpp",
+                          str(ROOT / "stan" / "lmer.stan")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "lmm_reduce" in out.stdout

@@ -27,13 +27,11 @@ import scipy.sparse as sp
 from .suffstats import (
     LmmSuffStats,
     _check_xy,
-    _term_Z,
     as_terms,
     lambda_matrix,
     lmm_suffstats,
     normalize_theta,
     random_design,
-    theta_to_factors,
 )
 
 __all__ = [
@@ -116,7 +114,6 @@ def _lambda_terms(factors, l_term) -> sp.csr_matrix:
 def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
     """Eliminate term 1 block by block and factor the reduced system ``S = R R'`` (lower)."""
     p_term, l_term = ss.p_term, ss.l_term
-    # theta_to_factors needs term-like objects; build from the sizes
     factors = _factors_from_sizes(theta, p_term)
     T1 = factors[0]
     p1, l1 = p_term[0], l_term[0]
@@ -298,6 +295,7 @@ class LmmEstimates:
     varcorr_sd: list
     varcorr_cor: list
     singular: bool
+    fitted: np.ndarray  # X beta + Z b (conditional fitted values)
 
     @property
     def n_params(self) -> int:
@@ -417,6 +415,9 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         vc_sd.append(sd)
         vc_cor.append(cor)
 
+    Xa, _ = _check_xy(X, y)
+    fitted = Xa @ beta + random_design(terms) @ np.concatenate([b.ravel() for b in ranef])
+
     dev_ml = deviance_formula(blk.ldL2, ldRX2, r2, n, p, False)
     crit = deviance_formula(blk.ldL2, ldRX2, r2, n, p, True) if n > p else float("nan")
     objective = crit if reml else dev_ml
@@ -428,4 +429,5 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         ranef=ranef, condsd=condsd, condvar=condvars, factors=factors,
         varcorr_cov=vc_cov, varcorr_sd=vc_sd, varcorr_cor=vc_cor,
         singular=is_singular(theta, list(ss.p_term)),
+        fitted=fitted,
     )
