@@ -48,7 +48,13 @@ class RunResult:
     def optimum(self) -> dict[str, float]:
         """Column -> value of an optimize run, at full precision."""
         header, row = _last_csv_row(self.csv_files[0])
-        return dict(zip(header, row))
+        return dict(zip(map(_bracket, header), row))
+
+
+def _bracket(name: str) -> str:
+    """Stan CSV's `x.1.2` as `x[1,2]`, the way cmdstanpy names columns."""
+    base, *idx = name.split(".")
+    return f"{base}[{','.join(idx)}]" if idx else base
 
 
 def _last_csv_row(path: str) -> tuple[list[str], np.ndarray]:
