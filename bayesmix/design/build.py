@@ -272,18 +272,22 @@ def build_design(
     used = [c for c in names if c in data.columns]
     w_all = None
     if weights is not None:
-        w_all = np.asarray(data[weights] if isinstance(weights, str) else weights, dtype=float).reshape(-1)
+        try:
+            w_all = np.asarray(data[weights] if isinstance(weights, str) else weights, dtype=float).reshape(-1)
+        except (TypeError, ValueError):
+            what = f"weights column {weights!r}" if isinstance(weights, str) else "weights"
+            raise DataError(f"{what} must be numeric") from None
         if len(w_all) != len(data):
             raise DataError(f"weights has {len(w_all)} values for {len(data)} rows of data")
 
     # drop incomplete rows like na.omit, over every column the model reads
     missing = data[used].isna()
-    bad = missing.any(axis=1).to_numpy()
-    if w_all is not None:
-        bad |= np.isnan(w_all)
+    bad = missing.any(axis=1).to_numpy(copy=True)
+    w_na = np.isnan(w_all) if w_all is not None else np.zeros(len(data), bool)
+    bad |= w_na
     n_bad = int(bad.sum())
     if n_bad:
-        cols = [c for c in used if missing[c].any()] or ["weights"]
+        cols = [c for c in used if missing[c].any()] + (["weights"] if w_na.any() else [])
         warnings.warn(
             f"dropped {n_bad} of {len(data)} rows with missing values in {', '.join(cols)}",
             stacklevel=2,

@@ -173,14 +173,14 @@ def _prepare_like(data: pd.DataFrame, columns, column_levels: dict, what: str) -
         if col in column_levels:
             if pd.api.types.is_bool_dtype(values):
                 values = values.map({True: "TRUE", False: "FALSE"})
-            cat = pd.Categorical(values, categories=list(column_levels[col]))
-            unseen = sorted({str(v) for v in values[cat.isna() & values.notna()]})
+            known = set(column_levels[col])
+            unseen = sorted({str(v) for v in values.dropna().unique() if v not in known})
             if unseen:
                 raise DataError(
                     f"column {col!r} of the {what} has level(s) not seen in the training "
                     f"data: {', '.join(unseen)} (known: {', '.join(map(str, column_levels[col]))})"
                 )
-            values = pd.Series(cat, index=data.index)
+            values = pd.Series(pd.Categorical(values, categories=list(column_levels[col])), index=data.index)
         out[col] = values
     return pd.DataFrame(out, index=data.index)
 

@@ -68,7 +68,7 @@ def design_for_newdata(
             new = sorted(set(labels[index < 0]))
             raise DataError(
                 f"new level(s) {', '.join(map(repr, new[:10]))}{' ...' if len(new) > 10 else ''} "
-                f"of grouping factor {t.group!r} (term {t}) not in the training data; "
+                f"of grouping factor {t.group!r} not in the training data; "
                 "pass allow_new_levels=True to predict them at the population level"
             )
         terms.append(NewTermData(t.group, index, t.spec.get_model_matrix(data, "new data")))
