@@ -191,7 +191,8 @@ def _prepare_like(data: pd.DataFrame, columns, column_levels: dict, what: str) -
 def _evaluate(spec, data: pd.DataFrame, variables, what: str) -> list[np.ndarray]:
     """Per variable: numeric columns, or the full indicator matrix of a factor."""
     try:
-        mm = spec.get_model_matrix(data, na_action="ignore")
+        with np.errstate(all="ignore"):  # log(0) etc. are reported by the caller
+            mm = spec.get_model_matrix(data, na_action="ignore")
     except (FormulaicError, ValueError, TypeError, KeyError, NameError) as exc:
         raise DataError(f"cannot evaluate the {what}: {error_detail(exc)}") from None
     values = np.asarray(mm, dtype=float)
@@ -303,12 +304,13 @@ def build_model_matrix(rhs: str, data: pd.DataFrame, what: str) -> tuple[np.ndar
     fspec = None
     if factors:
         try:
-            mm = _formulaic_matrix(
-                Formula([Term([f]) for f in factors], _ordering="none"),
-                prepared,
-                ensure_full_rank=False,
-                na_action="ignore",
-            )
+            with np.errstate(all="ignore"):
+                mm = _formulaic_matrix(
+                    Formula([Term([f]) for f in factors], _ordering="none"),
+                    prepared,
+                    ensure_full_rank=False,
+                    na_action="ignore",
+                )
         except (FormulaicError, ValueError, TypeError, KeyError, NameError) as exc:
             raise DataError(f"cannot evaluate the {what} {rhs!r}: {error_detail(exc)}") from None
         fspec = mm.model_spec

@@ -182,7 +182,7 @@ def _check_formulaic(rhs: str, where: str) -> list:
 
     try:
         return list(Formula(rhs))
-    except (FormulaicError, ValueError, TypeError) as exc:
+    except (FormulaicError, ValueError, TypeError, SyntaxError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise FormulaError(f"cannot parse {where} {rhs!r}: {detail}") from None
 
