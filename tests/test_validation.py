@@ -45,7 +45,8 @@ def test_family_links():
 
 
 def test_unknown_family_names_choices():
-    with pytest.raises(FamilyError, match=r"'poison'.*gaussian, binomial, bernoulli, poisson, negbinomial, Gamma"):
+    choices = "gaussian, binomial, bernoulli, poisson, negbinomial, Gamma"
+    with pytest.raises(FamilyError, match=rf"'poison'.*{choices}"):
         get_family("poison")
 
 
@@ -150,7 +151,8 @@ def test_as_many_levels_as_rows(sleep):
 def test_observation_level_effect_allowed_for_glmm():
     df = load("cbpp")
     df["obs"] = np.arange(len(df))
-    d = build_design("cbind(incidence, size - incidence) ~ period + (1|herd) + (1|obs)", df, family="binomial")
+    formula = "cbind(incidence, size - incidence) ~ period + (1|herd) + (1|obs)"
+    d = build_design(formula, df, family="binomial")
     assert [t.group for t in d.terms] == ["obs", "herd"]
 
 
@@ -241,8 +243,8 @@ def test_bad_weights(sleep):
     with pytest.raises(DataError, match="non-negative"):
         build_design("Reaction ~ Days + (1|Subject)", sleep, weights=-np.ones(180))
     with pytest.raises(DataError, match="weights column 'Subject' must be numeric"):
-        build_design("Reaction ~ Days + (1|Subject)", sleep.assign(Subject=sleep["Subject"].astype(str) + "x"),
-                     weights="Subject")
+        labels = sleep.assign(Subject=sleep["Subject"].astype(str) + "x")
+        build_design("Reaction ~ Days + (1|Subject)", labels, weights="Subject")
 
 
 # ---------------------------------------------------------------- formulas

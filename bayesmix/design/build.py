@@ -55,17 +55,17 @@ class RandomTerm:
 class Design:
     formula: ParsedFormula
     family: Family
-    y: np.ndarray
-    trials: np.ndarray | None
-    X: np.ndarray
-    X_names: tuple[str, ...]
-    terms: tuple[RandomTerm, ...]
+    y: np.ndarray  # float64 (n,): response; successes for cbind(); 0/1 for bernoulli
+    trials: np.ndarray | None  # binomial trials per row, else None
+    X: np.ndarray  # float64 (n, p), rank-deficient columns dropped
+    X_names: tuple[str, ...]  # R/lme4 column names
+    terms: tuple[RandomTerm, ...]  # lme4's order (see build_design)
     weights: np.ndarray | None
     offset: np.ndarray | None
-    data: pd.DataFrame
-    fixed_spec: ModelMatrixSpec
-    dropped_na: int
-    dropped_columns: tuple[str, ...]
+    data: pd.DataFrame  # the rows used (after dropping NA), original index
+    fixed_spec: ModelMatrixSpec  # rebuilds X (before dropping columns) for new data
+    dropped_na: int  # rows dropped for missing values
+    dropped_columns: tuple[str, ...]  # aliased X columns dropped, R's names
 
     @property
     def n(self) -> int:
@@ -146,7 +146,8 @@ def _evaluate(expr: str, data: pd.DataFrame, where: str) -> pd.Series:
     if name in data.columns:
         return data[name]
     try:
-        values = formulaic_matrix(f"0 + I({python_powers(expr, inside_i_only=False)})", data, na_action="ignore")
+        code = python_powers(expr, inside_i_only=False)
+        values = formulaic_matrix(f"0 + I({code})", data, na_action="ignore")
     except Exception as exc:  # formulaic wraps whatever the expression raised
         raise DataError(f"cannot evaluate the {where} {expr!r}: {error_detail(exc)}") from None
     if values.shape[1] != 1:
@@ -258,8 +259,12 @@ def build_design(
     family: str | Family = "gaussian",
     weights: str | np.ndarray | None = None,
 ) -> Design:
-    """Validate the input and build X, the random-effects terms (in lme4's
-    order), the response, weights and offset."""
+    """Validate the input and build X, the random-effects terms, the response,
+    weights and offset. `weights` is a column name or an array (one per row).
+
+    Rows with NA in any column the model reads are dropped (with a warning);
+    aliased X columns are dropped like lme4 (with a warning); the terms come in
+    lme4's order (by decreasing number of levels, see below)."""
     fam = get_family(family)
     parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
     if not isinstance(data, pd.DataFrame):
@@ -273,7 +278,8 @@ def build_design(
     w_all = None
     if weights is not None:
         try:
-            w_all = np.asarray(data[weights] if isinstance(weights, str) else weights, dtype=float).reshape(-1)
+            raw = data[weights] if isinstance(weights, str) else weights
+            w_all = np.asarray(raw, dtype=float).reshape(-1)
         except (TypeError, ValueError):
             what = f"weights column {weights!r}" if isinstance(weights, str) else "weights"
             raise DataError(f"{what} must be numeric") from None
@@ -311,8 +317,8 @@ def build_design(
     if dropped:
         k = len(dropped)
         warnings.warn(
-            f"fixed-effect model matrix is rank deficient so dropping {k} "
-            f"column{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: {', '.join(dropped)}",
+            f"fixed-effect model matrix is rank deficient so dropping {k} column"
+            f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: {', '.join(dropped)}",
             stacklevel=2,
         )
     offset = None

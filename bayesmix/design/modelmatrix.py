@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from ..errors import DataError, FormulaError
 
 # names a formula may use that are not data columns (formulaic's context)
 _CONTEXT = set(TRANSFORMS) | set(dir(builtins))
+_SYNTACTIC = re.compile(r"(?:[A-Za-z]|\.[._A-Za-z]?)[._A-Za-z0-9]*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|[⧛⧚]")
 
 
@@ -40,7 +41,7 @@ def python_powers(expr: str, inside_i_only: bool = True) -> str:
     for m in re.finditer(r"(?<![\w.])I\s*\(", expr):
         if m.start() < i:
             continue
-        depth, j = 0, m.end() - 1
+        depth = 0
         for j in range(m.end() - 1, len(expr)):
             depth += {"(": 1, ")": -1}.get(expr[j], 0)
             if depth == 0:
@@ -50,8 +51,11 @@ def python_powers(expr: str, inside_i_only: bool = True) -> str:
     return "".join(out) + expr[i:]
 
 
-def _r_label(expr: str) -> str:
-    return expr.replace(" ** ", "^")
+def _r_label(factor) -> str:
+    """R's deparsed name: backticks around non-syntactic column names, `^` powers."""
+    if factor.eval_method.value == "lookup" and not _SYNTACTIC.fullmatch(factor.expr):
+        return f"`{factor.expr}`"
+    return factor.expr.replace(" ** ", "^")
 
 
 def names_in_expression(expr: str) -> list[str]:
@@ -127,8 +131,11 @@ class ModelMatrixSpec:
     codes: tuple[tuple[int, ...], ...]  # per term and variable: 1 contrasts, 2 indicators
     column_names: tuple[str, ...]
     columns: tuple[str, ...]  # data columns read
-    column_levels: dict = field(default_factory=dict)  # categorical data column -> levels
-    formulaic: object = None
+    column_levels: dict  # categorical data column -> its levels in training
+    formulaic: object
+
+    def __repr__(self) -> str:
+        return f"ModelMatrixSpec(~ {self.rhs}: {', '.join(self.column_names) or 'no columns'})"
 
     def get_model_matrix(self, data: pd.DataFrame, what: str = "new data") -> np.ndarray:
         """The same columns for other rows (levels, scale() centres etc. from training)."""
@@ -211,7 +218,7 @@ def _contrast_names(contrasts, coding: pd.DataFrame) -> tuple[str, ...]:
 
 
 def _variable(factor, cols: list[str], contrasts_state, ordered: bool, what: str) -> Variable:
-    label = _r_label(factor.expr)
+    label = _r_label(factor)
     if contrasts_state is None:
         prefix = f"{factor.expr}["
         suffixes = tuple(c[len(prefix) : -1] if c.startswith(prefix) else c for c in cols)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from formulaic import Formula
+from formulaic.errors import FormulaicError
+
 from ..errors import FormulaError
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
@@ -177,9 +180,6 @@ def _call_args(text: str, fname: str) -> list[str] | None:
 
 def _check_formulaic(rhs: str, where: str) -> list:
     """Parse rhs with formulaic; return its terms (R's degree order)."""
-    from formulaic import Formula
-    from formulaic.errors import FormulaicError
-
     try:
         return list(Formula(rhs))
     except (FormulaicError, ValueError, TypeError, SyntaxError) as exc:
