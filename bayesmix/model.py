@@ -1,0 +1,139 @@
+"""The front door: one model object, fitted by maximum likelihood or by NUTS."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .design import Design, build_design
+from .errors import BayesmixError
+from .families import get_family
+
+ML_METHODS = ("reml", "ml")
+BAYES_METHODS = ("nuts", "joint", "marginal")
+
+
+class Model:
+    """A multilevel model: an lme4 formula, a DataFrame and a family.
+
+    The design (X, grouping indices, validation) is built at construction,
+    before anything compiles, so bad input fails fast with a clear error."""
+
+    def __init__(self, formula: str, data: pd.DataFrame, family: str = "gaussian",
+                 link: str | None = None, weights: str | np.ndarray | None = None,
+                 priors: Sequence[Any] = (), engine: str = "auto"):
+        self.family = get_family(family, link)
+        self.design: Design = build_design(formula, data, family=self.family, weights=weights)
+        self.priors = tuple(priors)
+        self.engine = engine
+
+    @property
+    def formula(self) -> str:
+        return self.design.formula.text
+
+    @property
+    def is_lmm(self) -> bool:
+        return self.family.name == "gaussian" and self.family.link == "identity"
+
+    def _ml_method(self, method: str | None) -> str:
+        if method is None:
+            return "reml" if self.is_lmm else "ml"
+        method = method.lower()
+        if method not in ML_METHODS:
+            raise BayesmixError(f"unknown method {method!r} for fit(); choose one of "
+                                f"{', '.join(ML_METHODS)} (use sample() for NUTS)")
+        if method == "reml" and not self.is_lmm:
+            raise BayesmixError("REML is defined for gaussian identity-link models only; "
+                                "use method='ml'")
+        return method
+
+    # -- maximum likelihood --------------------------------------------------
+    def fit(self, method: str | None = None, **kwargs: Any):
+        """Maximum likelihood (lme4's lmer/glmer; lm/glm without random terms).
+
+        method: "reml" (default for gaussian mixed models) or "ml"."""
+        method = self._ml_method(method)
+        if not self.design.terms:
+            from .glm import fit_glm
+            return fit_glm(self.design, **kwargs)
+        if self.is_lmm:
+            from .ml import fit_lmer
+            return fit_lmer(self.design, reml=method == "reml", engine=self.engine, **kwargs)
+        from .glmer import fit_glmer
+        return fit_glmer(self.design, engine=self.engine, **kwargs)
+
+    # -- Bayesian ------------------------------------------------------------
+    def sample(self, **kwargs: Any):
+        """Fully Bayesian fit with Stan's NUTS; see bayesmix.bayes.fit_nuts."""
+        from .bayes import fit_nuts
+        kwargs.setdefault("engine", self.engine)
+        return fit_nuts(self.design, self.priors, **kwargs)
+
+    def prior_summary(self) -> pd.DataFrame:
+        from .priors import prior_summary
+        return prior_summary(self.design, self.priors)
+
+    # -- the generated program -------------------------------------------------
+    def stan_code(self, method: str = "nuts") -> str:
+        """The Stan program a method runs (self-contained, includes inlined)."""
+        method = method.lower()
+        if method in ML_METHODS:
+            self._ml_method(method)
+            if self.is_lmm and self.design.terms:
+                from .ml import lmer_code
+                return lmer_code()
+            if self.design.terms:
+                from .glmer import glmer_code
+                return glmer_code(self.design)
+            raise BayesmixError("models without random effects are fitted in closed form "
+                                "(IRLS), not by a Stan program; use method='nuts'")
+        if method in BAYES_METHODS:
+            from .bayes import stan_code_for
+            return stan_code_for(self.design, self.priors, method)
+        raise BayesmixError(f"unknown method {method!r}; choose one of "
+                            f"{', '.join(ML_METHODS + BAYES_METHODS)}")
+
+    def stan_data(self, method: str = "nuts") -> dict:
+        method = method.lower()
+        if method in ML_METHODS:
+            self._ml_method(method)
+            if self.is_lmm and self.design.terms:
+                from .ml import lmer_data
+                return lmer_data(self.design, reml=method == "reml")[0]
+            if self.design.terms:
+                from .glmer import glmer_data
+                return glmer_data(self.design)
+            raise BayesmixError("models without random effects have no ML Stan program")
+        if method in BAYES_METHODS:
+            from .bayes import stan_data_for
+            return stan_data_for(self.design, self.priors, method)
+        raise BayesmixError(f"unknown method {method!r}; choose one of "
+                            f"{', '.join(ML_METHODS + BAYES_METHODS)}")
+
+    def __repr__(self) -> str:
+        return f"Model({self.formula!r}, family={self.family.name}({self.family.link}))\n" \
+               + str(self.design)
+
+
+def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any):
+    """lme4's lmer: a gaussian mixed model fitted by REML (default) or ML."""
+    return Model(formula, data, **kwargs).fit(method="reml" if REML else "ml")
+
+
+def glmer(formula: str, data: pd.DataFrame, family: str = "binomial",
+          link: str | None = None, **kwargs: Any):
+    """lme4's glmer (nAGQ = 1): Laplace maximum likelihood."""
+    return Model(formula, data, family=family, link=link, **kwargs).fit(method="ml")
+
+
+def lm(formula: str, data: pd.DataFrame, **kwargs: Any):
+    """R's lm: ordinary least squares through the same front door."""
+    return Model(formula, data, family="gaussian", **kwargs).fit(method="ml")
+
+
+def glm(formula: str, data: pd.DataFrame, family: str = "gaussian",
+        link: str | None = None, **kwargs: Any):
+    """R's glm: maximum likelihood by IRLS."""
+    return Model(formula, data, family=family, link=link, **kwargs).fit(method="ml")

@@ -1,0 +1,327 @@
+"""The result of an lmer-equivalent fit: lme4's accessors and printed summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..design import Design, design_for_newdata
+from ..engine import RunResult
+from ..lmm import LmmEstimates
+from .format import coef_table_text, display_text, fmt_num, html_pre, signif_str
+
+
+@dataclass(frozen=True, eq=False)
+class MixedFit:
+    """lmer fit: REML or ML estimates at the optimum of Stan's optimizer."""
+    design: Design
+    estimates: LmmEstimates
+    reml: bool
+    run: RunResult
+    gradient: np.ndarray          # deviance gradient in theta at the optimum
+    converged: bool
+    stan_data: dict = field(repr=False)
+    objective_stan: float = float("nan")  # -2 lp__ reported by Stan
+
+    kind = "lmer"
+
+    # -- lme4 accessors ----------------------------------------------------
+    @property
+    def theta(self) -> pd.Series:
+        names = []
+        for t in self.design.terms:
+            for j in range(t.p):
+                for i in range(j, t.p):
+                    a, b = t.coef_names[i], t.coef_names[j]
+                    names.append(f"{t.group}.{a}" if i == j else f"{t.group}.{a}.{b}")
+        return pd.Series(self.estimates.theta, index=names)
+
+    @property
+    def method(self) -> str:
+        return "REML" if self.reml else "ML"
+
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.estimates.beta, index=list(self.design.X_names))
+
+    def vcov(self) -> pd.DataFrame:
+        names = list(self.design.X_names)
+        return pd.DataFrame(self.estimates.vcov, index=names, columns=names)
+
+    def coef_table(self) -> pd.DataFrame:
+        est, se = self.estimates.beta, self.estimates.se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se},
+                            index=list(self.design.X_names))
+
+    def sigma(self) -> float:
+        return float(self.estimates.sigma)
+
+    def nobs(self) -> int:
+        return self.design.n
+
+    def ngrps(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out.setdefault(t.group, t.n_levels)
+        return out
+
+    def _group_labels(self) -> list[str]:
+        """lme4's VarCorr names: repeated groups (from `||`) get .1, .2 suffixes."""
+        seen: dict[str, int] = {}
+        labels = []
+        for t in self.design.terms:
+            k = seen.get(t.group, 0)
+            labels.append(t.group if k == 0 else f"{t.group}.{k}")
+            seen[t.group] = k + 1
+        return labels
+
+    def varcorr(self) -> pd.DataFrame:
+        """Like R's as.data.frame(VarCorr(fit)): grp, var1, var2, vcov, sdcor."""
+        rows = []
+        est = self.estimates
+        for label, t, cov, sd, cor in zip(self._group_labels(), self.design.terms,
+                                           est.varcorr_cov, est.varcorr_sd, est.varcorr_cor):
+            for i, name in enumerate(t.coef_names):
+                rows.append((label, name, None, cov[i, i], sd[i]))
+            for j in range(t.p):
+                for i in range(j + 1, t.p):
+                    rows.append((label, t.coef_names[j], t.coef_names[i], cov[i, j], cor[i, j]))
+        rows.append(("Residual", None, None, self.sigma() ** 2, self.sigma()))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def ranef(self, condvar: bool = False) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor (levels x coefficients); with
+        condvar=True, a dict of (modes, conditional SDs) DataFrame pairs."""
+        modes: dict[str, list[pd.DataFrame]] = {}
+        sds: dict[str, list[pd.DataFrame]] = {}
+        for k, t in enumerate(self.design.terms):
+            modes.setdefault(t.group, []).append(pd.DataFrame(
+                self.estimates.ranef[k], index=list(t.levels), columns=list(t.coef_names)))
+            sds.setdefault(t.group, []).append(pd.DataFrame(
+                self.estimates.condsd[k], index=list(t.levels), columns=list(t.coef_names)))
+        out = {g: pd.concat(v, axis=1) for g, v in modes.items()}
+        if condvar:
+            return {g: (out[g], pd.concat(sds[g], axis=1)) for g in out}
+        return out
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Fixed plus random effects per level (lme4's coef())."""
+        fe = self.fixef()
+        out = {}
+        for group, re in self.ranef().items():
+            table = pd.DataFrame(np.tile(fe.values, (len(re), 1)), index=re.index,
+                                 columns=fe.index)
+            for col in re.columns:
+                if col in table.columns:
+                    table[col] += re[col]
+                else:
+                    table[col] = re[col]
+            out[group] = table
+        return out
+
+    def loglik(self) -> float:
+        return float(self.estimates.logLik)
+
+    def df(self) -> int:
+        return int(self.estimates.n_params)
+
+    def aic(self) -> float:
+        return -2 * self.loglik() + 2 * self.df()
+
+    def bic(self) -> float:
+        return -2 * self.loglik() + np.log(self.nobs()) * self.df()
+
+    def deviance(self) -> float | None:
+        """-2 logLik for ML fits; None for REML fits (use reml_criterion()), as lme4."""
+        return None if self.reml else float(self.estimates.deviance_ml)
+
+    def reml_criterion(self) -> float:
+        return float(self.estimates.reml_crit)
+
+    def is_singular(self, tol: float = 1e-4) -> bool:
+        return any(np.any(np.abs(np.diag(T)) < tol) for T in self.estimates.factors)
+
+    def fitted(self) -> np.ndarray:
+        return self.estimates.fitted
+
+    def residuals(self) -> np.ndarray:
+        return self.design.y - self.fitted()
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals for the fixed effects."""
+        z = stats.norm.ppf(0.5 + level / 2)
+        est, se = self.estimates.beta, self.estimates.se
+        lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
+        return pd.DataFrame({lo: est - z * se, hi: est + z * se},
+                            index=list(self.design.X_names))
+
+    # -- predictions and simulation ---------------------------------------
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = False) -> np.ndarray:
+        """Predictions with all random effects (re_form=None), none ("~0" or
+        NA-like), or a subset given as a formula of bars, e.g. "~(1|school)"."""
+        groups = _re_form_groups(re_form, self.design)
+        data = self.design.data if newdata is None else newdata
+        nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
+                                random=bool(groups))
+        eta = nd.X @ self.estimates.beta
+        if nd.offset is not None:
+            eta = eta + nd.offset
+        for k, (t, nt) in enumerate(zip(self.design.terms, nd.terms)):
+            if t.group not in groups:
+                continue
+            b = self.estimates.ranef[k]
+            known = nt.index >= 0  # new levels get zero random effects
+            eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
+        return eta
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
+        """Responses simulated from the fitted model (new random effects each time)."""
+        rng = np.random.default_rng(seed)
+        n = self.nobs()
+        out = np.empty((nsim, n))
+        base = self.design.X @ self.estimates.beta
+        if self.design.offset is not None:
+            base = base + self.design.offset
+        for s in range(nsim):
+            eta = base.copy()
+            for k, t in enumerate(self.design.terms):
+                cov = self.estimates.varcorr_cov[k]
+                b = rng.multivariate_normal(np.zeros(t.p), cov, size=t.n_levels,
+                                            method="cholesky") if t.p else None
+                eta += np.einsum("ij,ij->i", t.Z, b[t.index])
+            out[s] = eta + rng.normal(0, self.sigma(), size=n)
+        return out
+
+    # -- printing ----------------------------------------------------------
+    def summary(self) -> "MixedSummary":
+        return MixedSummary(self)
+
+    def display(self) -> "Display":
+        from .format import Display
+        fe = self.fixef()
+        rows = [(name, fe[name], se) for name, se in zip(fe.index, self.estimates.se)]
+        vc = self.varcorr()
+        err = [(r.grp, r.var1 or "", r.sdcor) for r in vc.itertuples() if r.var2 is None]
+        corr = [(r.grp, f"{r.var1}:{r.var2}", r.sdcor) for r in vc.itertuples()
+                if r.var2 is not None]
+        dev = -2 * self.loglik()
+        # DIC as arm::display reports it for lmer fits: deviance at the ML
+        # estimate plus twice the effective number of parameters
+        footer = [f"number of obs: {self.nobs()}, groups: "
+                  + ", ".join(f"{g}, {n}" for g, n in self.ngrps().items()),
+                  f"AIC = {fmt_num(self.aic(), 1)}, DIC = "
+                  f"{fmt_num(self.estimates.deviance_ml + 2 * self.df(), 1)}",
+                  f"deviance = {fmt_num(self.estimates.deviance_ml, 1)}"]
+        return Display(display_text(self._call(), rows, err, corr, footer))
+
+    def _call(self) -> str:
+        return f"lmer(formula = {self.design.formula.text}, REML = {self.reml})"
+
+    def __repr__(self) -> str:
+        return (f"<MixedFit {self.method}: {self.design.formula.text}; "
+                f"logLik {self.loglik():.4f}, sigma {self.sigma():.4g}>")
+
+
+class MixedSummary:
+    """lme4's summary(lmer) layout, printable and rendered as HTML in notebooks."""
+
+    def __init__(self, fit: MixedFit):
+        self.fit = fit
+
+    def __str__(self) -> str:
+        f, est = self.fit, self.fit.estimates
+        lines = [f"Linear mixed model fit by "
+                 f"{'REML' if f.reml else 'maximum likelihood'} (Stan L-BFGS)",
+                 f"Formula: {f.design.formula.text}", ""]
+        if f.reml:
+            lines.append(f"REML criterion at convergence: {est.reml_crit:.1f}")
+        else:
+            tab = pd.DataFrame({"AIC": [f.aic()], "BIC": [f.bic()], "logLik": [f.loglik()],
+                                "deviance": [est.deviance_ml],
+                                "df.resid": [f.nobs() - f.df()]})
+            lines.append(tab.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        res = f.residuals() / f.sigma()
+        q = np.quantile(res, [0, 0.25, 0.5, 0.75, 1])
+        lines += ["", "Scaled residuals: ",
+                  pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
+                  .to_string(index=False, float_format=lambda v: f"{v:.4f}"), "",
+                  "Random effects:"]
+        lines += _random_effects_table(f)
+        lines.append(f"Number of obs: {f.nobs()}, groups:  "
+                     + "; ".join(f"{g}, {n}" for g, n in f.ngrps().items()))
+        lines += ["", "Fixed effects:", coef_table_text(f.coef_table())]
+        if f.design.p > 1:
+            se = est.se
+            cor = est.vcov / np.outer(se, se)
+            abbrev = [_abbrev(n) for n in f.design.X_names]
+            rows = []
+            for i in range(1, f.design.p):
+                rows.append(f"{abbrev[i]:<8}" + " ".join(f"{cor[i, j]:6.3f}" for j in range(i)))
+            lines += ["", "Correlation of Fixed Effects:",
+                      " " * 8 + " ".join(f"{a:>6}" for a in abbrev[:-1]), *rows]
+        if f.is_singular():
+            lines += ["", "boundary (singular) fit: see is_singular()"]
+        if not f.converged:
+            lines += ["", f"optimizer (Stan L-BFGS) convergence code: {f.run.return_code}"]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return html_pre(str(self))
+
+
+def _abbrev(name: str) -> str:
+    if name == "(Intercept)":
+        return "(Intr)"
+    return name if len(name) <= 6 else name[:6]
+
+
+def _random_effects_table(f: MixedFit) -> list[str]:
+    rows = []
+    for label, t, cov, sd, cor in zip(f._group_labels(), f.design.terms,
+                                       f.estimates.varcorr_cov, f.estimates.varcorr_sd,
+                                       f.estimates.varcorr_cor):
+        for i, name in enumerate(t.coef_names):
+            corr = " ".join(f"{cor[i, j]:5.2f}" for j in range(i))
+            rows.append((label if i == 0 else "", name, signif_str(cov[i, i]),
+                         signif_str(sd[i]), corr))
+    s = f.sigma()
+    rows.append(("Residual", "", signif_str(s ** 2), signif_str(s), ""))
+    has_corr = any(r[4] for r in rows)
+    header = ("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())
+    widths = [max(len(str(r[i])) for r in [header[:4] + ("",)] + rows) for i in range(4)]
+    out = [" " + " ".join(h.ljust(w) if i < 2 else h.rjust(w)
+                          for i, (h, w) in enumerate(zip(header, widths + [4])))]
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                 r[3].rjust(widths[3])]
+        if has_corr:
+            cells.append(r[4])
+        out.append(" " + " ".join(cells).rstrip())
+    return out
+
+
+def _re_form_groups(re_form: Any, design: Design) -> set[str]:
+    """Which grouping factors a prediction includes (lme4's re.form)."""
+    all_groups = {t.group for t in design.terms}
+    if re_form is None:
+        return all_groups
+    if isinstance(re_form, float) and np.isnan(re_form):
+        return set()
+    text = str(re_form).replace(" ", "")
+    if text in ("~0", "NA", "~1", "0"):
+        return set()
+    from ..formula import parse_formula
+    parsed = parse_formula("y " + (str(re_form) if "~" in str(re_form) else "~" + str(re_form)))
+    groups = {p.group for p in parsed.random}
+    unknown = groups - all_groups
+    if unknown:
+        from ..errors import FormulaError
+        raise FormulaError(f"re_form names grouping factor(s) {sorted(unknown)} that the model "
+                           f"does not have; valid: {sorted(all_groups)}")
+    return groups
