@@ -18,3 +18,5 @@ __all__ = [
     "ParsedFormula", "StanError", "ToolchainError", "build_design", "get_family", "glm",
     "glmer", "lm", "lmer", "parse_formula",
 ]
+from .export import export, load, rerun  # noqa: E402
+__all__ += ["export", "load", "rerun"]

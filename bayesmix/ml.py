@@ -8,6 +8,7 @@ compiled binary. Estimates at the optimum come from `bayesmix.lmm`."""
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
@@ -29,27 +30,30 @@ def lmer_code() -> str:
 
 
 def lmer_data(design: Design, reml: bool) -> tuple[dict, object]:
-    ss = lmm_suffstats(design.X, design.y, design.terms)
-    return lmm_stan_data(design.X, design.y, design.terms, reml, ss=ss), ss
+    y = _response(design)
+    ss = lmm_suffstats(design.X, y, design.terms)
+    return lmm_stan_data(design.X, y, design.terms, reml, ss=ss), ss
 
 
 def fit_lmer(design: Design, reml: bool = True, engine: str = "auto",
              seed: int = 1, output_dir: str | None = None):
     """lmer: optimise the profiled deviance with Stan, then build the fit."""
-    from .results.mixed import MixedFit
-
     if design.weights is not None:
         raise NotImplementedError("prior weights are not yet supported for lmer fits")
-    if design.offset is not None:
-        y = design.y - design.offset
-    else:
-        y = design.y
-    ss = lmm_suffstats(design.X, y, design.terms)
-    data = lmm_stan_data(design.X, y, design.terms, reml, ss=ss)
+    data, _ = lmer_data(design, reml)
     model = compile_model(lmer_code(), "lmer", engine)
     run = model.optimize(data, inits=lmm_stan_inits(design.terms), seed=seed,
                          output_dir=output_dir, accept_line_search_failure=True,
                          **OPTIMIZER_SETTINGS)
+    return lmer_result(design, reml, run, data)
+
+
+def lmer_result(design: Design, reml: bool, run, data: dict):
+    """The fit at the optimum a Stan run found (also used to restore exports)."""
+    from .results.mixed import MixedFit
+
+    y = _response(design)
+    ss = lmm_suffstats(design.X, y, design.terms)
     opt = run.optimum()
     theta = np.array([opt[f"theta[{i + 1}]"] for i in range(data["n_theta"])])
     theta = normalize_theta(theta, design.terms)
@@ -61,9 +65,15 @@ def fit_lmer(design: Design, reml: bool = True, engine: str = "auto",
                       "on the deviance scale", stacklevel=3)
     est = lmm_estimates(theta, design.X, y, design.terms, reml, ss=ss)
     if design.offset is not None:
-        est = _with_offset(est, design.offset)
+        est = replace(est, fitted=est.fitted + design.offset)
     return MixedFit(design=design, estimates=est, reml=reml, run=run, gradient=grad,
-                    converged=converged, stan_data=data, objective_stan=-2 * opt["lp__"])
+                    converged=converged, stan_data=data, objective_stan=-2 * opt["lp__"],
+                    stan_code=lmer_code(), inits=lmm_stan_inits(design.terms))
+
+
+def _response(design: Design) -> np.ndarray:
+    # an offset in a gaussian identity model simply shifts the response
+    return design.y if design.offset is None else design.y - design.offset
 
 
 def _deviance_gradient(theta: np.ndarray, data: dict) -> np.ndarray:
@@ -76,8 +86,3 @@ def _deviance_gradient(theta: np.ndarray, data: dict) -> np.ndarray:
         grad[i] = (deviance_from_stan_data(theta + e, data)
                    - deviance_from_stan_data(theta - e, data)) / (2 * h)
     return grad
-
-
-def _with_offset(est, offset: np.ndarray):
-    from dataclasses import replace
-    return replace(est, fitted=est.fitted + offset)

@@ -113,6 +113,16 @@ class BundledModel:
             raise StanError(f"Stan {method} failed (exit code {code}):\n{stan_messages(console)}")
         return RunResult(method, csv, dict(args), self.info, console, code, elapsed)
 
+    def rerun(self, method: str, data: dict, args: dict[str, Any], inits: dict | None = None,
+              output_dir: str | None = None) -> RunResult:
+        """Repeat a run exactly from its recorded arguments (seed included)."""
+        if method == "laplace":
+            raise StanError("rerunning laplace runs is not supported; rerun the mode first")
+        total = args.get("chains", 1) * 21 if method == "sample" else 0
+        return self._run(method, data, dict(args), output_dir, inits, progress_total=total,
+                         accept_codes=(0, OPTIMIZE_SOFT_FAILURE) if method == "optimize"
+                         else (0,))
+
     def sample(self, data: dict, *, chains: int = 4, iter_warmup: int = 1000,
                iter_sampling: int = 1000, thin: int = 1, seed: int | None = None,
                adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",

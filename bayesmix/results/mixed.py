@@ -26,8 +26,23 @@ class MixedFit:
     converged: bool
     stan_data: dict = field(repr=False)
     objective_stan: float = float("nan")  # -2 lp__ reported by Stan
+    stan_code: str = field(default="", repr=False)
+    inits: dict | None = field(default=None, repr=False)
 
     kind = "lmer"
+
+    def export_meta(self) -> dict:
+        return {"reml": self.reml}
+
+    @classmethod
+    def from_export(cls, design: Design, meta: dict, run: RunResult, stan_data: dict):
+        from ..ml import lmer_result
+        return lmer_result(design, meta["reml"], run, stan_data)
+
+    def export(self, path: str) -> str:
+        """Write a reproducible Stan bundle (see bayesmix.export)."""
+        from ..export import export
+        return export(self, path)
 
     # -- lme4 accessors ----------------------------------------------------
     @property
