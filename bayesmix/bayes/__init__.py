@@ -1,0 +1,36 @@
+"""Fully Bayesian fits: the joint (brms-style) program sampled with NUTS, its
+posterior under lme4's names, ArviZ export and sampler diagnostics."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from ..errors import BayesmixError
+from .diagnostics import Diagnostics, SamplingWarning, diagnose, warn_diagnostics
+from .fit import PosteriorFit, PosteriorSummary, fit_nuts
+from .idata import group_layouts, named_draws, response_name, to_inference_data
+
+_JOINT = ("nuts", "joint")
+
+
+def stan_code_for(design, priors: Iterable = (), method: str = "nuts") -> str:
+    """The Stan program a Bayesian method runs (annotated with the formula and names)."""
+    if method.lower() in _JOINT:
+        from ..stancode import joint_stancode
+        return joint_stancode(design, tuple(priors))
+    raise BayesmixError(f"no Bayesian program for method {method!r} here; "
+                        f"choose one of {', '.join(_JOINT)}")
+
+
+def stan_data_for(design, priors: Iterable = (), method: str = "nuts",
+                  prior_only: bool = False) -> dict:
+    """The data of the program `stan_code_for` returns."""
+    if method.lower() in _JOINT:
+        from ..stancode import joint_stan_data
+        return joint_stan_data(design, tuple(priors), prior_only=prior_only)
+    raise BayesmixError(f"no Bayesian program for method {method!r} here; "
+                        f"choose one of {', '.join(_JOINT)}")
+
+
+__all__ = ["Diagnostics", "PosteriorFit", "PosteriorSummary", "SamplingWarning", "diagnose",
+           "fit_nuts", "group_layouts", "named_draws", "response_name", "stan_code_for",
+           "stan_data_for", "to_inference_data", "warn_diagnostics"]

@@ -1,0 +1,452 @@
+"""Fully Bayesian fits: run NUTS on the joint program and read the posterior
+under lme4's names (fixef, ranef, coef, varcorr, sigma, summary, to_arviz)."""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BayesmixError
+from ..priors import Prior, prior_summary, resolve_priors
+from ..stancode import JointProgram, joint_inits, joint_program, joint_stan_data
+from .diagnostics import Diagnostics, diagnose, warn_diagnostics
+from .idata import NamedDraws, group_layouts, named_draws, to_inference_data
+
+METRICS = ("diag_e", "dense_e")
+
+
+def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
+             iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
+             adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
+             thin: int = 1, prior_only: bool = False, show_progress: bool = True,
+             engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
+             save_y_rep: bool = True, output_dir: str | None = None,
+             diagnostics: bool = True) -> "PosteriorFit":
+    """Sample the joint posterior of a design with Stan's NUTS.
+
+    priors: `bayesmix.priors.prior(...)` objects overriding the defaults.
+    prior_only: skip the likelihood (prior predictive draws in y_rep).
+    save_log_lik / save_y_rep: keep the pointwise log-likelihood / posterior
+    predictive draws (N values per draw each; turn off for very large N).
+    inits: starting values (one dict, all chains); by default Stan's random
+    inits, or a safe start for links whose mean must stay in range.
+    After sampling, `diagnostics()` runs and each problem found is issued as a
+    `SamplingWarning` with advice (set diagnostics=False to skip)."""
+    if chains < 1 or iter_sampling < 1 or iter_warmup < 0 or thin < 1:
+        raise BayesmixError("chains, iter_sampling and thin must be >= 1, iter_warmup >= 0")
+    if not 0 < adapt_delta < 1:
+        raise BayesmixError(f"adapt_delta must be in (0, 1), got {adapt_delta}")
+    if metric not in METRICS:
+        raise BayesmixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    priors = tuple(priors)
+    program = joint_program(design, priors)  # validates the priors before compiling
+    data = joint_stan_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
+                           save_y_rep=save_y_rep)
+    from ..engine import compile_model
+    start = time.perf_counter()
+    model = compile_model(program.code, program.name, engine)
+    compile_seconds = time.perf_counter() - start
+    if inits is None:
+        inits = joint_inits(design, priors)
+    run = model.sample(data, chains=chains, iter_warmup=iter_warmup,
+                       iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
+                       max_treedepth=max_treedepth, metric=metric, thin=thin, inits=inits,
+                       show_progress=show_progress, output_dir=output_dir)
+    fit = PosteriorFit(design, priors, run, program, data, compile_seconds=compile_seconds,
+                       inits=inits)
+    if diagnostics:
+        warn_diagnostics(fit.diagnostics(), stacklevel=3)
+    return fit
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _label(name: str) -> str:
+    """brms-style label: (Intercept) -> Intercept."""
+    return "Intercept" if name == "(Intercept)" else name
+
+
+def _qcols(probs: Sequence[float]) -> list[str]:
+    return [f"Q{100 * p:g}" for p in probs]
+
+
+def _summarise(arr: np.ndarray, probs: Sequence[float], robust: bool = False) -> list[float]:
+    flat = np.asarray(arr, dtype=float).reshape(-1)
+    if robust:
+        center = float(np.median(flat))
+        spread = float(1.4826 * np.median(np.abs(flat - center)))
+    else:
+        center, spread = float(flat.mean()), float(flat.std(ddof=1)) if flat.size > 1 else 0.0
+    return [center, spread] + [float(q) for q in np.quantile(flat, probs)]
+
+
+def _convergence(arr: np.ndarray) -> tuple[float, float, float]:
+    """(R-hat, bulk ESS, tail ESS) of one scalar's (chain, draw) array."""
+    import arviz as az
+    a = np.asarray(arr, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return (float(az.rhat(a)), float(az.ess(a, method="bulk")),
+                    float(az.ess(a, method="tail")))
+        except Exception:
+            return (np.nan, np.nan, np.nan)
+
+
+def _decimals(values: np.ndarray, base: int = 2) -> int:
+    vals = np.abs(np.asarray(values, dtype=float))
+    vals = vals[np.isfinite(vals) & (vals > 0)]
+    if vals.size == 0:
+        return base
+    need = 1 - math.floor(math.log10(vals.min()))  # two significant digits of the smallest
+    return int(min(max(base, need), 6))
+
+
+def _table_text(df: pd.DataFrame) -> str:
+    if df.empty:
+        return "(none)"
+    num = ["Estimate", "Est.Error"] + [c for c in df.columns if "CI" in c]
+    dec = _decimals(df[["Estimate", "Est.Error"]].to_numpy())
+    out = pd.DataFrame(index=df.index)
+    for c in df.columns:
+        v = df[c]
+        if c in num:
+            out[c] = [f"{x:.{dec}f}" for x in v]
+        elif c == "Rhat":
+            out[c] = [f"{x:.2f}" if np.isfinite(x) else "NA" for x in v]
+        else:
+            out[c] = [f"{x:.0f}" if np.isfinite(x) else "NA" for x in v]
+    return out.to_string()
+
+
+# ---------------------------------------------------------------- result
+
+
+class PosteriorFit:
+    """A NUTS fit of the joint program: the design, the priors, the Stan run,
+    the program and its data, and lme4-named accessors of the posterior."""
+
+    kind = "nuts"
+
+    def __init__(self, design, priors: Sequence[Prior], run, program: JointProgram,
+                 stan_data: dict, compile_seconds: float = float("nan"),
+                 inits: dict | None = None):
+        self.design = design
+        self.priors = tuple(priors)
+        self.run = run
+        self.program = program
+        self.stan_data = stan_data
+        self.compile_seconds = compile_seconds
+        self.inits = inits
+
+    # -- raw access ----------------------------------------------------------
+    @property
+    def stan_code(self) -> str:
+        """The program, headed by the formula and the Stan <-> lme4 names."""
+        return self.program.annotated
+
+    @property
+    def prior_only(self) -> bool:
+        return bool(self.stan_data.get("prior_only", 0))
+
+    @cached_property
+    def cmdstan_fit(self):
+        """The run as cmdstanpy's CmdStanMCMC."""
+        return self.run.fit()
+
+    @property
+    def chains(self) -> int:
+        return int(self.cmdstan_fit.chains)
+
+    @property
+    def ndraws(self) -> int:
+        """Post-warmup draws per chain."""
+        return int(self.cmdstan_fit.num_draws_sampling)
+
+    def draws(self, name: str) -> np.ndarray:
+        """A Stan variable's draws as (chain, draw, *shape)."""
+        cf = self.cmdstan_fit
+        try:
+            a = np.asarray(cf.stan_variable(name))
+        except ValueError:
+            shape = cf.metadata.stan_vars.get(name)
+            if shape is None:
+                raise BayesmixError(f"no Stan variable {name!r} in this fit") from None
+            return np.zeros((self.chains, self.ndraws) + tuple(shape.dimensions))
+        return a.reshape((self.chains, a.shape[0] // self.chains) + a.shape[1:])
+
+    def named_draws(self) -> NamedDraws:
+        return self._named
+
+    @cached_property
+    def _named(self) -> NamedDraws:
+        return named_draws(self.design, self.draws)
+
+    @cached_property
+    def _idata(self):
+        return to_inference_data(self)
+
+    def to_arviz(self):
+        """arviz.InferenceData with model-named variables and coordinates
+        (see bayesmix.bayes.idata)."""
+        return self._idata
+
+    def diagnostics(self) -> Diagnostics:
+        """Divergences, R-hat, bulk/tail ESS, tree depth and E-BFMI of the run."""
+        return self._diagnostics
+
+    @cached_property
+    def _diagnostics(self) -> Diagnostics:
+        a = self.run.args
+        return diagnose(self.to_arviz(), max_treedepth=int(a.get("max_depth", 10)),
+                        adapt_delta=float(a.get("adapt_delta", 0.8)),
+                        sampling_seconds=float(self.run.elapsed))
+
+    def prior_summary(self) -> pd.DataFrame:
+        return prior_summary(self.design, self.priors)
+
+    def loo(self, **kwargs):
+        """PSIS-LOO (arviz.loo) from the pointwise log-likelihood."""
+        import arviz as az
+        return az.loo(self.to_arviz(), **kwargs)
+
+    # -- lme4-named accessors --------------------------------------------------
+    def nobs(self) -> int:
+        return self.design.n
+
+    def ngrps(self) -> dict[str, int]:
+        return {lay.group: len(lay.levels) for lay in self._named.layouts}
+
+    def fixef(self, probs: Sequence[float] = (0.025, 0.975), robust: bool = False
+              ) -> pd.DataFrame:
+        """Population-level effects: Estimate (posterior mean; median if robust),
+        Est.Error (sd; MAD if robust) and quantiles, indexed by lme4's names."""
+        b = self._named.posterior["b"]
+        rows = [_summarise(b[..., j], probs, robust) for j in range(b.shape[-1])]
+        return pd.DataFrame(rows, index=list(self.design.X_names),
+                            columns=["Estimate", "Est.Error", *_qcols(probs)])
+
+    def ranef_draws(self, group: str):
+        """Draws of one group's effects: xarray DataArray (chain, draw, level, coef)."""
+        return self.to_arviz().posterior[f"r_{self._check_group(group)}"]
+
+    def _check_group(self, group: str) -> str:
+        groups = [lay.group for lay in self._named.layouts]
+        if group not in groups:
+            raise BayesmixError(f"no grouping factor {group!r}; the model has: "
+                                f"{', '.join(map(repr, groups)) or '(none)'}")
+        return group
+
+    @staticmethod
+    def _stat(arr: np.ndarray, stat: str | float) -> np.ndarray:
+        flat = arr.reshape((-1,) + arr.shape[2:])
+        if stat == "mean":
+            return flat.mean(axis=0)
+        if stat == "median":
+            return np.median(flat, axis=0)
+        if stat == "sd":
+            return flat.std(axis=0, ddof=1)
+        if isinstance(stat, (int, float)) and 0 <= stat <= 1:
+            return np.quantile(flat, float(stat), axis=0)
+        raise BayesmixError(f"stat must be 'mean', 'median', 'sd' or a probability, "
+                            f"not {stat!r}")
+
+    def ranef(self, stat: str | float = "mean") -> dict[str, pd.DataFrame]:
+        """Group-level effects per grouping factor: levels x coefficients.
+
+        stat: 'mean' (default), 'median', 'sd' or a probability (e.g. 0.025) for
+        a posterior quantile. Draws: ranef_draws(group)."""
+        out = {}
+        for lay in self._named.layouts:
+            r = self._named.posterior[f"r_{lay.group}"]
+            out[lay.group] = pd.DataFrame(self._stat(r, stat), index=list(lay.levels),
+                                          columns=list(lay.coefs))
+        return out
+
+    def coef(self, stat: str | float = "mean") -> dict[str, pd.DataFrame]:
+        """Per group: fixed plus random effects for every level (lme4's coef()),
+        summarised over draws with `stat` as in ranef()."""
+        b = self._named.posterior["b"]
+        names = list(self.design.X_names)
+        out = {}
+        for lay in self._named.layouts:
+            r = self._named.posterior[f"r_{lay.group}"]
+            cols = names + [c for c in lay.coefs if c not in names]
+            total = np.zeros(r.shape[:3] + (len(cols),))
+            total[..., :len(names)] = b[:, :, None, :]
+            for m, c in enumerate(lay.coefs):
+                if c in cols:
+                    total[..., cols.index(c)] += r[..., m]
+            out[lay.group] = pd.DataFrame(self._stat(total, stat), index=list(lay.levels),
+                                          columns=cols)
+        return out
+
+    def sigma(self) -> float:
+        """Posterior mean of the residual sd (gaussian); Gamma: of sqrt(1 / shape)
+        (lme4's sigma); 1 for binomial, bernoulli, poisson and negbinomial."""
+        post = self._named.posterior
+        if "sigma" in post:
+            return float(post["sigma"].mean())
+        if "shape" in post:
+            return float(np.sqrt(1.0 / post["shape"]).mean())
+        return 1.0
+
+    def varcorr(self, prob: float = 0.95) -> pd.DataFrame:
+        """As R's as.data.frame(VarCorr(fit)): grp, var1, var2, vcov, sdcor as
+        posterior means (of the variance/covariance and of the sd/correlation),
+        lower / upper = the central `prob` interval of sdcor."""
+        lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+        rows = []
+        seen: dict[str, int] = {}
+        for k, t in enumerate(self.design.terms, 1):
+            n = seen.get(t.group, 0)
+            grp = t.group if n == 0 else f"{t.group}.{n}"
+            seen[t.group] = n + 1
+            sd = self.draws(f"sd_{k}").reshape(-1, t.p)
+            for m, c in enumerate(t.coef_names):
+                s = sd[:, m]
+                rows.append((grp, c, None, float((s ** 2).mean()), float(s.mean()),
+                             float(np.quantile(s, lo)), float(np.quantile(s, hi))))
+            if t.correlated and t.p > 1:
+                cor = self.draws(f"Cor_{k}").reshape(-1, t.p, t.p)
+                for j in range(t.p):
+                    for i in range(j + 1, t.p):
+                        c = cor[:, i, j]
+                        cov = c * sd[:, i] * sd[:, j]
+                        rows.append((grp, t.coef_names[j], t.coef_names[i], float(cov.mean()),
+                                     float(c.mean()), float(np.quantile(c, lo)),
+                                     float(np.quantile(c, hi))))
+        post = self._named.posterior
+        if "sigma" in post:
+            s = post["sigma"].reshape(-1)
+            rows.append(("Residual", None, None, float((s ** 2).mean()), float(s.mean()),
+                         float(np.quantile(s, lo)), float(np.quantile(s, hi))))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor",
+                                           "lower", "upper"])
+
+    # -- printed summary -------------------------------------------------------
+    def summary(self, prob: float = 0.95) -> "PosteriorSummary":
+        return PosteriorSummary.of(self, prob)
+
+    def __repr__(self) -> str:
+        return str(self.summary())
+
+    def _repr_html_(self) -> str:
+        return self.summary()._repr_html_()
+
+
+@dataclass(frozen=True)
+class PosteriorSummary:
+    """brms-like summary: header, group-level, population-level and family parameters."""
+
+    header: tuple[str, ...]
+    random: dict                      # group label -> DataFrame
+    fixed: pd.DataFrame
+    family_pars: pd.DataFrame
+    notes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, fit: PosteriorFit, prob: float = 0.95) -> "PosteriorSummary":
+        lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
+        pct = f"{100 * prob:g}"
+        cols = ["Estimate", "Est.Error", f"l-{pct}% CI", f"u-{pct}% CI",
+                "Rhat", "Bulk_ESS", "Tail_ESS"]
+
+        def row(arr):
+            m, s, ql, qh = _summarise(arr, (lo, hi))
+            return [m, s, ql, qh, *_convergence(arr)]
+
+        d = fit.design
+        post = fit.named_draws().posterior
+        random = {}
+        for lay in fit.named_draws().layouts:
+            rows, index = [], []
+            sd = post[f"sd_{lay.group}"]
+            for m, c in enumerate(lay.coefs):
+                rows.append(row(sd[..., m]))
+                index.append(f"sd({_label(c)})")
+            if lay.pairs:
+                cor = post[f"cor_{lay.group}"]
+                for p, lab in enumerate(lay.pair_labels):
+                    a, b = lab.split(", ", 1)
+                    rows.append(row(cor[..., p]))
+                    index.append(f"cor({_label(a)},{_label(b)})")
+            key = f"~{lay.group} (Number of levels: {len(lay.levels)})"
+            random[key] = pd.DataFrame(rows, index=index, columns=cols)
+        b = post["b"]
+        fixed = pd.DataFrame([row(b[..., j]) for j in range(b.shape[-1])],
+                             index=[_label(n) for n in d.X_names], columns=cols)
+        fam = [p for p in ("sigma", "phi", "shape") if p in post]
+        family_pars = pd.DataFrame([row(post[p]) for p in fam], index=fam, columns=cols)
+
+        a = fit.run.args
+        warmup, nsamp, thin = a.get("num_warmup"), a.get("num_samples"), a.get("thin", 1)
+        chains = fit.chains
+        links = [f"mu = {d.family.link}"] + [f"{p} = identity" for p in fam]
+        header = (
+            f" Family: {d.family.name}",
+            f"  Links: {'; '.join(links)}",
+            f"Formula: {d.formula.text.strip()}",
+            f"   Data: {d.n} observations"
+            + (f" ({d.dropped_na} rows with missing values dropped)" if d.dropped_na else ""),
+            f"  Draws: {chains} chains, each with iter = {warmup + nsamp}; warmup = {warmup}; "
+            f"thin = {thin};",
+            f"         total post-warmup draws = {chains * fit.ndraws}",
+            f"Sampler: NUTS, {fit.run.engine.name} Stan {fit.run.engine.stan_version}, "
+            f"adapt_delta = {a.get('adapt_delta')}, seed = {a.get('seed')}, "
+            f"{fit.run.elapsed:.1f} s"
+            + ("  [PRIOR ONLY: no likelihood]" if fit.prior_only else ""),
+        )
+        notes = tuple(fit.diagnostics().problems)
+        return cls(header, random, fixed, family_pars, notes)
+
+    def _sections(self):
+        if self.random:
+            yield "Multilevel Hyperparameters:", None
+            for key, df in self.random.items():
+                yield key, df
+        yield "Regression Coefficients:", self.fixed
+        if not self.family_pars.empty:
+            yield "Further Distributional Parameters:", self.family_pars
+
+    def __str__(self) -> str:
+        lines = list(self.header) + [""]
+        for title, df in self._sections():
+            lines.append(title)
+            if df is not None:
+                lines.append(_table_text(df))
+                lines.append("")
+        lines.append("Draws were sampled using NUTS. Bulk_ESS and Tail_ESS are effective "
+                     "sample sizes; Rhat is the")
+        lines.append("potential scale reduction factor on split chains (at convergence, "
+                     "Rhat = 1).")
+        for n in self.notes:
+            lines.append(f"Warning: {n}")
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        parts = [f"<pre>{html.escape(chr(10).join(self.header))}</pre>"]
+        for title, df in self._sections():
+            parts.append(f"<p><b>{html.escape(title)}</b></p>")
+            if df is not None:
+                dec = _decimals(df[["Estimate", "Est.Error"]].to_numpy()) if len(df) else 2
+                fmt = {c: (lambda x, d=dec: f"{x:.{d}f}") for c in df.columns[:4]}
+                fmt["Rhat"] = lambda x: f"{x:.2f}"
+                fmt["Bulk_ESS"] = fmt["Tail_ESS"] = lambda x: f"{x:.0f}" if np.isfinite(x) else "NA"
+                parts.append(df.to_html(formatters=fmt, border=0))
+        parts += [f"<p style='color:#b00'>Warning: {html.escape(n)}</p>" for n in self.notes]
+        return "\n".join(parts)
+
+
+__all__ = ["PosteriorFit", "PosteriorSummary", "fit_nuts"]
