@@ -639,7 +639,7 @@ class GlmSummary:
             lines.append(f"AIC: {format1(f.aic(), max(4, digits + 1)).strip()}")
             lines.append("")
             lines.append(f"Number of Fisher Scoring iterations: {f.iterations}")
-        lines += ["", ""]
+        lines.append("")  # print() adds the final newline: R's trailing blank line
         return "\n".join(lines)
 
     __repr__ = __str__
