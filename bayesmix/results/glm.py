@@ -73,12 +73,12 @@ def _na(v: float) -> str:
 
 
 def format1(x: float, digits: int = 7) -> str:
-    return format_real([x], digits)[0]
+    return format_real([x], digits)[0] if not math.isnan(x) else "NaN"
 
 
 def format_c(x: float, digits: int = 4) -> str:
     """R's formatC(x, digits=) (C's %g)."""
-    return f"{x:.{digits}g}"
+    return f"{x:.{digits}g}" if math.isfinite(x) else ("NaN" if math.isnan(x) else _na(x))
 
 
 def signif(x: float, digits: int) -> float:
@@ -417,16 +417,17 @@ class GlmFit:
             mss = float(np.sum(w * (f - m) ** 2))
         else:
             mss = float(np.sum(w * f ** 2))
-        rss = float(np.sum(w * r ** 2))
-        rdf = self.df_residual()
+        rss = np.float64(np.sum(w * r ** 2))
+        rdf = np.float64(self.df_residual())
         p, n = self.rank, len(r)
         df_int = int(self.intercept)
         if p == df_int:
             return dict(r2=0.0, adj=0.0, f=None)
-        r2 = mss / (mss + rss)
-        adj = 1 - (1 - r2) * ((n - df_int) / rdf)
-        fval = (mss / (p - df_int)) / (rss / rdf)
-        return dict(r2=r2, adj=adj, f=(fval, p - df_int, rdf))
+        with np.errstate(divide="ignore", invalid="ignore"):  # no residual df: NaN as R
+            r2 = mss / (mss + rss)
+            adj = 1 - (1 - r2) * ((n - df_int) / rdf)
+            fval = (mss / (p - df_int)) / (rss / rdf)
+        return dict(r2=float(r2), adj=float(adj), f=(float(fval), p - df_int, int(rdf)))
 
     def r_squared(self) -> float:
         return float(self._lm_stats()["r2"])
