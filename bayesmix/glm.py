@@ -309,6 +309,8 @@ def fit_glm(design: Design, fitter: str | None = None, epsilon: float = 1e-8,
     data_name: shown in the printed call (data = ...)."""
     from .results.glm import GlmFit
 
+    for ignored in ("engine", "seed", "output_dir"):  # closed form: nothing to run
+        kwargs.pop(ignored, None)
     if kwargs:
         raise BayesmixError(f"unexpected argument(s) for a model without random effects: "
                             f"{', '.join(kwargs)}")
