@@ -88,6 +88,23 @@ simulate_data <- function() {
   data$binom_links <- data.frame(s = rbinom(n, trials, pnorm(eta)), trials = trials, x = x,
                                  g = g)
 
+  # 6. Gamma responses (shape 4), 30 groups x 8 rows
+  n <- 240
+  g <- factor(pad("m", rep(1:30, each = 8)))
+  x <- round(rnorm(n), 4)
+  ug <- rnorm(30, 0, 0.4)
+  mu <- exp(1 + 0.3 * x + ug[as.integer(g)])
+  data$gamma <- data.frame(y = round(rgamma(n, shape = 4, scale = mu / 4), 5), x = x, g = g)
+
+  # 7. Larger Poisson counts for the sqrt and identity links (mean about 16, so that the
+  #    linear predictor stays far from 0), 20 groups x 10 rows
+  n <- 200
+  g <- factor(pad("c", rep(1:20, each = 10)))
+  x <- round(rnorm(n), 4)
+  ug <- rnorm(20, 0, 0.5)
+  data$pois_links <- data.frame(count = rpois(n, (4 + 0.5 * x + ug[as.integer(g)])^2), x = x,
+                                g = g)
+
   data
 }
 
@@ -112,7 +129,13 @@ cases <- list(
                       family = binomial(link = "probit")),
   binom_cloglog = list(data = "binom_links", fitter = "glmer",
                        formula = cbind(s, trials - s) ~ x + (1 | g),
-                       family = binomial(link = "cloglog"))
+                       family = binomial(link = "cloglog")),
+  pois_sqrt = list(data = "pois_links", fitter = "glmer",
+                   formula = count ~ x + (1 | g), family = poisson(link = "sqrt")),
+  pois_identity = list(data = "pois_links", fitter = "glmer",
+                       formula = count ~ x + (1 | g), family = poisson(link = "identity")),
+  gamma_log = list(data = "gamma", fitter = "glmer",
+                   formula = y ~ x + (1 | g), family = Gamma(link = "log"))
 )
 
 fit_case <- function(case, dat, control = glmerControl()) {

@@ -1,0 +1,657 @@
+"""Generalized linear mixed models by Laplace maximum likelihood (lme4's glmer, nAGQ = 1).
+
+The target is the Laplace approximation of the marginal log likelihood, computed by the one
+generic program `stan/glmer.stan` (family, link and random-effects structure arrive as data):
+for given (beta, theta[, phi]) the conditional mode u* of log p(y | u) - ||u||^2 / 2 is found
+by Newton's method inside the program, and
+
+    log L ~= log p(y | u*) - ||u*||^2 / 2 - log|L|,   L L' = Lambda'Z'WZ Lambda + I,
+
+with W the GLM (Fisher) weights at u*, as lme4's PIRLS uses them. Stan's L-BFGS maximises it
+over beta, theta and, for the negative binomial (glmer.nb), log(phi).
+
+This module also holds a numpy implementation of the same approximation (`laplace`), used for
+the estimates at the optimum (conditional modes and variances), the finite-difference Hessian
+behind the Wald standard errors (lme4's default: the beta block of 2 H^-1, H the Hessian of the
+deviance in (theta, beta)), the convergence check and as a cross-check of the Stan program.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.sparse as sp
+from scipy import optimize, special
+
+from .design import Design
+from .engine import compile_model, stan_file
+from .errors import FamilyError
+from .lmm.suffstats import (as_terms, lambda_matrix, normalize_theta, random_design,
+                            theta_start, theta_to_factors)
+
+GLMER_PROGRAM = "glmer.stan"
+
+# family -> links glmer supports (the first is the default); codes as in glmm_functions.stan
+GLMER_LINKS: dict[str, tuple[str, ...]] = {
+    "binomial": ("logit", "probit", "cloglog", "log"),
+    "bernoulli": ("logit", "probit", "cloglog", "log"),
+    "poisson": ("log", "identity", "sqrt"),
+    "negbinomial": ("log", "identity", "sqrt"),
+    "Gamma": ("inverse", "log", "identity"),
+}
+FAMILY_CODES = {"binomial": 1, "bernoulli": 1, "poisson": 2, "negbinomial": 3, "Gamma": 4}
+LINK_CODES = {"logit": 1, "probit": 2, "cloglog": 3, "log": 4, "identity": 5, "inverse": 6,
+              "sqrt": 7}
+
+# Stan's L-BFGS: relative gradient below tol_rel_grad * machine eps (default 1e7)
+OPTIMIZER_SETTINGS = dict(algorithm="lbfgs", jacobian=False, iter=10000,
+                          tol_rel_grad=1e3, tol_rel_obj=1e2, tol_obj=1e-12)
+NEWTON_STEPS = 50       # at most, per evaluation (Newton stops at a relative step of 1e-10)
+NEWTON_TOL = 1e-10
+GRADIENT_TOL = 2e-3     # lme4's check.conv.grad tolerance (deviance scale)
+HESSIAN_STEP = 1e-4     # lme4's deriv12 delta
+
+
+def check_glmer_family(family) -> None:
+    """Raise FamilyError unless glmer supports the family and link (naming the choices)."""
+    links = GLMER_LINKS.get(family.name)
+    if links is None:
+        choices = "; ".join(f"{f} ({', '.join(ls)})" for f, ls in GLMER_LINKS.items())
+        hint = (" (gaussian identity-link models are fitted by lmer)"
+                if family.name == "gaussian" else "")
+        raise FamilyError(f"glmer does not support family {family.name!r} with link "
+                          f"{family.link!r}{hint}; valid families (links): {choices}")
+    if family.link not in links:
+        raise FamilyError(f"glmer does not support link {family.link!r} for family "
+                          f"{family.name!r}; choose one of: {', '.join(links)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Families and links (numpy mirror of glmm_obs in glmm_functions.stan)
+# ---------------------------------------------------------------------------------------------
+
+
+def linkinv(link: str, eta: np.ndarray) -> np.ndarray:
+    eta = np.asarray(eta, dtype=float)
+    if link == "logit":
+        return special.expit(eta)
+    if link == "probit":
+        return special.ndtr(eta)
+    if link == "cloglog":
+        return -np.expm1(-np.exp(eta))
+    if link == "log":
+        return np.exp(eta)
+    if link == "identity":
+        return eta.copy()
+    if link == "inverse":
+        return 1.0 / eta
+    if link == "sqrt":
+        return eta ** 2
+    raise FamilyError(f"unknown link {link!r}; choose one of: {', '.join(LINK_CODES)}")
+
+
+def linkfun(link: str, mu: np.ndarray) -> np.ndarray:
+    mu = np.asarray(mu, dtype=float)
+    return {"logit": special.logit, "probit": special.ndtri,
+            "cloglog": lambda m: np.log(-np.log1p(-m)), "log": np.log,
+            "identity": lambda m: m.copy(), "inverse": lambda m: 1.0 / m,
+            "sqrt": np.sqrt}[link](mu)
+
+
+def _link_parts(link: str, eta: np.ndarray):
+    """mu, mu' = dmu/deta, h = mu''/mu', log mu."""
+    if link == "log":
+        mu = np.exp(eta)
+        return mu, mu, np.ones_like(eta), eta
+    if link == "identity":
+        return eta, np.ones_like(eta), np.zeros_like(eta), np.log(eta)
+    if link == "inverse":
+        mu = 1.0 / eta
+        return mu, -mu ** 2, -2.0 * mu, np.log(mu)
+    if link == "sqrt":
+        mu = eta ** 2
+        return mu, 2.0 * eta, 1.0 / eta, np.log(mu)
+    raise FamilyError(f"link {link!r} is not available here")
+
+
+def _xlogy(x, y):
+    return np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1.0, y)))
+
+
+def obs_terms(family: str, link: str, eta, y, ntr, phi: float = 1.0):
+    """Per observation: full log density, score d lp/d eta, Newton weight (observed
+    information, Fisher weights if any is negative) and Fisher weight mu'^2 / Var(y)."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if family in ("binomial", "bernoulli"):
+            if link == "logit":
+                lmu, l1mu = special.log_expit(eta), special.log_expit(-eta)
+                r1, r0 = np.exp(l1mu), np.exp(lmu)
+                h = r1 - r0
+            elif link == "probit":
+                lphi = -0.5 * eta ** 2 - 0.5 * np.log(2 * np.pi)
+                lmu, l1mu = special.log_ndtr(eta), special.log_ndtr(-eta)
+                r1, r0 = np.exp(lphi - lmu), np.exp(lphi - l1mu)
+                h = -eta
+            elif link == "cloglog":
+                ee = np.exp(eta)
+                l1mu = -ee
+                lmu = np.log(-np.expm1(-ee))
+                r0 = ee
+                r1 = ee / np.expm1(ee)
+                h = 1.0 - ee
+            elif link == "log":
+                lmu = eta
+                l1mu = np.log(-np.expm1(eta))
+                r1 = np.ones_like(eta)
+                r0 = np.exp(eta - l1mu)
+                h = np.ones_like(eta)
+            else:
+                raise FamilyError(f"link {link!r} is not available for the binomial family")
+            lchoose = special.gammaln(ntr + 1) - special.gammaln(y + 1) - special.gammaln(ntr - y + 1)
+            lp = lchoose + np.where(y > 0, y * lmu, 0.0) + np.where(ntr - y > 0, (ntr - y) * l1mu, 0.0)
+            s = y * r1 - (ntr - y) * r0
+            wf = ntr * r1 * r0
+            wn = y * r1 ** 2 + (ntr - y) * r0 ** 2 - s * h
+        else:
+            mu, dmu, h, lmu = _link_parts(link, eta)
+            if family == "poisson":
+                V = mu
+                dlogV = 1.0 / mu
+                lp = _xlogy(y, mu) - mu - special.gammaln(y + 1)
+            elif family == "negbinomial":
+                lpm = np.log(phi + mu)
+                V = mu + mu ** 2 / phi
+                dlogV = (1 + 2 * mu / phi) / V
+                lp = (special.gammaln(y + phi) - special.gammaln(phi) - special.gammaln(y + 1)
+                      + phi * (np.log(phi) - lpm) + np.where(y > 0, y * (lmu - lpm), 0.0))
+            elif family == "Gamma":
+                V = mu ** 2 / phi
+                dlogV = 2.0 / mu
+                lp = phi * (np.log(phi) - lmu - y / mu) - special.gammaln(phi) + (phi - 1) * np.log(y)
+            else:
+                raise FamilyError(f"family {family!r} is not available for glmer")
+            s = (y - mu) * dmu / V
+            wf = dmu ** 2 / V
+            wn = wf - s * (h - dmu * dlogV)
+        if np.any(wn < 0):
+            wn = wf
+    return lp, s, wn, wf
+
+
+def mean_response(family: str, link: str, eta, ntr=None) -> np.ndarray:
+    """The conditional mean on the response scale (a probability for binomial)."""
+    return linkinv(link, eta)
+
+
+def deviance_residuals(family: str, y, mu, ntr, phi: float = 1.0) -> np.ndarray:
+    """Signed deviance residuals (R's residuals(type = "deviance"), y in counts)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if family in ("binomial", "bernoulli"):
+            d = 2 * (_xlogy(y, y / (ntr * mu)) + _xlogy(ntr - y, (ntr - y) / (ntr * (1 - mu))))
+            fitted = ntr * mu
+        elif family == "poisson":
+            d = 2 * (_xlogy(y, y / mu) - (y - mu))
+            fitted = mu
+        elif family == "negbinomial":
+            d = 2 * (_xlogy(y, y / mu) - (y + phi) * np.log((y + phi) / (mu + phi)))
+            fitted = mu
+        else:  # Gamma
+            d = -2 * (np.log(y / mu) - (y - mu) / mu)
+            fitted = mu
+    return np.sign(y - fitted) * np.sqrt(np.maximum(d, 0.0))
+
+
+def pearson_residuals(family: str, y, mu, ntr, phi: float = 1.0) -> np.ndarray:
+    if family in ("binomial", "bernoulli"):
+        return (y - ntr * mu) / np.sqrt(ntr * mu * (1 - mu))
+    if family == "poisson":
+        return (y - mu) / np.sqrt(mu)
+    if family == "negbinomial":
+        return (y - mu) / np.sqrt(mu + mu ** 2 / phi)
+    return (y - mu) / mu
+
+
+# ---------------------------------------------------------------------------------------------
+# The problem and its Laplace approximation in numpy
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GlmmProblem:
+    """Arrays of a glmer fit: response, trials, X, offset, random-effects terms."""
+    family: str
+    link: str
+    y: np.ndarray
+    ntr: np.ndarray          # binomial trials (ones otherwise)
+    X: np.ndarray
+    offset: np.ndarray
+    terms: list              # LmmTerm (index, Z, n_levels), lme4's order
+    Z: sp.csc_matrix         # n x q, lme4's column order
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+    @property
+    def p(self) -> int:
+        return self.X.shape[1]
+
+    @property
+    def q(self) -> int:
+        return self.Z.shape[1]
+
+    @property
+    def n_theta(self) -> int:
+        return sum(t.n_theta for t in self.terms)
+
+    @property
+    def has_phi(self) -> bool:
+        """Whether phi (glmer.nb's theta) is a parameter."""
+        return self.family == "negbinomial"
+
+    @classmethod
+    def from_design(cls, design: Design) -> "GlmmProblem":
+        check_glmer_family(design.family)
+        if design.weights is not None:
+            raise NotImplementedError("prior weights are not yet supported for glmer fits")
+        if not design.terms:
+            raise FamilyError("glmer needs at least one random-effects term")
+        n = design.n
+        ntr = np.ones(n) if design.trials is None else np.asarray(design.trials, float)
+        offset = np.zeros(n) if design.offset is None else np.asarray(design.offset, float)
+        terms = as_terms(design.terms)
+        return cls(design.family.name, design.family.link, np.asarray(design.y, float), ntr,
+                   np.asarray(design.X, float), offset, terms, random_design(terms))
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceFit:
+    """The Laplace approximation at (beta, theta, phi)."""
+    loglik: float            # Laplace log likelihood (lme4's logLik)
+    u: np.ndarray            # conditional mode of the spherical random effects
+    eta: np.ndarray
+    mu: np.ndarray
+    cond_loglik: float       # log p(y | u*)
+    ussq: float              # ||u*||^2
+    ldL2: float              # log|L|^2 (Fisher weights)
+    L: np.ndarray            # lower Cholesky factor of Lambda'Z'WZ Lambda + I
+    ZL: sp.csc_matrix
+    iterations: int
+
+    @property
+    def deviance(self) -> float:
+        """The Laplace deviance -2 log L."""
+        return -2.0 * self.loglik
+
+
+def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: float = 1e-12,
+            max_iter: int = 200) -> LaplaceFit:
+    """Laplace approximation by penalized Newton iterations (with step halving) for u*."""
+    beta = np.asarray(beta, float)
+    ZL = (prob.Z @ lambda_matrix(theta, prob.terms)).tocsc()
+    ZLt = ZL.T.tocsr()
+    eta0 = prob.X @ beta + prob.offset
+    q = prob.q
+    u = np.zeros(q) if u0 is None else np.array(u0, float)
+
+    def evaluate(u):
+        eta = eta0 + ZL @ u
+        lp, s, wn, wf = obs_terms(prob.family, prob.link, eta, prob.y, prob.ntr, phi)
+        return eta, lp, s, wn, wf, float(np.sum(lp) - 0.5 * u @ u)
+
+    def hess(w):
+        return (ZLt @ sp.diags(w) @ ZL).toarray() + np.eye(q)
+
+    eta, lp, s, wn, wf, g = evaluate(u)
+    it = 0
+    for it in range(1, max_iter + 1):
+        grad = ZLt @ s - u
+        delta = sla.cho_solve(sla.cho_factor(hess(wn), lower=True), grad)
+        step = 1.0
+        for _ in range(40):
+            cand = evaluate(u + step * delta)
+            if cand[-1] >= g - 1e-12 * (1 + abs(g)):
+                break
+            step *= 0.5
+        u = u + step * delta
+        eta, lp, s, wn, wf, g = cand
+        if step * np.max(np.abs(delta), initial=0.0) < tol * (1 + np.max(np.abs(u), initial=0.0)):
+            break
+    L = sla.cholesky(hess(wf), lower=True)
+    ldL2 = 2.0 * float(np.sum(np.log(np.diag(L))))
+    mu = linkinv(prob.link, eta)
+    cond = float(np.sum(lp))
+    if prob.family == "Gamma":
+        # lme4: mode and weights with shape 1, the density at dispersion dev / n, aic's + 2
+        disp = gamma_dispersion(prob.y, mu)
+        cond = float(np.sum(obs_terms("Gamma", prob.link, eta, prob.y, prob.ntr, 1 / disp)[0]))
+        g = cond - 1.0 - 0.5 * float(u @ u)
+    return LaplaceFit(loglik=g - 0.5 * ldL2, u=u, eta=eta, mu=mu, cond_loglik=cond,
+                      ussq=float(u @ u), ldL2=ldL2, L=L, ZL=ZL, iterations=it)
+
+
+def gamma_dispersion(y, mu) -> float:
+    """lme4's (R's Gamma()$aic) dispersion: the residual deviance over n."""
+    return float(2 * np.sum((y - mu) / mu - np.log(y / mu)) / len(y))
+
+
+def split_params(prob: GlmmProblem, params):
+    params = np.asarray(params, float)
+    p, nt = prob.p, prob.n_theta
+    beta, theta = params[:p], params[p:p + nt]
+    phi = float(np.exp(params[p + nt])) if prob.has_phi else 1.0
+    return beta, theta, phi
+
+
+def laplace_deviance(prob: GlmmProblem, params, u0=None) -> float:
+    """-2 log L at params = (beta, theta[, log phi])."""
+    beta, theta, phi = split_params(prob, params)
+    return laplace(prob, beta, theta, phi, u0=u0).deviance
+
+
+# ---------------------------------------------------------------------------------------------
+# GLM starting values (IRLS)
+# ---------------------------------------------------------------------------------------------
+
+
+def glm_irls(prob: GlmmProblem, phi: float = 1.0, max_iter: int = 100, tol: float = 1e-10):
+    """Fixed effects of the GLM without random effects (Fisher scoring, step halving)."""
+    y, ntr, X, off = prob.y, prob.ntr, prob.X, prob.offset
+    if prob.family in ("binomial", "bernoulli"):
+        mu0 = (y + 0.5) / (ntr + 1)
+    elif prob.family == "Gamma":
+        mu0 = y.copy()
+    else:
+        mu0 = y + 0.1
+    eta = linkfun(prob.link, mu0)
+    if prob.p == 0:
+        return np.zeros(0)
+    # first step: least squares on the working response at mu0
+    lp, s, wn, wf = obs_terms(prob.family, prob.link, eta, y, ntr, phi)
+    ll = -np.inf
+    beta = None
+    for _ in range(max_iter):
+        z = eta - off + s / wf
+        sw = np.sqrt(wf)
+        beta_new = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+        step = 1.0
+        for _ in range(30):
+            b = beta_new if beta is None else beta + step * (beta_new - beta)
+            eta_b = X @ b + off
+            lp, s, wn, wf = obs_terms(prob.family, prob.link, eta_b, y, ntr, phi)
+            ll_b = float(np.sum(lp))
+            if np.isfinite(ll_b) and ll_b >= ll - 1e-12 * abs(ll):
+                break
+            step *= 0.5
+        if beta is not None and abs(ll_b - ll) < tol * (abs(ll_b) + 0.1):
+            beta, eta, ll = b, eta_b, ll_b
+            break
+        beta, eta, ll = b, eta_b, ll_b
+    return beta
+
+
+def _phi_ml(prob: GlmmProblem, eta) -> float:
+    """ML dispersion parameter (NB theta or Gamma shape) given the linear predictor."""
+    def negll(lphi):
+        return -float(np.sum(obs_terms(prob.family, prob.link, eta, prob.y, prob.ntr,
+                                       np.exp(lphi))[0]))
+    res = optimize.minimize_scalar(negll, bounds=(-10, 15), method="bounded",
+                                   options={"xatol": 1e-8})
+    return float(np.exp(res.x))
+
+
+def glm_start(prob: GlmmProblem) -> tuple[np.ndarray, float]:
+    """beta (and phi) of the GLM fit without random effects: lme4's starting values."""
+    if not prob.has_phi:
+        return glm_irls(prob), 1.0
+    phi = 1.0
+    beta = glm_irls(prob, phi)
+    for _ in range(25):
+        phi_new = _phi_ml(prob, prob.X @ beta + prob.offset)
+        beta = glm_irls(prob, phi_new)
+        done = abs(np.log(phi_new) - np.log(phi)) < 1e-6
+        phi = phi_new
+        if done:
+            break
+    return beta, phi
+
+
+# ---------------------------------------------------------------------------------------------
+# Stan program, data and inits
+# ---------------------------------------------------------------------------------------------
+
+
+def glmer_code(design: Design | None = None) -> str:
+    """The generic glmer program (the same for every family and formula)."""
+    return stan_file(GLMER_PROGRAM)
+
+
+def _stan_data(prob: GlmmProblem) -> dict:
+    terms = prob.terms
+    Zr = np.column_stack([t.Z for t in terms])
+    level = np.column_stack([t.index + 1 for t in terms]).astype(int)
+    return {
+        "N": prob.n, "P": prob.p, "n_terms": len(terms),
+        "p_term": [t.p for t in terms], "l_term": [t.n_levels for t in terms],
+        "n_theta": prob.n_theta, "Q": prob.q, "R": int(Zr.shape[1]),
+        "X": prob.X, "offs": prob.offset, "Zr": Zr, "level": level,
+        "family": FAMILY_CODES[prob.family], "link": LINK_CODES[prob.link],
+        "y": prob.y, "trials": prob.ntr,
+        "max_newton": NEWTON_STEPS, "newton_tol": NEWTON_TOL,
+    }
+
+
+def glmer_data(design: Design) -> dict:
+    """Data of `stan/glmer.stan` for a design."""
+    return _stan_data(GlmmProblem.from_design(design))
+
+
+def _inits(prob: GlmmProblem, beta, phi) -> dict:
+    init = {"beta": np.asarray(beta, float).tolist(),
+            "theta": theta_start(prob.terms).tolist()}
+    init["log_phi"] = [float(np.log(phi))] if prob.has_phi else []
+    return init
+
+
+def glmer_inits(design: Design) -> dict:
+    """lme4's starting values: theta = identity, beta (and phi) from the GLM fit."""
+    prob = GlmmProblem.from_design(design)
+    beta, phi = glm_start(prob)
+    return _inits(prob, beta, phi)
+
+
+# ---------------------------------------------------------------------------------------------
+# Estimates at the optimum
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class GlmmEstimates:
+    """glmer estimates at (beta, theta, phi); per-term lists follow the term order."""
+    beta: np.ndarray
+    theta: np.ndarray           # lme4's representative (non-negative diagonals)
+    phi: float                  # NB theta / Gamma shape; 1 otherwise
+    vcov: np.ndarray
+    se: np.ndarray
+    hessian: np.ndarray         # deviance Hessian in (theta, beta), lme4's derivs$Hessian
+    gradient: np.ndarray        # deviance gradient in (beta, theta[, log phi])
+    laplace: LaplaceFit
+    logLik: float
+    deviance_resid: np.ndarray  # deviance residuals at the conditional modes
+    n_params: int
+    ranef: list
+    condsd: list
+    condvar: list
+    factors: list
+    varcorr_cov: list
+    varcorr_sd: list
+    varcorr_cor: list
+    singular: bool
+    sigma: float = 1.0          # Gamma: lme4's sqrt(pwrss / n); 1 otherwise
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def u(self) -> np.ndarray:
+        return self.laplace.u
+
+    @property
+    def eta(self) -> np.ndarray:
+        return self.laplace.eta
+
+    @property
+    def mu(self) -> np.ndarray:
+        return self.laplace.mu
+
+
+def _fd_hessian(f, x, h):
+    """Central-difference Hessian (lme4's deriv12 layout)."""
+    k = len(x)
+    f0 = f(x)
+    H = np.empty((k, k))
+    fp = np.empty(k)
+    fm = np.empty(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = h
+        fp[i], fm[i] = f(x + e), f(x - e)
+        H[i, i] = (fp[i] - 2 * f0 + fm[i]) / h ** 2
+    for i in range(k):
+        for j in range(i):
+            ei = np.zeros(k)
+            ej = np.zeros(k)
+            ei[i] = h
+            ej[j] = h
+            H[i, j] = H[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej)
+                                 + f(x - ei - ej)) / (4 * h ** 2)
+    return H, (fp - fm) / (2 * h)
+
+
+def glmm_estimates(prob: GlmmProblem, beta, theta, phi: float = 1.0,
+                   hessian_step: float = HESSIAN_STEP) -> GlmmEstimates:
+    """Conditional modes and variances, Wald covariance, logLik and deviance at the optimum."""
+    theta = normalize_theta(np.asarray(theta, float), prob.terms)
+    beta = np.asarray(beta, float)
+    fit = laplace(prob, beta, theta, phi)
+    p, nt = prob.p, prob.n_theta
+
+    # Hessian of the deviance in (theta, beta) at fixed phi, as lme4's calc.derivs
+    def dev_tb(x):
+        return laplace(prob, x[nt:], x[:nt], phi, u0=fit.u).deviance
+
+    x0 = np.concatenate([theta, beta])
+    H, _ = _fd_hessian(dev_tb, x0, hessian_step)
+    try:
+        Hinv = np.linalg.inv(H)
+        vcov = 2 * Hinv[nt:, nt:]
+        vcov = (vcov + vcov.T) / 2
+        if p and np.min(np.linalg.eigvalsh(vcov)) <= 0:
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        warnings.warn("the finite-difference Hessian is not positive definite; standard "
+                      "errors from the fixed-theta information (R_X) instead", stacklevel=3)
+        vcov = _vcov_rx(prob, fit)
+    se = np.sqrt(np.diag(vcov))
+
+    # deviance gradient in (beta, theta[, log phi]) for the convergence check
+    params = np.concatenate([beta, theta] + ([[np.log(phi)]] if prob.has_phi else []))
+    h = 1e-5
+    grad = np.empty(len(params))
+    for i in range(len(params)):
+        e = np.zeros(len(params))
+        e[i] = h
+        grad[i] = (laplace_deviance(prob, params + e, u0=fit.u)
+                   - laplace_deviance(prob, params - e, u0=fit.u)) / (2 * h)
+
+    # lme4's scale for Gamma: sigma^2 = (Pearson chi^2 + ||u||^2) / n, which multiplies the
+    # variance components and conditional variances (not the conditional modes)
+    sigma = 1.0
+    if prob.family == "Gamma":
+        wrss = float(np.sum(((prob.y - fit.mu) / fit.mu) ** 2))
+        sigma = float(np.sqrt((wrss + fit.ussq) / prob.n))
+    s2 = sigma ** 2
+
+    # conditional modes b = Lambda u and variances Lambda (L L')^-1 Lambda'
+    factors = theta_to_factors(theta, prob.terms)
+    Linv = sla.solve_triangular(fit.L, np.eye(prob.q), lower=True)
+    ranef, condsd, condvar = [], [], []
+    varcorr_cov, varcorr_sd, varcorr_cor = [], [], []
+    start = 0
+    for t, T in zip(prob.terms, factors):
+        ql = t.p * t.n_levels
+        u_k = fit.u[start:start + ql].reshape(t.n_levels, t.p)
+        ranef.append(u_k @ T.T)
+        cols = Linv[:, start:start + ql]          # L^-1 restricted to this term's columns
+        cv = np.empty((t.n_levels, t.p, t.p))
+        for j in range(t.n_levels):
+            Cj = cols[:, j * t.p:(j + 1) * t.p]
+            cv[j] = s2 * (T @ (Cj.T @ Cj) @ T.T)
+        condvar.append(cv)
+        condsd.append(np.sqrt(np.einsum("jii->ji", cv)))
+        cov = s2 * (T @ T.T)
+        sd = np.sqrt(np.diag(cov))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cor = cov / np.outer(sd, sd)
+        varcorr_cov.append(cov)
+        varcorr_sd.append(sd)
+        varcorr_cor.append(cor)
+        start += ql
+    singular = any(np.any(np.abs(np.diag(T)) < 1e-4) for T in factors)
+    dres = deviance_residuals(prob.family, prob.y, fit.mu, prob.ntr, phi)
+    n_params = p + nt + (1 if prob.family == "negbinomial" else 0) \
+        + (1 if prob.family == "Gamma" else 0)
+    return GlmmEstimates(beta=beta, theta=theta, phi=phi, vcov=vcov, se=se, hessian=H,
+                         gradient=grad, laplace=fit, logLik=fit.loglik, deviance_resid=dres,
+                         n_params=n_params, ranef=ranef, condsd=condsd, condvar=condvar,
+                         factors=factors, varcorr_cov=varcorr_cov, varcorr_sd=varcorr_sd,
+                         varcorr_cor=varcorr_cor, singular=singular, sigma=sigma)
+
+
+def _vcov_rx(prob: GlmmProblem, fit: LaplaceFit) -> np.ndarray:
+    """Fallback: (X'WX - X'W ZL (L L')^-1 ZL'WX)^-1 at the mode (lme4's use.hessian = FALSE)."""
+    _, _, _, wf = obs_terms(prob.family, prob.link, fit.eta, prob.y, prob.ntr)
+    WX = prob.X * wf[:, None]
+    RZX = sla.solve_triangular(fit.L, np.asarray(fit.ZL.T @ WX), lower=True)
+    return np.linalg.inv(prob.X.T @ WX - RZX.T @ RZX)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fit
+# ---------------------------------------------------------------------------------------------
+
+
+def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
+              output_dir: str | None = None, inits: dict | None = None):
+    """glmer (nAGQ = 1): maximise the Laplace likelihood with Stan, then build the fit."""
+    from .results.glmm import GlmmFit
+
+    t0 = time.perf_counter()
+    prob = GlmmProblem.from_design(design)
+    data = _stan_data(prob)
+    if inits is None:
+        beta0, phi0 = glm_start(prob)
+        inits = _inits(prob, beta0, phi0)
+    model = compile_model(glmer_code(design), "glmer", engine)
+    t1 = time.perf_counter()
+    run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
+                         accept_line_search_failure=True, **OPTIMIZER_SETTINGS)
+    opt = run.optimum()
+    beta = np.array([opt[f"beta[{i + 1}]"] for i in range(prob.p)])
+    theta = np.array([opt[f"theta[{i + 1}]"] for i in range(prob.n_theta)])
+    phi = float(np.exp(opt["log_phi[1]"])) if prob.has_phi else 1.0
+    t2 = time.perf_counter()
+    est = glmm_estimates(prob, beta, theta, phi)
+    t3 = time.perf_counter()
+    converged = run.return_code == 0 or float(np.max(np.abs(est.gradient))) < GRADIENT_TOL
+    if not converged:
+        warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
+                      f"{run.return_code} with max|grad| = {np.max(np.abs(est.gradient)):.3g} "
+                      "on the deviance scale", stacklevel=3)
+    timing = {"setup_s": t1 - t0, "optimize_s": run.elapsed, "optimize_wall_s": t2 - t1,
+              "estimates_s": t3 - t2, "total_s": t3 - t0}
+    return GlmmFit(design=design, problem=prob, estimates=est, run=run, converged=converged,
+                   stan_data=data, inits=inits, objective_stan=float(opt["lp__"]),
+                   timing=timing)

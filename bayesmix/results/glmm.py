@@ -1,0 +1,372 @@
+"""The result of a glmer-equivalent fit (Laplace ML): lme4's accessors and printed summary.
+
+The same methods as `MixedFit` (the lmer result): fixef, coef_table, vcov, varcorr, ranef,
+coef, sigma, theta, loglik, aic, bic, deviance, nobs, ngrps, is_singular, confint, predict,
+fitted, residuals, summary, display."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..design import Design, design_for_newdata
+from ..engine import RunResult
+from .format import display_text, fmt_num, html_pre, signif_str
+from .mixed import _re_form_groups
+
+_FAMILY_LABEL = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson",
+                 "Gamma": "Gamma"}
+
+
+@dataclass(frozen=True, eq=False)
+class GlmmFit:
+    """glmer fit: Laplace maximum likelihood estimates at the optimum of Stan's optimizer."""
+    design: Design
+    problem: Any                 # bayesmix.glmer.GlmmProblem
+    estimates: Any               # bayesmix.glmer.GlmmEstimates
+    run: RunResult
+    converged: bool
+    stan_data: dict = field(repr=False)
+    inits: dict = field(repr=False, default_factory=dict)
+    objective_stan: float = float("nan")   # lp__ reported by Stan (= logLik)
+    timing: dict = field(default_factory=dict)
+
+    kind = "glmer"
+    method = "Laplace"
+    reml = False
+
+    # -- lme4 accessors ----------------------------------------------------
+    @property
+    def family(self):
+        return self.design.family
+
+    @property
+    def theta(self) -> pd.Series:
+        names = []
+        for t in self.design.terms:
+            for j in range(t.p):
+                for i in range(j, t.p):
+                    a, b = t.coef_names[i], t.coef_names[j]
+                    names.append(f"{t.group}.{a}" if i == j else f"{t.group}.{a}.{b}")
+        return pd.Series(self.estimates.theta, index=names)
+
+    @property
+    def nb_theta(self) -> float | None:
+        """glmer.nb's theta (Var = mu + mu^2 / theta); None for other families."""
+        return float(self.estimates.phi) if self.family.name == "negbinomial" else None
+
+    def fixef(self) -> pd.Series:
+        return pd.Series(self.estimates.beta, index=list(self.design.X_names))
+
+    def vcov(self) -> pd.DataFrame:
+        names = list(self.design.X_names)
+        return pd.DataFrame(self.estimates.vcov, index=names, columns=names)
+
+    def coef_table(self) -> pd.DataFrame:
+        est, se = self.estimates.beta, self.estimates.se
+        z = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": z,
+                             "Pr(>|z|)": 2 * stats.norm.sf(np.abs(z))},
+                            index=list(self.design.X_names))
+
+    def sigma(self) -> float:
+        """1 for families without a scale parameter (binomial, poisson, negative binomial);
+        for Gamma lme4's sqrt((Pearson chi^2 + ||u||^2) / n)."""
+        return float(self.estimates.sigma)
+
+    @property
+    def has_scale(self) -> bool:
+        return self.family.name == "Gamma"
+
+    def nobs(self) -> int:
+        return self.design.n
+
+    def ngrps(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.design.terms:
+            out.setdefault(t.group, t.n_levels)
+        return out
+
+    def _group_labels(self) -> list[str]:
+        seen: dict[str, int] = {}
+        labels = []
+        for t in self.design.terms:
+            k = seen.get(t.group, 0)
+            labels.append(t.group if k == 0 else f"{t.group}.{k}")
+            seen[t.group] = k + 1
+        return labels
+
+    def varcorr(self) -> pd.DataFrame:
+        """Like R's as.data.frame(VarCorr(fit)): grp, var1, var2, vcov, sdcor."""
+        rows = []
+        est = self.estimates
+        for label, t, cov, sd, cor in zip(self._group_labels(), self.design.terms,
+                                           est.varcorr_cov, est.varcorr_sd, est.varcorr_cor):
+            for i, name in enumerate(t.coef_names):
+                rows.append((label, name, None, cov[i, i], sd[i]))
+            for j in range(t.p):
+                for i in range(j + 1, t.p):
+                    rows.append((label, t.coef_names[j], t.coef_names[i], cov[i, j], cor[i, j]))
+        if self.has_scale:
+            rows.append(("Residual", None, None, self.sigma() ** 2, self.sigma()))
+        return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+    def ranef(self, condvar: bool = False) -> dict[str, pd.DataFrame]:
+        """Conditional modes per grouping factor (levels x coefficients); with
+        condvar=True, a dict of (modes, conditional SDs) DataFrame pairs."""
+        modes: dict[str, list[pd.DataFrame]] = {}
+        sds: dict[str, list[pd.DataFrame]] = {}
+        for k, t in enumerate(self.design.terms):
+            modes.setdefault(t.group, []).append(pd.DataFrame(
+                self.estimates.ranef[k], index=list(t.levels), columns=list(t.coef_names)))
+            sds.setdefault(t.group, []).append(pd.DataFrame(
+                self.estimates.condsd[k], index=list(t.levels), columns=list(t.coef_names)))
+        out = {g: pd.concat(v, axis=1) for g, v in modes.items()}
+        if condvar:
+            return {g: (out[g], pd.concat(sds[g], axis=1)) for g in out}
+        return out
+
+    def coef(self) -> dict[str, pd.DataFrame]:
+        """Fixed plus random effects per level (lme4's coef())."""
+        fe = self.fixef()
+        out = {}
+        for group, re in self.ranef().items():
+            table = pd.DataFrame(np.tile(fe.values, (len(re), 1)), index=re.index,
+                                 columns=fe.index)
+            for col in re.columns:
+                if col in table.columns:
+                    table[col] += re[col]
+                else:
+                    table[col] = re[col]
+            out[group] = table
+        return out
+
+    def loglik(self) -> float:
+        """The Laplace approximation of the log likelihood at the optimum (lme4's logLik)."""
+        return float(self.estimates.logLik)
+
+    def df(self) -> int:
+        """Parameters counted by AIC/BIC: p + length(theta) (+1 for glmer.nb's theta)."""
+        return int(self.estimates.n_params)
+
+    def aic(self) -> float:
+        return -2 * self.loglik() + 2 * self.df()
+
+    def bic(self) -> float:
+        return -2 * self.loglik() + np.log(self.nobs()) * self.df()
+
+    def deviance(self) -> float:
+        """lme4's deviance() for glmer: the sum of squared deviance residuals at the
+        conditional modes (summary()'s 'deviance' is -2 logLik, see minus2loglik())."""
+        return float(np.sum(self.estimates.deviance_resid ** 2))
+
+    def minus2loglik(self) -> float:
+        return -2 * self.loglik()
+
+    def is_singular(self, tol: float = 1e-4) -> bool:
+        return any(np.any(np.abs(np.diag(T)) < tol) for T in self.estimates.factors)
+
+    def fitted(self) -> np.ndarray:
+        """Conditional means on the response scale (probabilities for binomial)."""
+        return self.estimates.mu
+
+    def residuals(self, type: str = "deviance") -> np.ndarray:
+        """Residuals like lme4: "deviance" (default), "pearson", "response", "working", or
+        "scaled_pearson" (Pearson over sigma, the summary's scaled residuals)."""
+        from ..glmer import pearson_residuals
+        prob, mu = self.problem, self.estimates.mu
+        if type == "deviance":
+            return self.estimates.deviance_resid
+        if type == "pearson":
+            return pearson_residuals(prob.family, prob.y, mu, prob.ntr, self.estimates.phi)
+        if type == "scaled_pearson":
+            return self.residuals("pearson") / self.sigma()
+        if type == "response":
+            if prob.family in ("binomial", "bernoulli"):
+                return prob.y / prob.ntr - mu
+            return prob.y - mu
+        if type == "working":
+            from ..glmer import obs_terms
+            _, s, _, wf = obs_terms(prob.family, prob.link, self.estimates.eta, prob.y,
+                                    prob.ntr, self.estimates.phi)
+            return s / wf
+        raise ValueError(f"unknown residual type {type!r}; choose one of: deviance, pearson, "
+                         "response, working, scaled_pearson")
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald intervals for the fixed effects."""
+        z = stats.norm.ppf(0.5 + level / 2)
+        est, se = self.estimates.beta, self.estimates.se
+        lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
+        return pd.DataFrame({lo: est - z * se, hi: est + z * se},
+                            index=list(self.design.X_names))
+
+    # -- predictions -------------------------------------------------------
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                type: str = "link", allow_new_levels: bool = False) -> np.ndarray:
+        """Predictions on the link (default, as lme4) or response scale, with all random
+        effects (re_form=None), none ("~0" or NA-like) or a subset, e.g. "~(1|herd)"."""
+        from ..glmer import linkinv
+        if type not in ("link", "response"):
+            raise ValueError(f"unknown prediction type {type!r}; choose one of: link, response")
+        groups = _re_form_groups(re_form, self.design)
+        data = self.design.data if newdata is None else newdata
+        nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
+                                random=bool(groups))
+        eta = nd.X @ self.estimates.beta
+        if nd.offset is not None:
+            eta = eta + nd.offset
+        for k, (t, nt) in enumerate(zip(self.design.terms, nd.terms)):
+            if t.group not in groups:
+                continue
+            b = self.estimates.ranef[k]
+            known = nt.index >= 0  # new levels get zero random effects
+            eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
+        return eta if type == "link" else linkinv(self.family.link, eta)
+
+    # -- printing ----------------------------------------------------------
+    def family_label(self) -> str:
+        name = self.family.name
+        if name == "negbinomial":
+            label = f"Negative Binomial({self.estimates.phi:.4f})"
+        else:
+            label = _FAMILY_LABEL.get(name, name)
+        return f"{label}  ( {self.family.link} )"
+
+    def summary(self) -> "GlmmSummary":
+        return GlmmSummary(self)
+
+    def display(self):
+        from .format import Display
+        fe = self.fixef()
+        rows = [(name, fe[name], se) for name, se in zip(fe.index, self.estimates.se)]
+        vc = self.varcorr()
+        err = [(r.grp, r.var1 or "", r.sdcor) for r in vc.itertuples() if r.var2 is None]
+        if not self.has_scale:
+            err.append(("Residual", "", 1.0))
+        corr = [(r.grp, f"{r.var1}:{r.var2}", r.sdcor) for r in vc.itertuples()
+                if r.var2 is not None]
+        footer = [f"number of obs: {self.nobs()}, groups: "
+                  + ", ".join(f"{g}, {n}" for g, n in self.ngrps().items()),
+                  f"AIC = {fmt_num(self.aic(), 1)}",
+                  f"deviance = {fmt_num(self.minus2loglik(), 1)}"]
+        return Display(display_text(self._call(), rows, err, corr, footer))
+
+    def _call(self) -> str:
+        if self.family.name == "negbinomial":
+            return f"glmer.nb(formula = {self.design.formula.text})"
+        fam = _FAMILY_LABEL.get(self.family.name, self.family.name)
+        return f"glmer(formula = {self.design.formula.text}, family = {fam}({self.family.link}))"
+
+    def __repr__(self) -> str:
+        return (f"<GlmmFit Laplace {self.family}: {self.design.formula.text}; "
+                f"logLik {self.loglik():.4f}>")
+
+
+class GlmmSummary:
+    """lme4's summary(glmer) layout, printable and rendered as HTML in notebooks."""
+
+    def __init__(self, fit: GlmmFit):
+        self.fit = fit
+
+    def __str__(self) -> str:
+        from .glm import coefmat_text
+        f, est = self.fit, self.fit.estimates
+        lines = ["Generalized linear mixed model fit by maximum likelihood (Laplace "
+                 "Approximation, Stan L-BFGS)",
+                 f" Family: {f.family_label()}",
+                 f"Formula: {f.design.formula.text}", ""]
+        tab = pd.DataFrame({"AIC": [f.aic()], "BIC": [f.bic()], "logLik": [f.loglik()],
+                            "deviance": [f.minus2loglik()], "df.resid": [f.nobs() - f.df()]})
+        lines.append(tab.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+        q = np.quantile(f.residuals("scaled_pearson"), [0, 0.25, 0.5, 0.75, 1])
+        lines += ["", "Scaled residuals: ",
+                  pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
+                  .to_string(index=False, float_format=lambda v: f"{v:.4f}"), "",
+                  "Random effects:"]
+        lines += _random_effects_table(f)
+        lines.append(f"Number of obs: {f.nobs()}, groups:  "
+                     + "; ".join(f"{g}, {n}" for g, n in f.ngrps().items()))
+        lines += ["", "Fixed effects:", coefmat_text(f.coef_table(), digits=4)]
+        if f.design.p > 1:
+            se = est.se
+            cor = est.vcov / np.outer(se, se)
+            abbrev = [abbreviate(n) for n in f.design.X_names]
+            rows = []
+            for i in range(1, f.design.p):
+                rows.append(f"{abbrev[i]:<8}" + " ".join(f"{cor[i, j]:6.3f}" for j in range(i)))
+            lines += ["", "Correlation of Fixed Effects:",
+                      " " * 8 + " ".join(f"{a:>6}" for a in abbrev[:-1]), *rows]
+        if f.is_singular():
+            lines += ["", "boundary (singular) fit: see is_singular()"]
+        if not f.converged:
+            lines += ["", f"optimizer (Stan L-BFGS) convergence code: {f.run.return_code}"]
+        return "\n".join(lines)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        return html_pre(str(self))
+
+
+def abbreviate(name: str, minlength: int = 6) -> str:
+    """R's abbreviate() (as summary.merMod uses it for the correlation table): drop
+    lower-case vowels at word ends, then other lower-case vowels, then lower-case letters at
+    word ends, then other lower-case letters, right to left, never a word's first character."""
+    b = list(name.strip())
+    if len(b) <= minlength:
+        return "".join(b)
+
+    def nchar():
+        return len(b) - sum(c.isspace() for c in b)
+
+    def first(i):
+        return b[i - 1].isspace()
+
+    def last(i):
+        return not b[i - 1].isspace() and (i + 1 >= len(b) or b[i + 1].isspace())
+
+    passes = [lambda i: b[i] in "aeiou" and last(i),
+              lambda i: b[i] in "aeiou" and not first(i),
+              lambda i: b[i].islower() and last(i),
+              lambda i: b[i].islower() and not first(i),
+              lambda i: not first(i) and not b[i].isspace()]
+    for cond in passes:
+        i = len(b) - 1
+        while i > 0:
+            if i < len(b) and cond(i):
+                del b[i]
+            if nchar() <= minlength:
+                return "".join(c for c in b if not c.isspace())
+            i -= 1
+    return "".join(c for c in b if not c.isspace())
+
+
+def _random_effects_table(f: GlmmFit) -> list[str]:
+    rows = []
+    for label, t, cov, sd, cor in zip(f._group_labels(), f.design.terms,
+                                       f.estimates.varcorr_cov, f.estimates.varcorr_sd,
+                                       f.estimates.varcorr_cor):
+        for i, name in enumerate(t.coef_names):
+            corr = " ".join(f"{cor[i, j]:5.2f}" for j in range(i))
+            rows.append((label if i == 0 else "", name, signif_str(cov[i, i]),
+                         signif_str(sd[i]), corr))
+    if f.has_scale:
+        s = f.sigma()
+        rows.append(("Residual", "", signif_str(s ** 2), signif_str(s), ""))
+    has_corr = any(r[4] for r in rows)
+    header = ("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())
+    widths = [max(len(str(r[i])) for r in [header[:4] + ("",)] + rows) for i in range(4)]
+    out = [" " + " ".join(h.ljust(w) if i < 2 else h.rjust(w)
+                          for i, (h, w) in enumerate(zip(header, widths + [4])))]
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
+                 r[3].rjust(widths[3])]
+        if has_corr:
+            cells.append(r[4])
+        out.append(" " + " ".join(cells).rstrip())
+    return out

@@ -1,0 +1,284 @@
+// Generalized linear mixed models: the Laplace approximation of the marginal likelihood
+// (lme4's glmer with nAGQ = 1; Bates, Maechler, Bolker and Walker 2015, J. Stat. Softw. 67(1)).
+//
+// Model: y_i | u ~ F(mu_i), g(mu_i) = eta_i = offset_i + x_i' beta + (Z Lambda u)_i, u ~ N(0, I_q).
+// Lambda is block diagonal: for term k the lower-triangular p_k x p_k factor T_k (from theta,
+// column-major lower triangle, lme4's order) is repeated for each of its levels.
+// For given (beta, theta) the conditional mode u* maximises
+//   g(u) = log p(y | u) - ||u||^2 / 2
+// (found here by Newton's method with step halving), and
+//   log L ~= log p(y | u*) - ||u*||^2 / 2 - log|L|,  L L' = Lambda' Z' W Z Lambda + I_q,
+// W the GLM (Fisher) weights mu_eta^2 / Var(y) at u*, as lme4's PIRLS uses them.
+// log p(y | u) is the full log density, with the log binomial coefficients and -log(y!), so the
+// value at the optimum is lme4's logLik.
+//
+// Family codes: 1 binomial (bernoulli = 1 trial), 2 poisson, 3 negative binomial
+// (Var = mu + mu^2 / phi, lme4's glmer.nb theta = phi), 4 Gamma, done as lme4 does it: the
+// conditional mode and the weights W with shape 1 (Var = mu^2, i.e. minimising the deviance
+// plus ||u||^2), then -2 log p(y | u*) from R's Gamma()$aic: the gamma density with dispersion
+// dev(u*) / N, plus 2.
+// Link codes: 1 logit, 2 probit, 3 cloglog, 4 log, 5 identity, 6 inverse, 7 sqrt.
+
+/**
+ * The p x p lower-triangular factor whose lower triangle, column-major, is
+ * theta[start : start + p (p + 1) / 2 - 1].
+ */
+matrix glmm_theta_factor(vector theta, int start, int p) {
+  matrix[p, p] Tk = rep_matrix(0, p, p);
+  int pos = start;
+  for (j in 1:p) {
+    for (i in j:p) {
+      Tk[i, j] = theta[pos];
+      pos += 1;
+    }
+  }
+  return Tk;
+}
+
+/**
+ * Non-zero values of Z Lambda, row by row: column r of the result holds, for every
+ * observation, the entry in column col[r, i] of Z Lambda (Z_ik' T_k for term k).
+ */
+matrix glmm_zlambda(vector theta, data matrix Zr, array[] int p_term) {
+  int N = rows(Zr);
+  matrix[N, cols(Zr)] zl;
+  int c = 1;
+  int pos = 1;
+  for (k in 1:size(p_term)) {
+    int p = p_term[k];
+    matrix[p, p] Tk = glmm_theta_factor(theta, pos, p);
+    zl[ : , c:(c + p - 1)] = Zr[ : , c:(c + p - 1)] * Tk;
+    c += p;
+    pos += (p * (p + 1)) %/% 2;
+  }
+  return zl;
+}
+
+/**
+ * eta0 + Z Lambda u from the row-wise non-zeros of Z Lambda.
+ */
+vector glmm_eta(vector eta0, matrix zl, data array[,] int col, vector u) {
+  vector[rows(eta0)] eta = eta0;
+  for (r in 1:cols(zl)) {
+    eta += zl[ : , r] .* u[col[r]];
+  }
+  return eta;
+}
+
+/**
+ * Lower triangle of (Z Lambda)' diag(w) (Z Lambda) + I_q, symmetrised.
+ */
+matrix glmm_hessian(matrix zl, data array[,] int col, vector w, int Q) {
+  int N = rows(zl);
+  int R = cols(zl);
+  matrix[Q, Q] H = diag_matrix(rep_vector(1, Q));
+  for (i in 1:N) {
+    for (r in 1:R) {
+      real a = w[i] * zl[i, r];
+      for (s in 1:r) {
+        H[col[r, i], col[s, i]] += a * zl[i, s];
+      }
+    }
+  }
+  return symmetrize_from_lower_tri(H);
+}
+
+/**
+ * (Z Lambda)' s - u: the gradient of g(u).
+ */
+vector glmm_gradient(matrix zl, data array[,] int col, vector s, vector u) {
+  vector[rows(u)] grad = -u;
+  for (r in 1:cols(zl)) {
+    vector[rows(zl)] v = zl[ : , r] .* s;
+    for (i in 1:rows(zl)) {
+      grad[col[r, i]] += v[i];
+    }
+  }
+  return grad;
+}
+
+/**
+ * The mean mu = g^-1(eta).
+ */
+vector glmm_mu(int link, vector eta) {
+  if (link == 1) return inv_logit(eta);
+  if (link == 2) return Phi(eta);
+  if (link == 3) return -expm1(-exp(eta));
+  if (link == 4) return exp(eta);
+  if (link == 5) return eta;
+  if (link == 6) return inv(eta);
+  return square(eta);
+}
+
+/**
+ * Per observation: the log density without its data-only constant (see glmm_lp_const), the
+ * score d lp / d eta, the Newton weight -d^2 lp / d eta^2 (replaced by the Fisher weights when
+ * any is negative) and the Fisher weight mu_eta^2 / Var(y).
+ */
+tuple(vector, vector, vector, vector) glmm_obs(int family, int link, vector eta, data vector y,
+                                               data vector ntr, real phi) {
+  int N = rows(eta);
+  vector[N] lp;
+  vector[N] s;
+  vector[N] wn;
+  vector[N] wf;
+  if (family == 1) {
+    // binomial: r1 = mu' / mu, r0 = mu' / (1 - mu), h = mu'' / mu'
+    vector[N] lmu;
+    vector[N] l1mu;
+    vector[N] r1;
+    vector[N] r0;
+    vector[N] h;
+    if (link == 1) {
+      lmu = log_inv_logit(eta);
+      l1mu = log1m_inv_logit(eta);
+      r1 = exp(l1mu);
+      r0 = exp(lmu);
+      h = r1 - r0;
+    } else if (link == 2) {
+      vector[N] lphi = -0.5 * square(eta) - 0.5 * log(2 * pi());
+      for (i in 1:N) {
+        lmu[i] = std_normal_lcdf(eta[i] | );
+        l1mu[i] = std_normal_lccdf(eta[i] | );
+      }
+      r1 = exp(lphi - lmu);
+      r0 = exp(lphi - l1mu);
+      h = -eta;
+    } else if (link == 3) {
+      vector[N] ee = exp(eta);
+      l1mu = -ee;
+      lmu = log1m_exp(-ee);
+      r0 = ee;
+      r1 = ee ./ expm1(ee);
+      h = 1 - ee;
+    } else {
+      // log link (eta < 0)
+      lmu = eta;
+      l1mu = log1m_exp(eta);
+      r1 = rep_vector(1, N);
+      r0 = exp(eta - l1mu);
+      h = rep_vector(1, N);
+    }
+    lp = y .* lmu + (ntr - y) .* l1mu;
+    s = y .* r1 - (ntr - y) .* r0;
+    wf = ntr .* r1 .* r0;
+    wn = y .* square(r1) + (ntr - y) .* square(r0) - s .* h;
+  } else {
+    vector[N] mu;
+    vector[N] dmu;  // mu'
+    vector[N] h;    // mu'' / mu'
+    vector[N] lmu;
+    vector[N] V;    // Var(y | u)
+    vector[N] dlogV;  // V'(mu) / V
+    if (link == 4) {
+      mu = exp(eta);
+      dmu = mu;
+      h = rep_vector(1, N);
+      lmu = eta;
+    } else if (link == 5) {
+      mu = eta;
+      dmu = rep_vector(1, N);
+      h = rep_vector(0, N);
+      lmu = log(mu);
+    } else if (link == 6) {
+      mu = inv(eta);
+      dmu = -square(mu);
+      h = -2 * mu;
+      lmu = log(mu);
+    } else {
+      // sqrt
+      mu = square(eta);
+      dmu = 2 * eta;
+      h = inv(eta);
+      lmu = log(mu);
+    }
+    if (family == 2) {
+      V = mu;
+      dlogV = inv(mu);
+      lp = y .* lmu - mu;
+    } else if (family == 3) {
+      vector[N] lpm = log(phi + mu);
+      V = mu + square(mu) / phi;
+      dlogV = (1 + 2 * mu / phi) ./ V;
+      lp = lgamma(y + phi) - lgamma(phi) + phi * (log(phi) - lpm) + y .* (lmu - lpm);
+    } else {
+      // Gamma with shape phi
+      V = square(mu) / phi;
+      dlogV = 2 * inv(mu);
+      lp = phi * (log(phi) - lmu - y ./ mu) - lgamma(phi) + (phi - 1) * log(y);
+    }
+    s = (y - mu) .* dmu ./ V;
+    wf = square(dmu) ./ V;
+    wn = wf - s .* (h - dmu .* dlogV);
+  }
+  if (min(wn) < 0) {
+    wn = wf;
+  }
+  return (lp, s, wn, wf);
+}
+
+/**
+ * The data-only part of log p(y | u): log binomial coefficients, -log(y!) for counts.
+ */
+real glmm_lp_const(int family, vector y, vector ntr) {
+  real c = 0;
+  if (family == 1) {
+    for (i in 1:rows(y)) {
+      c += lchoose(ntr[i], y[i]);
+    }
+  } else if (family == 2 || family == 3) {
+    c = -sum(lgamma(y + 1));
+  }
+  return c;
+}
+
+/**
+ * Laplace approximation of log p(y | beta, theta, phi) without the constant of glmm_lp_const,
+ * and the conditional mode u*.
+ *
+ * Newton's method on g(u) from u = 0 with step halving until the step is below
+ * tol (1 + max|u|), at most max_iter steps; autodiff runs through the iterations, whose
+ * derivatives converge with them (Newton's map has zero Jacobian at its fixed point).
+ */
+tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, int Q,
+                                 int family, int link, data vector y, data vector ntr,
+                                 real phi, int max_iter, real tol) {
+  vector[Q] u = rep_vector(0, Q);
+  vector[rows(eta0)] eta = glmm_eta(eta0, zl, col, u);
+  tuple(vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)]) ob
+      = glmm_obs(family, link, eta, y, ntr, phi);
+  real g = sum(ob.1);
+  for (it in 1:max_iter) {
+    vector[Q] delta = mdivide_left_spd(glmm_hessian(zl, col, ob.3, Q),
+                                       glmm_gradient(zl, col, ob.2, u));
+    real step = 1;
+    vector[Q] u_new = u + delta;
+    eta = glmm_eta(eta0, zl, col, u_new);
+    ob = glmm_obs(family, link, eta, y, ntr, phi);
+    real g_new = sum(ob.1) - 0.5 * dot_self(u_new);
+    int halvings = 0;
+    while (!(g_new >= g - 1e-10 * (1 + abs(g))) && halvings < 30) {
+      step *= 0.5;
+      u_new = u + step * delta;
+      eta = glmm_eta(eta0, zl, col, u_new);
+      ob = glmm_obs(family, link, eta, y, ntr, phi);
+      g_new = sum(ob.1) - 0.5 * dot_self(u_new);
+      halvings += 1;
+    }
+    u = u_new;
+    g = g_new;
+    if (step * max(abs(delta)) < tol * (1 + max(abs(u)))) {
+      break;
+    }
+  }
+  matrix[Q, Q] L = cholesky_decompose(glmm_hessian(zl, col, ob.4, Q));
+  real value = g;
+  if (family == 4) {
+    // lme4's Gamma: u* and W above with shape 1 (Var = mu^2); the conditional density with
+    // the dispersion dev / N (R's Gamma()$aic, which also adds 2 to -2 log L)
+    vector[rows(eta)] mu = glmm_mu(link, eta);
+    real disp = 2 * sum((y - mu) ./ mu - log(y ./ mu)) / rows(y);
+    value = sum(glmm_obs(family, link, eta, y, ntr, inv(disp)).1) - 1 - 0.5 * dot_self(u);
+  }
+  return (value - sum(log(diagonal(L))), u);
+}
