@@ -1,22 +1,30 @@
 """bayesmix: lme4-syntax multilevel models compiled to Stan.
 
 `Model(formula, data, family)` builds and validates the design; `.fit()`
-gives lme4's lmer/glmer numbers through Stan's optimizer, `.sample()` a
-full posterior with NUTS."""
+gives lme4's lmer/glmer numbers through Stan's optimizer (lm/glm without
+random terms), `.sample()` a full posterior with NUTS."""
 
+# Submodules whose names match the shortcut functions below are imported
+# first, so the package attributes end up bound to the functions.
+from . import export as _export_module, glm as _glm_module  # noqa: F401
+from . import lmlist as _lmlist_module  # noqa: F401
+from .compare import AnovaTable, anova
 from .design import Design, build_design
 from .errors import (BayesmixError, DataError, FamilyError, FormulaError,
                      StanError, ToolchainError)
+from .export import export, load, rerun
 from .families import Family, get_family
 from .formula import ParsedFormula, parse_formula
+from .lmlist import LmList, lmlist
 from .model import Model, glm, glmer, lm, lmer
+from .priors import Prior, prior
+from .results.glm import GlmFit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BayesmixError", "DataError", "Design", "Family", "FamilyError", "FormulaError", "Model",
-    "ParsedFormula", "StanError", "ToolchainError", "build_design", "get_family", "glm",
-    "glmer", "lm", "lmer", "parse_formula",
+    "AnovaTable", "BayesmixError", "DataError", "Design", "Family", "FamilyError",
+    "FormulaError", "GlmFit", "LmList", "Model", "ParsedFormula", "Prior", "StanError",
+    "ToolchainError", "anova", "build_design", "export", "get_family", "glm", "glmer", "lm",
+    "lmer", "lmlist", "load", "parse_formula", "prior", "rerun",
 ]
-from .export import export, load, rerun  # noqa: E402
-__all__ += ["export", "load", "rerun"]

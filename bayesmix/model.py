@@ -130,10 +130,12 @@ def glmer(formula: str, data: pd.DataFrame, family: str = "binomial",
 
 def lm(formula: str, data: pd.DataFrame, **kwargs: Any):
     """R's lm: ordinary least squares through the same front door."""
-    return Model(formula, data, family="gaussian", **kwargs).fit(method="ml")
+    model = Model(formula, data, family="gaussian", **kwargs)
+    return model.fit(method="ml", **({} if model.design.terms else {"fitter": "lm"}))
 
 
 def glm(formula: str, data: pd.DataFrame, family: str = "gaussian",
         link: str | None = None, **kwargs: Any):
     """R's glm: maximum likelihood by IRLS."""
-    return Model(formula, data, family=family, link=link, **kwargs).fit(method="ml")
+    model = Model(formula, data, family=family, link=link, **kwargs)
+    return model.fit(method="ml", **({} if model.design.terms else {"fitter": "glm"}))
