@@ -426,7 +426,10 @@ def glm_start(prob: GlmmProblem) -> tuple[np.ndarray, float]:
 
 
 def glmer_code(design: Design | None = None) -> str:
-    """The generic glmer program (the same for every family and formula)."""
+    """The generic glmer program (the same for every family and formula); with a design,
+    its family and link are checked first."""
+    if design is not None:
+        check_glmer_family(design.family)
     return stan_file(GLMER_PROGRAM)
 
 
