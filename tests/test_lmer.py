@@ -189,3 +189,11 @@ def test_stan_code_is_the_generic_program():
     assert "#include" not in code and "lmm_reduce" in code
     data = m1.stan_data("reml")
     assert data["REML"] == 1 and data["p_term"] == [2]
+
+
+def test_display_like_arm():
+    text = str(fitted("sleepstudy_slope_REML").display())
+    assert text.splitlines()[0].startswith("lmer(formula = Reaction ~ Days + (Days|Subject)")
+    assert "coef.est coef.se" in text and "Error terms:" in text
+    assert "Residual" in text and "Corr((Intercept):Days)" in text
+    assert "AIC = 1755.6" in text

@@ -220,9 +220,10 @@ class MixedFit:
         fe = self.fixef()
         rows = [(name, fe[name], se) for name, se in zip(fe.index, self.estimates.se)]
         vc = self.varcorr()
-        err = [(r.grp, r.var1 or "", r.sdcor) for r in vc.itertuples() if r.var2 is None]
+        err = [(r.grp, r.var1 if isinstance(r.var1, str) else "", r.sdcor)
+               for r in vc.itertuples() if not isinstance(r.var2, str)]
         corr = [(r.grp, f"{r.var1}:{r.var2}", r.sdcor) for r in vc.itertuples()
-                if r.var2 is not None]
+                if isinstance(r.var2, str)]
         dev = -2 * self.loglik()
         # DIC as arm::display reports it for lmer fits: deviance at the ML
         # estimate plus twice the effective number of parameters
