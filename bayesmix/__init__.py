@@ -6,7 +6,7 @@ random terms), `.sample()` a full posterior with NUTS."""
 
 # Submodules whose names match the shortcut functions below are imported
 # first, so the package attributes end up bound to the functions.
-from . import export as _export_module, glm as _glm_module  # noqa: F401
+from . import export as _export_module, glm as _glm_module, glmer as _glmer_module  # noqa: F401
 from . import lmlist as _lmlist_module  # noqa: F401
 from .compare import AnovaTable, anova
 from .design import Design, build_design
