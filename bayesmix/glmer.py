@@ -29,7 +29,7 @@ from scipy import optimize, special
 
 from .design import Design
 from .engine import compile_model, stan_file
-from .errors import FamilyError
+from .errors import BayesmixError, FamilyError
 from .lmm.suffstats import (as_terms, lambda_matrix, normalize_theta, random_design,
                             theta_start, theta_to_factors)
 
@@ -177,6 +177,9 @@ def obs_terms(family: str, link: str, eta, y, ntr, phi: float = 1.0):
             s = (y - mu) * dmu / V
             wf = dmu ** 2 / V
             wn = wf - s * (h - dmu * dlogV)
+            lp = np.where(mu > 0, lp, np.nan)  # outside the family's range
+        if family in ("binomial", "bernoulli") and link == "log":
+            lp = np.where(eta < 0, lp, np.nan)
         if np.any(wn < 0):
             wn = wf
     return lp, s, wn, wf
@@ -628,33 +631,65 @@ def _vcov_rx(prob: GlmmProblem, fit: LaplaceFit) -> np.ndarray:
 
 def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
               output_dir: str | None = None, inits: dict | None = None):
-    """glmer (nAGQ = 1): maximise the Laplace likelihood with Stan, then build the fit."""
-    from .results.glmm import GlmmFit
+    """glmer (nAGQ = 1): maximise the Laplace likelihood with Stan, then build the fit.
 
+    inits: optional {"beta", "theta", "log_phi"} (default: lme4's start, theta = identity
+    and beta from the GLM fit)."""
     t0 = time.perf_counter()
     prob = GlmmProblem.from_design(design)
     data = _stan_data(prob)
     if inits is None:
         beta0, phi0 = glm_start(prob)
         inits = _inits(prob, beta0, phi0)
-    model = compile_model(glmer_code(design), "glmer", engine)
+    _check_start(prob, inits)
+    code = glmer_code(design)
+    model = compile_model(code, "glmer", engine)
     t1 = time.perf_counter()
     run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
                          accept_line_search_failure=True, **OPTIMIZER_SETTINGS)
+    t2 = time.perf_counter()
+    fit = glmer_result(design, run, data, inits=inits, stan_code=code, prob=prob)
+    t3 = time.perf_counter()
+    fit.timing.update({"setup_s": t1 - t0, "optimize_s": run.elapsed,
+                       "optimize_wall_s": t2 - t1, "estimates_s": t3 - t2, "total_s": t3 - t0})
+    return fit
+
+
+def _check_start(prob: GlmmProblem, inits: dict) -> None:
+    """Fail before Stan runs when the Laplace likelihood is not finite at the start."""
+    phi = float(np.exp(inits["log_phi"][0])) if prob.has_phi else 1.0
+    try:
+        with np.errstate(all="ignore"):
+            value = laplace(prob, np.asarray(inits["beta"], float),
+                            np.asarray(inits["theta"], float), phi).loglik
+    except (np.linalg.LinAlgError, ValueError):
+        value = np.nan
+    if not np.isfinite(value):
+        raise BayesmixError(
+            f"glmer cannot start: the Laplace likelihood is not finite at the starting values "
+            f"(beta from the GLM fit, theta = 1) -- with the {prob.link} link of the "
+            f"{prob.family} family the means leave their range for some rows, or the "
+            "conditional mode of the random effects lies on its boundary; use the default "
+            f"link ({GLMER_LINKS[prob.family][0]}) or pass inits={{'beta': ..., 'theta': ...}}")
+
+
+def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None,
+                 stan_code: str = "", prob: GlmmProblem | None = None, warn: bool = True):
+    """The GlmmFit of an optimize run of glmer.stan (also used to reload exports)."""
+    from .results.glmm import GlmmFit
+
+    prob = GlmmProblem.from_design(design) if prob is None else prob
     opt = run.optimum()
     beta = np.array([opt[f"beta[{i + 1}]"] for i in range(prob.p)])
     theta = np.array([opt[f"theta[{i + 1}]"] for i in range(prob.n_theta)])
     phi = float(np.exp(opt["log_phi[1]"])) if prob.has_phi else 1.0
-    t2 = time.perf_counter()
     est = glmm_estimates(prob, beta, theta, phi)
-    t3 = time.perf_counter()
-    converged = run.return_code == 0 or float(np.max(np.abs(est.gradient))) < GRADIENT_TOL
-    if not converged:
+    grad = float(np.max(np.abs(est.gradient), initial=0.0))
+    converged = run.return_code == 0 or grad < GRADIENT_TOL
+    if warn and not converged:
         warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
-                      f"{run.return_code} with max|grad| = {np.max(np.abs(est.gradient)):.3g} "
-                      "on the deviance scale", stacklevel=3)
-    timing = {"setup_s": t1 - t0, "optimize_s": run.elapsed, "optimize_wall_s": t2 - t1,
-              "estimates_s": t3 - t2, "total_s": t3 - t0}
+                      f"{run.return_code} with max|grad| = {grad:.3g} on the deviance scale",
+                      stacklevel=3)
     return GlmmFit(design=design, problem=prob, estimates=est, run=run, converged=converged,
-                   stan_data=data, inits=inits, objective_stan=float(opt["lp__"]),
-                   timing=timing)
+                   stan_data=stan_data, inits=inits, objective_stan=float(opt["lp__"]),
+                   stan_code=stan_code or glmer_code(), timing={})

@@ -369,3 +369,22 @@ def test_one_program_for_all_families():
     model = bayesmix.Model(CBPP_FORMULA, load("cbpp"), family="binomial")
     assert model.stan_code("ml") == glmer_code()
     assert model.stan_data("ml")["family"] == 1
+
+
+def test_export_and_reload(tmp_path):
+    fit = fitted("nb_nested")
+    path = fit.export(tmp_path / "bundle")
+    assert (Path(path) / "model.stan").read_text() == glmer_code()
+    again = bayesmix.load(path)
+    assert again.kind == "glmer"
+    assert again.loglik() == pytest.approx(fit.loglik(), abs=1e-9)
+    assert again.nb_theta == pytest.approx(fit.nb_theta, rel=1e-12)
+    rerun = bayesmix.rerun(path, output_dir=str(tmp_path / "rerun"))
+    assert rerun.fixef().to_numpy() == pytest.approx(fit.fixef().to_numpy(), rel=1e-12)
+
+
+def test_invalid_start_fails_before_stan():
+    """poisson(identity) on counts with zeros: the conditional mode sits on mu = 0."""
+    data = case_data("pois_slope")
+    with pytest.raises(bayesmix.BayesmixError, match="glmer cannot start.*identity link"):
+        glmer("count ~ x + (1 | g)", data, family="poisson", link="identity")

@@ -31,13 +31,27 @@ class GlmmFit:
     run: RunResult
     converged: bool
     stan_data: dict = field(repr=False)
-    inits: dict = field(repr=False, default_factory=dict)
+    inits: dict | None = field(repr=False, default=None)
     objective_stan: float = float("nan")   # lp__ reported by Stan (= logLik)
-    timing: dict = field(default_factory=dict)
+    stan_code: str = field(default="", repr=False)
+    timing: dict = field(default_factory=dict)  # seconds: setup, optimize, estimates, total
 
     kind = "glmer"
     method = "Laplace"
     reml = False
+
+    def export_meta(self) -> dict:
+        return {"nAGQ": 1}
+
+    @classmethod
+    def from_export(cls, design: Design, meta: dict, run: RunResult, stan_data: dict):
+        from ..glmer import glmer_result
+        return glmer_result(design, run, stan_data)
+
+    def export(self, path: str) -> str:
+        """Write a reproducible Stan bundle (see bayesmix.export)."""
+        from ..export import export
+        return export(self, path)
 
     # -- lme4 accessors ----------------------------------------------------
     @property
