@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg as sla
@@ -30,7 +31,7 @@ from scipy import optimize, special
 from .design import Design
 from .engine import compile_model, stan_file
 from .errors import BayesmixError, FamilyError
-from .lmm.suffstats import (as_terms, lambda_matrix, normalize_theta, random_design,
+from .lmm.suffstats import (as_terms, normalize_theta, random_design,
                             theta_start, theta_to_factors)
 
 GLMER_PROGRAM = "glmer.stan"
@@ -251,6 +252,21 @@ class GlmmProblem:
     def n_theta(self) -> int:
         return sum(t.n_theta for t in self.terms)
 
+    @cached_property
+    def zl_cols(self) -> np.ndarray:
+        """(n, sum p_k): the column of Z Lambda of each row's non-zeros (lme4's order)."""
+        cols, q0 = [], 0
+        for t in self.terms:
+            cols.append(q0 + t.index[:, None] * t.p + np.arange(t.p)[None, :])
+            q0 += t.q
+        return np.column_stack(cols)
+
+    @cached_property
+    def zl_pairs(self) -> np.ndarray:
+        """(n, R^2): flat indices c_r * q + c_s of each row's pairs of non-zero columns."""
+        c = self.zl_cols
+        return (c[:, :, None] * self.q + c[:, None, :]).reshape(len(c), -1)
+
     @property
     def has_phi(self) -> bool:
         """Whether phi (glmer.nb's theta) is a parameter."""
@@ -282,7 +298,7 @@ class LaplaceFit:
     ussq: float              # ||u*||^2
     ldL2: float              # log|L|^2 (Fisher weights)
     L: np.ndarray            # lower Cholesky factor of Lambda'Z'WZ Lambda + I
-    ZL: sp.csc_matrix
+    ZL: "ZLambda"              # Z Lambda by rows
     iterations: int
 
     @property
@@ -291,12 +307,44 @@ class LaplaceFit:
         return -2.0 * self.loglik
 
 
+class ZLambda:
+    """Z Lambda_theta by rows: row i has the values vals[i] in the columns cols[i] (the
+    terms' covariates times T_k, at the row's level of each term). Products and the
+    weighted cross-product cost O(n R^2) (R = sum p_k) without a dense n x q matrix."""
+
+    def __init__(self, prob: GlmmProblem, theta):
+        factors = theta_to_factors(np.asarray(theta, float), prob.terms)
+        self.vals = np.column_stack([t.Z @ T for t, T in zip(prob.terms, factors)])
+        self.cols = prob.zl_cols
+        self.pairs = prob.zl_pairs
+        self.n, self.q = prob.n, prob.q
+        R = self.vals.shape[1]
+        self.outer = (self.vals[:, :, None] * self.vals[:, None, :]).reshape(self.n, R * R)
+
+    def __matmul__(self, u):                       # (Z Lambda) u
+        return np.einsum("ir,ir->i", self.vals, u[self.cols])
+
+    def rmatvec(self, v):                          # (Z Lambda)' v
+        return np.bincount(self.cols.ravel(), weights=(self.vals * v[:, None]).ravel(),
+                           minlength=self.q)
+
+    def crossprod(self, w):                        # (Z Lambda)' diag(w) (Z Lambda) + I
+        H = np.bincount(self.pairs.ravel(), weights=(self.outer * w[:, None]).ravel(),
+                        minlength=self.q * self.q).reshape(self.q, self.q)
+        H[np.diag_indices(self.q)] += 1.0
+        return H
+
+    def sparse(self) -> sp.csr_matrix:
+        R = self.cols.shape[1]
+        return sp.csr_matrix((self.vals.ravel(), self.cols.ravel(),
+                              np.arange(0, self.n * R + 1, R)), shape=(self.n, self.q))
+
+
 def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: float = 1e-12,
             max_iter: int = 200) -> LaplaceFit:
     """Laplace approximation by penalized Newton iterations (with step halving) for u*."""
     beta = np.asarray(beta, float)
-    ZL = (prob.Z @ lambda_matrix(theta, prob.terms)).tocsc()
-    ZLt = ZL.T.tocsr()
+    ZL = ZLambda(prob, theta)
     eta0 = prob.X @ beta + prob.offset
     q = prob.q
     u = np.zeros(q) if u0 is None else np.array(u0, float)
@@ -306,14 +354,11 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         lp, s, wn, wf = obs_terms(prob.family, prob.link, eta, prob.y, prob.ntr, phi)
         return eta, lp, s, wn, wf, float(np.sum(lp) - 0.5 * u @ u)
 
-    def hess(w):
-        return (ZLt @ sp.diags(w) @ ZL).toarray() + np.eye(q)
-
     eta, lp, s, wn, wf, g = evaluate(u)
     it = 0
     for it in range(1, max_iter + 1):
-        grad = ZLt @ s - u
-        delta = sla.cho_solve(sla.cho_factor(hess(wn), lower=True), grad)
+        grad = ZL.rmatvec(s) - u
+        delta = sla.cho_solve(sla.cho_factor(ZL.crossprod(wn), lower=True), grad)
         step = 1.0
         for _ in range(40):
             cand = evaluate(u + step * delta)
@@ -324,7 +369,7 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         eta, lp, s, wn, wf, g = cand
         if step * np.max(np.abs(delta), initial=0.0) < tol * (1 + np.max(np.abs(u), initial=0.0)):
             break
-    L = sla.cholesky(hess(wf), lower=True)
+    L = sla.cholesky(ZL.crossprod(wf), lower=True)
     ldL2 = 2.0 * float(np.sum(np.log(np.diag(L))))
     mu = linkinv(prob.link, eta)
     cond = float(np.sum(lp))
@@ -620,7 +665,7 @@ def _vcov_rx(prob: GlmmProblem, fit: LaplaceFit) -> np.ndarray:
     """Fallback: (X'WX - X'W ZL (L L')^-1 ZL'WX)^-1 at the mode (lme4's use.hessian = FALSE)."""
     _, _, _, wf = obs_terms(prob.family, prob.link, fit.eta, prob.y, prob.ntr)
     WX = prob.X * wf[:, None]
-    RZX = sla.solve_triangular(fit.L, np.asarray(fit.ZL.T @ WX), lower=True)
+    RZX = sla.solve_triangular(fit.L, np.asarray(fit.ZL.sparse().T @ WX), lower=True)
     return np.linalg.inv(prob.X.T @ WX - RZX.T @ RZX)
 
 
