@@ -181,14 +181,18 @@ def test_parallel_compiles_build_once():
 def test_interrupted_compile_leaves_nothing():
     code = _new_program()
     BundledModel("parameters { real a; } model { a ~ std_normal(); }", "warm")
-    proc = subprocess.Popen([sys.executable, "-c", _compile_script(code)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(3)  # stanc is done, g++ is running
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
     tc = bundled_toolchain()
     key = hashlib.sha256((code + tc.key).encode()).hexdigest()[:20]
     target = tc.home / "models" / key
+    proc = subprocess.Popen([sys.executable, "-c", _compile_script(code)],
+                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(target.parent.glob(f".{key}.tmp-*")):  # wait until g++ is building
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
     assert not target.exists()
     assert list(target.parent.glob(f".{key}.tmp-*"))  # the killed build's leftovers
     model = BundledModel(code, "cachetest")
