@@ -18,6 +18,7 @@ deviance in (theta, beta)), the convergence check and as a cross-check of the St
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -581,9 +582,25 @@ def _fd_hessian(f, x, h):
     return H, (fp - fm) / (2 * h)
 
 
+def _one_blas_thread():
+    """Many small dense factorizations: multithreaded BLAS only adds overhead (and stalls
+    badly on a busy machine), so use one thread when threadpoolctl is available."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def glmm_estimates(prob: GlmmProblem, beta, theta, phi: float = 1.0,
                    hessian_step: float = HESSIAN_STEP) -> GlmmEstimates:
     """Conditional modes and variances, Wald covariance, logLik and deviance at the optimum."""
+    with _one_blas_thread():
+        return _glmm_estimates(prob, beta, theta, phi, hessian_step)
+
+
+def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
+                    hessian_step: float) -> GlmmEstimates:
     theta = normalize_theta(np.asarray(theta, float), prob.terms)
     beta = np.asarray(beta, float)
     fit = laplace(prob, beta, theta, phi)
