@@ -388,3 +388,15 @@ def test_invalid_start_fails_before_stan():
     data = case_data("pois_slope")
     with pytest.raises(bayesmix.BayesmixError, match="glmer cannot start.*identity link"):
         glmer("count ~ x + (1 | g)", data, family="poisson", link="identity")
+
+
+def test_simulate():
+    fit = fitted("cbpp_binomial")
+    sims = fit.simulate(200, seed=3)
+    assert sims.shape == (200, 56)
+    assert np.all(sims >= 0) and np.all(sims <= fit.problem.ntr)
+    assert np.array_equal(sims, fit.simulate(200, seed=3))
+    # the average simulated incidence is near the observed one
+    assert sims.sum(axis=1).mean() == pytest.approx(fit.problem.y.sum(), rel=0.25)
+    nb = fitted("nb_nested").simulate(2, seed=1)
+    assert nb.shape == (2, 240) and np.all(nb == np.round(nb))

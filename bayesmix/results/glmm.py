@@ -2,7 +2,8 @@
 
 The same methods as `MixedFit` (the lmer result): fixef, coef_table, vcov, varcorr, ranef,
 coef, sigma, theta, loglik, aic, bic, deviance, nobs, ngrps, is_singular, confint, predict,
-fitted, residuals, summary, display."""
+fitted, residuals, simulate, summary, display, export; plus nb_theta (glmer.nb) and
+minus2loglik (summary's 'deviance')."""
 
 from __future__ import annotations
 
@@ -241,6 +242,31 @@ class GlmmFit:
             known = nt.index >= 0  # new levels get zero random effects
             eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
         return eta if type == "link" else linkinv(self.family.link, eta)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
+        """Responses (nsim x n) simulated from the fitted model with new random effects
+        b_k ~ N(0, T_k T_k') (the Laplace model's scale; successes for binomial)."""
+        from ..glmer import linkinv
+        rng = np.random.default_rng(seed)
+        prob, est = self.problem, self.estimates
+        base = prob.X @ est.beta + prob.offset
+        out = np.empty((nsim, prob.n))
+        for s in range(nsim):
+            eta = base.copy()
+            for t, T in zip(self.design.terms, est.factors):
+                b = rng.standard_normal((t.n_levels, t.p)) @ T.T
+                eta += np.einsum("ij,ij->i", t.Z, b[t.index])
+            mu = linkinv(prob.link, eta)
+            if prob.family in ("binomial", "bernoulli"):
+                out[s] = rng.binomial(prob.ntr.astype(np.int64), np.clip(mu, 0, 1))
+            elif prob.family == "poisson":
+                out[s] = rng.poisson(mu)
+            elif prob.family == "negbinomial":
+                out[s] = rng.negative_binomial(est.phi, est.phi / (est.phi + mu))
+            else:  # Gamma with lme4's dispersion sigma^2
+                shape = 1 / self.sigma() ** 2
+                out[s] = rng.gamma(shape, mu / shape)
+        return out
 
     # -- printing ----------------------------------------------------------
     def family_label(self) -> str:
