@@ -293,6 +293,8 @@ def test_printing_other_families():
     assert "Family: Gamma  ( log )" in gam and "Residual" in gam
     slope = str(fitted("pois_slope").summary())
     assert "Corr" in slope and "Family: poisson  ( log )" in slope
+    disp = str(fitted("pois_slope").display())
+    assert "Corr((Intercept):x)" in disp and "nan" not in disp and "Residual" in disp
     assert "Family: binomial  ( probit )" in str(fitted("binom_probit").summary())
 
 

@@ -285,11 +285,12 @@ class GlmmFit:
         fe = self.fixef()
         rows = [(name, fe[name], se) for name, se in zip(fe.index, self.estimates.se)]
         vc = self.varcorr()
-        err = [(r.grp, r.var1 or "", r.sdcor) for r in vc.itertuples() if r.var2 is None]
+        err = [(r.grp, "" if pd.isna(r.var1) else r.var1, r.sdcor) for r in vc.itertuples()
+               if pd.isna(r.var2)]
         if not self.has_scale:
             err.append(("Residual", "", 1.0))
         corr = [(r.grp, f"{r.var1}:{r.var2}", r.sdcor) for r in vc.itertuples()
-                if r.var2 is not None]
+                if not pd.isna(r.var2)]
         footer = [f"number of obs: {self.nobs()}, groups: "
                   + ", ".join(f"{g}, {n}" for g, n in self.ngrps().items()),
                   f"AIC = {fmt_num(self.aic(), 1)}",
