@@ -4,6 +4,7 @@ under lme4's names (fixef, ranef, coef, varcorr, sigma, summary, to_arviz)."""
 from __future__ import annotations
 
 import html
+import logging
 import math
 import time
 import warnings
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BayesmixError
-from ..priors import Prior, prior_summary, resolve_priors
+from ..priors import Prior, prior_summary, slope_names
 from ..stancode import JointProgram, joint_inits, joint_program, joint_stan_data
 from .diagnostics import Diagnostics, diagnose, warn_diagnostics
 from .idata import NamedDraws, group_layouts, named_draws, to_inference_data
@@ -28,14 +29,17 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
              adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
              thin: int = 1, prior_only: bool = False, show_progress: bool = True,
              engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
-             save_y_rep: bool = True, output_dir: str | None = None,
-             diagnostics: bool = True) -> "PosteriorFit":
+             save_y_rep: bool = True, centered: bool | str | Sequence[str] = False,
+             output_dir: str | None = None, diagnostics: bool = True) -> "PosteriorFit":
     """Sample the joint posterior of a design with Stan's NUTS.
 
     priors: `bayesmix.priors.prior(...)` objects overriding the defaults.
     prior_only: skip the likelihood (prior predictive draws in y_rep).
     save_log_lik / save_y_rep: keep the pointwise log-likelihood / posterior
     predictive draws (N values per draw each; turn off for very large N).
+    centered: group-level terms are non-centred (brms's layout) unless True or
+    the names of grouping factors: the centred parameterisation, best with
+    metric="dense_e", is much faster when each level has a lot of data.
     inits: starting values (one dict, all chains); by default Stan's random
     inits, or a safe start for links whose mean must stay in range.
     After sampling, `diagnostics()` runs and each problem found is issued as a
@@ -47,7 +51,7 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     if metric not in METRICS:
         raise BayesmixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
     priors = tuple(priors)
-    program = joint_program(design, priors)  # validates the priors before compiling
+    program = joint_program(design, priors, centered)  # validates priors before compiling
     data = joint_stan_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
                            save_y_rep=save_y_rep)
     from ..engine import compile_model
@@ -55,7 +59,7 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     model = compile_model(program.code, program.name, engine)
     compile_seconds = time.perf_counter() - start
     if inits is None:
-        inits = joint_inits(design, priors)
+        inits = joint_inits(design, priors, centered)
     run = model.sample(data, chains=chains, iter_warmup=iter_warmup,
                        iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
                        max_treedepth=max_treedepth, metric=metric, thin=thin, inits=inits,
@@ -161,7 +165,13 @@ class PosteriorFit:
     @cached_property
     def cmdstan_fit(self):
         """The run as cmdstanpy's CmdStanMCMC."""
-        return self.run.fit()
+        log = logging.getLogger("cmdstanpy")
+        level = log.level
+        log.setLevel(logging.ERROR)  # its convergence notes: ours come from diagnostics()
+        try:
+            return self.run.fit()
+        finally:
+            log.setLevel(level)
 
     @property
     def chains(self) -> int:
@@ -178,10 +188,9 @@ class PosteriorFit:
         try:
             a = np.asarray(cf.stan_variable(name))
         except ValueError:
-            shape = cf.metadata.stan_vars.get(name)
-            if shape is None:
-                raise BayesmixError(f"no Stan variable {name!r} in this fit") from None
-            return np.zeros((self.chains, self.ndraws) + tuple(shape.dimensions))
+            if name == "b":  # a size-0 vector (no slopes) is not in Stan's CSV
+                return np.zeros((self.chains, self.ndraws, len(slope_names(self.design))))
+            raise BayesmixError(f"no Stan variable {name!r} in this fit") from None
         return a.reshape((self.chains, a.shape[0] // self.chains) + a.shape[1:])
 
     def named_draws(self) -> NamedDraws:

@@ -71,6 +71,7 @@ _FAMILY_PARAM_DOC = {
 class TermShape:
     p: int
     correlated: bool
+    centered: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,31 @@ class Structure:
         return FAMILY_PARAMS.get(self.family)
 
 
-def structure_of(design) -> Structure:
+def centered_terms(design, centered: bool | str | Iterable[str] = False) -> tuple[bool, ...]:
+    """Which terms use the centred parameterisation: False (none, brms's default),
+    True (all), or grouping-factor names (lme4's, e.g. "class:school")."""
+    groups = [t.group for t in design.terms]
+    if isinstance(centered, bool):
+        return tuple(centered for _ in groups)
+    names = [centered] if isinstance(centered, str) else list(centered)
+    for g in names:
+        if g not in groups:
+            raise BayesmixError(f"centered: no grouping factor {g!r}; the model has: "
+                                f"{', '.join(map(repr, dict.fromkeys(groups))) or '(none)'}")
+    return tuple(g in names for g in groups)
+
+
+def structure_of(design, centered: bool | str | Iterable[str] = False) -> Structure:
     x_names = tuple(design.X_names)
     if "(Intercept)" in x_names[1:]:
         raise BayesmixError("the intercept must be the first column of X")
+    cent = centered_terms(design, centered)
     return Structure(
         family=design.family.name,
         link=design.family.link,
         intercept=bool(x_names) and x_names[0] == "(Intercept)",
-        terms=tuple(TermShape(t.p, bool(t.correlated) and t.p > 1) for t in design.terms),
+        terms=tuple(TermShape(t.p, bool(t.correlated) and t.p > 1, c)
+                    for t, c in zip(design.terms, cent)),
         offset=design.offset is not None,
         weights=design.weights is not None,
         trials=design.family.name == "binomial",
@@ -175,18 +192,27 @@ def _term(k: int, t: TermShape) -> Blocks:
         "",
         f"// group-level term {k}",
         f"vector<lower=0>[M_{k}] sd_{k};  // standard deviations",
-        f"matrix[M_{k}, N_{k}] z_{k};  // standardized effects (non-centred)",
     ]
+    if t.centered:
+        out.parameters.append(f"matrix[N_{k}, M_{k}] r_{k};  // group-level effects, one row "
+                              "per level (centred)")
+    else:
+        out.parameters.append(f"matrix[M_{k}, N_{k}] z_{k};  // standardized effects "
+                              "(non-centred)")
     if t.correlated:
         out.parameters.append(f"cholesky_factor_corr[M_{k}] L_{k};  // Cholesky factor of "
                               "the correlation matrix")
-        out.transformed_parameters += [
-            f"// group-level effects of term {k}: one row per level",
-            f"matrix[N_{k}, M_{k}] r_{k} = (diag_pre_multiply(sd_{k}, L_{k}) * z_{k})';",
-        ]
+    if t.correlated:
         out.generated_quantities += [
             f"// correlation matrix of term {k}",
             f"corr_matrix[M_{k}] Cor_{k} = multiply_lower_tri_self_transpose(L_{k});",
+        ]
+    if t.centered:
+        return out
+    if t.correlated:
+        out.transformed_parameters += [
+            f"// group-level effects of term {k}: one row per level",
+            f"matrix[N_{k}, M_{k}] r_{k} = (diag_pre_multiply(sd_{k}, L_{k}) * z_{k})';",
         ]
     else:
         out.transformed_parameters += [
@@ -398,9 +424,25 @@ def _priors(s: Structure, slots: Sequence[PriorSlot]) -> Blocks:
         else:
             dist = "gamma(0.01, 0.01)"
         lines.append(_stmt(sl.cls, dist, ""))
-    if s.terms:
-        lines += ["", "// standardized group-level effects"]
-        lines += [f"to_vector(z_{k}) ~ std_normal();" for k in range(1, len(s.terms) + 1)]
+    for k, t in enumerate(s.terms, 1):
+        lines.append("")
+        if not t.centered:
+            lines += [f"// standardized group-level effects of term {k}",
+                      f"to_vector(z_{k}) ~ std_normal();"]
+        elif t.correlated:
+            lines += [f"// group-level effects of term {k} (centred): each level's row",
+                      f"// ~ multi_normal(0, diag(sd_{k}) * Cor_{k} * diag(sd_{k}))",
+                      "{",
+                      f"matrix[M_{k}, M_{k}] L_Sigma = diag_pre_multiply(sd_{k}, L_{k});",
+                      f"for (j in 1:N_{k}) {{",
+                      f"r_{k}[j] ~ multi_normal_cholesky(rep_row_vector(0, M_{k}), L_Sigma);",
+                      "}",
+                      "}"]
+        else:
+            lines += [f"// group-level effects of term {k} (centred, uncorrelated)",
+                      f"for (m in 1:M_{k}) {{",
+                      f"r_{k}[, m] ~ normal(0, sd_{k}[m]);",
+                      "}"]
     out.model += lines
     return out
 
@@ -464,7 +506,8 @@ def _structure_header(s: Structure) -> list[str]:
         for k, t in enumerate(s.terms, 1):
             kind = "correlated" if t.correlated else "uncorrelated"
             lines.append(f"Group-level term {k}: {t.p} coefficient{'s' if t.p > 1 else ''}"
-                         + (f", {kind}" if t.p > 1 else "") + ".")
+                         + (f", {kind}" if t.p > 1 else "")
+                         + (", centred" if t.centered else ", non-centred") + ".")
     else:
         lines.append("No group-level terms.")
     lines.append("Sizes and the data-scaled default priors are data: the program is shared "
@@ -489,9 +532,15 @@ def _names_header(design) -> list[str]:
     return lines
 
 
-def joint_program(design, priors: Iterable[Prior] = ()) -> JointProgram:
-    """Generate the joint (brms-style) Stan program for a design and priors."""
-    s = structure_of(design)
+def joint_program(design, priors: Iterable[Prior] = (),
+                  centered: bool | str | Iterable[str] = False) -> JointProgram:
+    """Generate the joint (brms-style) Stan program for a design and priors.
+
+    centered: group-level terms are non-centred by default (brms); True, or
+    the names of grouping factors, switches those terms to the centred
+    parameterisation, which samples much faster when the data pin each level's
+    effect down (many observations per level), e.g. lmmdata's (1 | school/class)."""
+    s = structure_of(design, centered)
     if s.family not in ("gaussian", "binomial", "bernoulli", "poisson", "negbinomial", "Gamma"):
         raise BayesmixError(f"no joint program for family {s.family!r}")
     slots = tuple(resolve_priors(design, priors))
@@ -505,10 +554,11 @@ def joint_program(design, priors: Iterable[Prior] = ()) -> JointProgram:
     return JointProgram(code, annotated, blocks, s, slots)
 
 
-def joint_stancode(design, priors: Iterable[Prior] = (), annotate: bool = True) -> str:
+def joint_stancode(design, priors: Iterable[Prior] = (), annotate: bool = True,
+                   centered: bool | str | Iterable[str] = False) -> str:
     """The joint program's text; `annotate` adds the formula and names in a header comment
     (comments only: the compiled program is the same)."""
-    prog = joint_program(design, priors)
+    prog = joint_program(design, priors, centered)
     return prog.annotated if annotate else prog.code
 
 
@@ -556,10 +606,11 @@ def joint_stan_data(design, priors: Iterable[Prior] = (), prior_only: bool = Fal
     return data
 
 
-def joint_inits(design, priors: Iterable[Prior] = ()) -> dict | None:
+def joint_inits(design, priors: Iterable[Prior] = (),
+                centered: bool | str | Iterable[str] = False) -> dict | None:
     """Starting values where random inits would leave the support (non-canonical
     links whose mean must stay positive or inside (0, 1)); None otherwise."""
-    s = structure_of(design)
+    s = structure_of(design, centered)
     needs = {("Gamma", "inverse"), ("Gamma", "identity"), ("poisson", "identity"),
              ("poisson", "sqrt"), ("negbinomial", "identity"), ("negbinomial", "sqrt"),
              ("binomial", "log"), ("bernoulli", "log"), ("gaussian", "inverse")}
@@ -583,7 +634,10 @@ def joint_inits(design, priors: Iterable[Prior] = ()) -> dict | None:
     inits["Intercept"] = eta
     for k, t in enumerate(design.terms, 1):
         inits[f"sd_{k}"] = np.full(t.p, 0.01 * max(abs(eta), 1e-3))
-        inits[f"z_{k}"] = np.zeros((t.p, t.n_levels))
+        if s.terms[k - 1].centered:
+            inits[f"r_{k}"] = np.zeros((t.n_levels, t.p))
+        else:
+            inits[f"z_{k}"] = np.zeros((t.p, t.n_levels))
         if t.correlated and t.p > 1:
             inits[f"L_{k}"] = np.eye(t.p)
     if s.family_param:
@@ -591,5 +645,5 @@ def joint_inits(design, priors: Iterable[Prior] = ()) -> dict | None:
     return inits
 
 
-__all__ = ["JointProgram", "Structure", "joint_inits", "joint_program", "joint_stan_data",
+__all__ = ["JointProgram", "Structure", "centered_terms", "joint_inits", "joint_program", "joint_stan_data",
            "joint_stancode", "structure_of"]
