@@ -165,7 +165,8 @@ class PosteriorFit:
     @cached_property
     def cmdstan_fit(self):
         """The run as cmdstanpy's CmdStanMCMC."""
-        log = logging.getLogger("cmdstanpy")
+        from cmdstanpy.utils import get_logger
+        log = get_logger()  # creates cmdstanpy's handler first, so our level sticks
         level = log.level
         log.setLevel(logging.ERROR)  # its convergence notes: ours come from diagnostics()
         try:
