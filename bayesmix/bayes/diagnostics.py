@@ -2,8 +2,9 @@
 
 Checks (thresholds of Vehtari et al. 2021 and Stan's own diagnose):
 divergent transitions, rank-normalized split R-hat > 1.01, bulk and tail
-ESS < 400 (at least 100 per chain when fewer draws were asked for), tree
-depth saturation, and E-BFMI < 0.3.
+ESS < 400 (< 100 per chain when running fewer than 4 chains), tree depth
+saturation, and E-BFMI < 0.3. R-hat and ESS cover every posterior variable,
+group-level effects included.
 """
 
 from __future__ import annotations

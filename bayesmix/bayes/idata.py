@@ -14,6 +14,7 @@ set of ``sd_``/``r_`` variables. The response-named variable (e.g.
 log-likelihood in ``log_likelihood``, the posterior predictive draws in
 ``posterior_predictive`` and the data in ``observed_data``, with dim ``obs``
 -- ArviZ matches these groups by name (az.loo, az.plot_ppc, az.loo_pit).
+Binomial models also carry ``trials`` in ``constant_data``.
 """
 
 from __future__ import annotations
@@ -160,6 +161,9 @@ def to_inference_data(fit) -> "az.InferenceData":
     if fit.stan_data.get("save_y_rep", 0):
         kwargs["posterior_predictive"] = {yname: fit.draws("y_rep")}
     y = np.asarray(fit.stan_data["Y"])
+    if "trials" in fit.stan_data:  # binomial: the number of trials of each observation
+        kwargs["constant_data"] = {"trials": np.asarray(fit.stan_data["trials"])}
+        dims["trials"] = ["obs"]
     idata = az.from_dict(posterior=nd.posterior, sample_stats=stats, observed_data={yname: y},
                          coords=coords, dims=dims, **kwargs)
     attrs = {"inference_library": "bayesmix (Stan NUTS)", "engine": fit.run.engine.name,
