@@ -97,3 +97,28 @@ def test_cli_bad_input(args, message):
     assert r.returncode != 0
     assert message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_export_load_rerun_nuts_identical_draws(tmp_path):
+    import warnings
+    model = bayesmix.Model("Reaction ~ Days + (1 | Subject)", load("sleepstudy"),
+                           priors=[bayesmix.prior("normal(0, 20)", cls="b", coef="Days")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = model.sample(chains=2, iter_warmup=150, iter_sampling=100, seed=5,
+                            show_progress=False)
+    path = tmp_path / "nuts_bundle"
+    post.export(path)
+    meta = json.loads((path / "run.json").read_text())
+    assert meta["kind"] == "nuts" and meta["args"]["seed"] == 5
+    assert meta["outputs"] == ["output_1.csv", "output_2.csv"]
+    assert "num_samples=100" in (path / "README.md").read_text()
+
+    loaded = bayesmix.load(path)
+    assert str(loaded.summary()) == str(post.summary())
+    assert loaded.priors == post.priors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = bayesmix.rerun(path)
+    np.testing.assert_array_equal(again.run.fit().draws(), post.run.fit().draws())

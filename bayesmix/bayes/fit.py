@@ -152,6 +152,27 @@ class PosteriorFit:
         self.compile_seconds = compile_seconds
         self.inits = inits
 
+    # -- reproducible bundles (bayesmix.export) ------------------------------
+    def export(self, path: str) -> str:
+        """Write a reproducible Stan bundle (see bayesmix.export)."""
+        from ..export import export
+        return export(self, path)
+
+    def export_meta(self) -> dict:
+        centered = [t.group for t, shape in zip(self.design.terms,
+                                                 self.program.structure.terms) if shape.centered]
+        return {"priors": [{"dist": p.text, "cls": p.cls, "coef": p.coef, "group": p.group}
+                           for p in self.priors],
+                "centered": centered, "inits": self.inits}
+
+    @classmethod
+    def from_export(cls, design, meta: dict, run, stan_data: dict) -> "PosteriorFit":
+        from ..priors import prior
+        priors = tuple(prior(p["dist"], cls=p["cls"], coef=p["coef"], group=p["group"])
+                       for p in meta["priors"])
+        program = joint_program(design, priors, centered=meta["centered"])
+        return cls(design, priors, run, program, stan_data, inits=meta["inits"])
+
     # -- raw access ----------------------------------------------------------
     @property
     def stan_code(self) -> str:
