@@ -104,23 +104,23 @@ def run_process(cmd: Sequence[str], *, progress_total: int = 0,
     stops it and everything it started."""
     progress = _Progress(progress_total, show_progress)
     lines: list[str] = []
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True, env=env)
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            progress.update(line)
-        proc.wait()
-    except BaseException:
+    with subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, start_new_session=True, env=env) as proc:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        raise
-    finally:
-        progress.close()
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                progress.update(line)
+            proc.wait()
+        except BaseException:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            raise
+        finally:
+            progress.close()
     return proc.returncode, "".join(lines)
 
 
