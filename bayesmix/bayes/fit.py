@@ -364,6 +364,46 @@ class PosteriorFit:
         return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor",
                                            "lower", "upper"])
 
+    # -- predictions (bayesmix.bayes.predict) ---------------------------------
+    def linpred(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = False, sample_new_levels: Any = "gaussian",
+                seed: int | None = None, ndraws: int | None = None, summary: bool = False,
+                probs: Sequence[float] = (0.025, 0.975)):
+        """Draws (n_draws, n_rows) of the linear predictor (link scale); a DataFrame
+        of mean, sd and quantiles per row if summary. See bayesmix.bayes.predict."""
+        from .predict import linpred_draws, maybe_summary
+        d = linpred_draws(self, newdata, re_form, allow_new_levels, sample_new_levels, seed,
+                          ndraws)
+        return maybe_summary(self, d, newdata, summary, probs)
+
+    def epred(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+              allow_new_levels: bool = False, sample_new_levels: Any = "gaussian",
+              seed: int | None = None, ndraws: int | None = None, trials: Any = None,
+              summary: bool = False, probs: Sequence[float] = (0.025, 0.975)):
+        """Draws of the expected response (binomial: the probability, or trials * p
+        when trials is given). See bayesmix.bayes.predict."""
+        from .predict import epred_draws, maybe_summary
+        d = epred_draws(self, newdata, re_form, allow_new_levels, sample_new_levels, seed,
+                        ndraws, trials)
+        return maybe_summary(self, d, newdata, summary, probs)
+
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = False, sample_new_levels: Any = "gaussian",
+                seed: int | None = None, ndraws: int | None = None, trials: Any = None,
+                summary: bool = False, probs: Sequence[float] = (0.025, 0.975)):
+        """Posterior predictive draws (observation noise added, seeded).
+        See bayesmix.bayes.predict."""
+        from .predict import maybe_summary, predict_draws
+        d = predict_draws(self, newdata, re_form, allow_new_levels, sample_new_levels, seed,
+                          ndraws, trials)
+        return maybe_summary(self, d, newdata, summary, probs)
+
+    def predictive_interval(self, prob: float = 0.9, newdata: pd.DataFrame | None = None,
+                            **kwargs) -> pd.DataFrame:
+        """Central intervals of the posterior predictive draws, one row per data row."""
+        from .predict import predictive_interval
+        return predictive_interval(self, prob, newdata, **kwargs)
+
     # -- printed summary -------------------------------------------------------
     def summary(self, prob: float = 0.95) -> "PosteriorSummary":
         return PosteriorSummary.of(self, prob)
