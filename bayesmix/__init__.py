@@ -9,6 +9,7 @@ random terms), `.sample()` a full posterior with NUTS."""
 from . import export as _export_module, glm as _glm_module, glmer as _glmer_module  # noqa: F401
 from . import lmlist as _lmlist_module  # noqa: F401
 from .compare import AnovaTable, anova
+from .bayes.compare import compare  # the function, not the anova module
 from .design import Design, build_design
 from .errors import (BayesmixError, DataError, FamilyError, FormulaError,
                      StanError, ToolchainError)
@@ -25,6 +26,6 @@ __version__ = "0.1.0"
 __all__ = [
     "AnovaTable", "BayesmixError", "DataError", "Design", "Family", "FamilyError",
     "FormulaError", "GlmFit", "LmList", "Model", "ParsedFormula", "Prior", "StanError",
-    "ToolchainError", "anova", "build_design", "export", "get_family", "glm", "glmer", "lm",
+    "ToolchainError", "anova", "build_design", "compare", "export", "get_family", "glm", "glmer", "lm",
     "lmer", "lmlist", "load", "parse_formula", "prior", "rerun",
 ]

@@ -95,3 +95,13 @@ def test_bad_prior_names_culprit():
                            priors=[bayesmix.prior("normal(0, 1)", cls="b", coef="Dayz")])
     with pytest.raises(bayesmix.BayesmixError, match="Dayz"):
         model.stan_code("nuts")
+
+
+@pytest.mark.slow
+def test_posterior_confint_is_central_interval():
+    post = sleep_post()
+    ci = post.confint(0.9)
+    b = post.to_arviz().posterior["b"].values.reshape(-1, 2)
+    np.testing.assert_allclose(ci.to_numpy(), np.quantile(b, [0.05, 0.95], axis=0).T,
+                               rtol=1e-10)
+    assert list(ci.columns) == ["Q5", "Q95"]

@@ -266,6 +266,12 @@ class PosteriorFit:
         return pd.DataFrame(rows, index=list(self.design.X_names),
                             columns=["Estimate", "Est.Error", *_qcols(probs)])
 
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Central posterior intervals of the fixed effects (the Bayesian confint)."""
+        lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+        table = self.fixef(probs=(lo, hi))
+        return table.iloc[:, 2:]
+
     def ranef_draws(self, group: str):
         """Draws of one group's effects: xarray DataArray (chain, draw, level, coef)."""
         return self.to_arviz().posterior[f"r_{self._check_group(group)}"]
