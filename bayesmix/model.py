@@ -65,11 +65,18 @@ class Model:
         return fit_glmer(self.design, engine=self.engine, **kwargs)
 
     # -- Bayesian ------------------------------------------------------------
-    def sample(self, **kwargs: Any):
-        """Fully Bayesian fit with Stan's NUTS; see bayesmix.bayes.fit_nuts."""
-        from .bayes import fit_nuts
+    def sample(self, program: str = "auto", **kwargs: Any):
+        """Fully Bayesian fit with Stan's NUTS; see bayesmix.bayes.fit_nuts.
+
+        program: "auto" (default) samples gaussian identity-link mixed models with the
+        marginal program (random effects integrated out, then drawn exactly; much faster,
+        same priors, same result and InferenceData) and every other model with the joint
+        brms-style program; "joint" forces the joint program, "marginal" the marginal one.
+        "auto" falls back to the joint program (with an info log message) for prior
+        weights, centered= or very many crossed levels; see bayesmix.bayes.marginal."""
+        from .bayes.marginal import sample_posterior
         kwargs.setdefault("engine", self.engine)
-        return fit_nuts(self.design, self.priors, **kwargs)
+        return sample_posterior(self.design, self.priors, program=program, **kwargs)
 
     def prior_summary(self) -> pd.DataFrame:
         from .priors import prior_summary

@@ -17,8 +17,17 @@ def stan_code_for(design, priors: Iterable = (), method: str = "nuts") -> str:
     if method.lower() in _JOINT:
         from ..stancode import joint_stancode
         return joint_stancode(design, tuple(priors))
+    if method.lower() == "marginal":
+        from .marginal import marginal_stancode, marginal_unsupported
+        _check_marginal(marginal_unsupported(design, tuple(priors)))
+        return marginal_stancode(design)
     raise BayesmixError(f"no Bayesian program for method {method!r} here; "
-                        f"choose one of {', '.join(_JOINT)}")
+                        f"choose one of {', '.join(_JOINT)}, marginal")
+
+
+def _check_marginal(why: str | None) -> None:
+    if why is not None and not why.startswith("the marginal program's dense block"):
+        raise BayesmixError(f"no marginal program for this model: {why}")
 
 
 def stan_data_for(design, priors: Iterable = (), method: str = "nuts",
@@ -27,8 +36,12 @@ def stan_data_for(design, priors: Iterable = (), method: str = "nuts",
     if method.lower() in _JOINT:
         from ..stancode import joint_stan_data
         return joint_stan_data(design, tuple(priors), prior_only=prior_only)
+    if method.lower() == "marginal":
+        from .marginal import marginal_stan_data, marginal_unsupported
+        _check_marginal(marginal_unsupported(design, tuple(priors)))
+        return marginal_stan_data(design, tuple(priors), prior_only=prior_only)
     raise BayesmixError(f"no Bayesian program for method {method!r} here; "
-                        f"choose one of {', '.join(_JOINT)}")
+                        f"choose one of {', '.join(_JOINT)}, marginal")
 
 
 __all__ = ["Diagnostics", "PosteriorFit", "PosteriorSummary", "SamplingWarning", "diagnose",

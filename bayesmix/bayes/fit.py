@@ -167,6 +167,9 @@ class PosteriorFit:
 
     @classmethod
     def from_export(cls, design, meta: dict, run, stan_data: dict) -> "PosteriorFit":
+        if meta.get("program") == "marginal" and cls is PosteriorFit:
+            from .marginal import MarginalPosteriorFit
+            return MarginalPosteriorFit.from_export(design, meta, run, stan_data)
         from ..priors import prior
         priors = tuple(prior(p["dist"], cls=p["cls"], coef=p["coef"], group=p["group"])
                        for p in meta["priors"])

@@ -1,0 +1,612 @@
+"""Gaussian mixed models: NUTS on the marginal posterior, random effects drawn exactly.
+
+For gaussian identity-link models the random effects integrate out in closed form. The generic
+program ``stan/lmm_marginal.stan`` samples only the joint program's shared quantities --
+``Intercept`` (of the centred X), slopes ``b``, every term's ``sd``, the Cholesky factors of the
+correlated terms' correlation matrices, and ``sigma`` -- with the same priors as the joint
+program, and the exact marginal likelihood
+
+    log p(y | beta, theta, sigma) = -(N log(2 pi sigma^2) + log|A| + ||R'[-beta_c; 1]||^2
+                                      / sigma^2) / 2
+
+from the block-eliminated reduced system the ML/REML program uses (``lmm_functions.stan``).
+Relative factors: ``T_k = diag(sd_k) L_k / sigma``.
+
+After sampling, per draw, the random effects are drawn exactly from their Gaussian conditional
+(seeded from the run's seed, so a fit is reproducible):
+
+    u | y, beta, theta, sigma ~ N(A^-1 Lambda' Z'(y - X beta), sigma^2 A^-1),   r = Lambda u,
+
+A = Lambda' Z'Z Lambda + I; then ``log_lik`` (conditional on the drawn effects, like the joint
+program) and ``y_rep``. The result is a `MarginalPosteriorFit`, a `PosteriorFit` whose draws,
+summaries and InferenceData carry the joint program's names (``b``, ``sd_<group>``,
+``cor_<group>``, ``r_<group>``, ``sigma``, the response-named log-likelihood and posterior
+predictive).
+
+`sample_posterior(design, priors, program="auto")` picks the program: the marginal one for
+gaussian identity-link models with random effects, no prior weights, no centred terms asked for
+and a dense part of the reduced system (Q2, the random-effect columns of every term but the one
+with most levels) of at most `DENSE_LIMIT` columns; the joint program otherwise (with an info
+message saying why, when "auto" had to fall back).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import BayesmixError
+from ..priors import Prior, default_scales, resolve_priors, slope_names
+from .fit import METRICS, PosteriorFit, fit_nuts
+
+logger = logging.getLogger("bayesmix")
+
+MARGINAL_PROGRAM = "lmm_marginal.stan"
+PROGRAMS = ("auto", "marginal", "joint")
+DENSE_LIMIT = 1000  # above this Q2 the marginal program's dense Cholesky loses to the joint one
+PRIOR_CODES = {"flat": 0, "normal": 1, "student_t": 2, "cauchy": 3, "double_exponential": 4,
+               "logistic": 5, "std_normal": 6, "exponential": 7, "gamma": 8, "inv_gamma": 9,
+               "lognormal": 10, "weibull": 11}
+_RE_SEED = 9_0009  # mixed with the run's seed for the random-effect / y_rep draws
+
+
+# ---------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True, eq=False)
+class MarginalLayout:
+    """How a design maps onto the marginal program.
+
+    order: design term indices (0-based) in the order of the reduced system (most levels
+    first; lme4's order, stable). X_s = [1, X centred] (with an intercept) or X; y_s = the
+    response minus any offset."""
+
+    order: tuple[int, ...]
+    intercept: bool
+    means_X: np.ndarray
+    X_s: np.ndarray
+    y_s: np.ndarray
+    terms: tuple            # the design's terms in `order`
+
+    @property
+    def q2(self) -> int:
+        return int(sum(t.p * t.n_levels for t in self.terms[1:]))
+
+    @property
+    def q(self) -> int:
+        return int(sum(t.p * t.n_levels for t in self.terms))
+
+    @property
+    def sd_start(self) -> list[int]:
+        """0-based offset of each (ordered) term's sd's in sd_all."""
+        out, pos = [], 0
+        for t in self.terms:
+            out.append(pos)
+            pos += t.p
+        return out
+
+    def correlated(self, j: int) -> bool:
+        t = self.terms[j]
+        return bool(t.correlated) and t.p > 1
+
+    @property
+    def cpc_start(self) -> list[int]:
+        out, pos = [], 0
+        for j, t in enumerate(self.terms):
+            out.append(pos)
+            if self.correlated(j):
+                pos += t.p * (t.p - 1) // 2
+        return out
+
+
+def marginal_layout(design) -> MarginalLayout:
+    if not design.terms:
+        raise BayesmixError("the marginal program needs at least one random-effect term")
+    order = tuple(sorted(range(len(design.terms)), key=lambda k: -design.terms[k].n_levels))
+    X = np.asarray(design.X, dtype=float).reshape(design.n, -1)
+    intercept = bool(design.X_names) and design.X_names[0] == "(Intercept)"
+    if intercept:
+        means = X[:, 1:].mean(axis=0)
+        X_s = np.column_stack([np.ones(design.n), X[:, 1:] - means])
+    else:
+        means = np.zeros(0)
+        X_s = X
+    y = np.asarray(design.y, dtype=float)
+    if design.offset is not None:
+        y = y - np.asarray(design.offset, dtype=float)
+    return MarginalLayout(order, intercept, means, X_s, y,
+                          tuple(design.terms[k] for k in order))
+
+
+def marginal_unsupported(design, priors: Iterable[Prior] = (),
+                         centered: Any = False) -> str | None:
+    """Why the marginal program does not apply (or would be slower), or None when it does."""
+    fam = design.family
+    if (fam.name, fam.link) != ("gaussian", "identity"):
+        return f"the marginal program is for gaussian identity-link models, not {fam}"
+    if not design.terms:
+        return "the model has no random effects"
+    if design.weights is not None:
+        return "prior weights are not supported by the marginal program"
+    if centered is not False and centered is not None:
+        return "centered= is an option of the joint program"
+    lay = marginal_layout(design)
+    if lay.q2 > DENSE_LIMIT:
+        return (f"the marginal program's dense block has Q2 = {lay.q2} > {DENSE_LIMIT} columns "
+                "(many crossed levels): the joint program is faster")
+    return None
+
+
+# ---------------------------------------------------------------- priors as data
+
+
+def _prior_row(p: Prior | None, default: tuple[str, tuple[float, ...]]) -> tuple[int, list]:
+    name, args = (p.dist, p.args) if p is not None else default
+    a = list(args) + [0.0] * (3 - len(args))
+    return PRIOR_CODES[name], [float(x) for x in a]
+
+
+def marginal_priors(design, priors: Iterable[Prior] = ()) -> dict:
+    """The priors of the joint program as data of the marginal one (codes and arguments in the
+    order Intercept, b, sd (reduced-system term order), sigma; LKJ shape per term)."""
+    lay = marginal_layout(design)
+    slots = resolve_priors(design, tuple(priors))
+    scales = default_scales(design)
+    dist, args = [], []
+
+    def add(row):
+        dist.append(row[0])
+        args.append(row[1])
+
+    for sl in slots:
+        if sl.cls == "Intercept":
+            add(_prior_row(sl.user, ("student_t", (3.0, scales.intercept_loc,
+                                                   scales.intercept_scale))))
+    b_slots = sorted((sl for sl in slots if sl.cls == "b"), key=lambda s: s.index)
+    for sl in b_slots:
+        add(_prior_row(sl.user, ("normal", (0.0, scales.b_scale[sl.index - 1]))))
+    sd_slots = {(sl.term, sl.index): sl for sl in slots if sl.cls == "sd"}
+    for k in lay.order:
+        for m in range(1, design.terms[k].p + 1):
+            add(_prior_row(sd_slots[(k + 1, m)].user, ("student_t", (3.0, 0.0, scales.sd_scale))))
+    sig = [sl for sl in slots if sl.cls == "sigma"][0]
+    add(_prior_row(sig.user, ("student_t", (3.0, 0.0, scales.sigma_scale))))
+    cor = {sl.term: sl for sl in slots if sl.cls == "cor"}
+    eta = []
+    for k in lay.order:
+        sl = cor.get(k + 1)
+        eta.append(float(sl.user.args[0]) if sl is not None and sl.user is not None else 1.0)
+    return {"n_prior": len(dist), "prior_dist": dist, "prior_args": args, "lkj_eta": eta}
+
+
+# ---------------------------------------------------------------- program and data
+
+
+def marginal_code() -> str:
+    """The generic marginal program (includes inlined)."""
+    from ..engine import stan_file
+    return stan_file(MARGINAL_PROGRAM)
+
+
+def marginal_stancode(design=None, annotate: bool = True) -> str:
+    """The marginal program's text; with a design and `annotate`, headed by the formula and the
+    Stan <-> model names (comments only)."""
+    code = marginal_code()
+    if design is None or not annotate:
+        return code
+    lay = marginal_layout(design)
+    lines = [f"Formula: {design.formula.text.strip()}", f"Family:  {design.family}",
+             f"Data:    {design.n} observations",
+             "Marginal program: random effects integrated out, drawn exactly after sampling.",
+             "Stan names:"]
+    if lay.intercept:
+        lines.append("  Intercept = (Intercept) at the mean of X")
+    if slope_names(design):
+        lines.append("  b = (" + ", ".join(slope_names(design)) + ")")
+    for j, k in enumerate(lay.order):
+        t = design.terms[k]
+        s = lay.sd_start[j]
+        lines.append(f"  sd_all[{s + 1}:{s + t.p}]: {t.group} ({', '.join(t.coef_names)})"
+                     + (", correlated" if lay.correlated(j) else ""))
+    return "\n".join("// " + line for line in lines) + "\n" + code
+
+
+def marginal_stan_data(design, priors: Iterable[Prior] = (), prior_only: bool = False,
+                       save_log_lik: bool = True, save_y_rep: bool = True) -> dict:
+    """The data of ``stan/lmm_marginal.stan``; ``Y``, ``save_log_lik`` and ``save_y_rep`` ride
+    along (Stan ignores them) for the random-effect draws and the InferenceData."""
+    from ..lmm import lmm_stan_data, lmm_suffstats
+    lay = marginal_layout(design)
+    ss = lmm_suffstats(lay.X_s, lay.y_s, lay.terms)
+    data = lmm_stan_data(lay.X_s, lay.y_s, lay.terms, reml=False, ss=ss)
+    P = ss.p
+    y_shift = (ss.y_offset * ss.ones_coef if ss.ones_coef is not None and ss.y_offset != 0
+               else np.zeros(P))
+    data.update({
+        "intercept": int(lay.intercept),
+        "y_shift": np.asarray(y_shift, dtype=float).tolist(),
+        "cor_term": [int(lay.correlated(j)) for j in range(len(lay.terms))],
+        "n_sd": int(sum(t.p for t in lay.terms)),
+        "n_cpc": int(sum(t.p * (t.p - 1) // 2 for j, t in enumerate(lay.terms)
+                         if lay.correlated(j))),
+        "prior_only": int(bool(prior_only)),
+    })
+    data.update(marginal_priors(design, priors))
+    data["Y"] = np.asarray(design.y, dtype=float).tolist()
+    data["save_log_lik"] = int(bool(save_log_lik))
+    data["save_y_rep"] = int(bool(save_y_rep))
+    return data
+
+
+@dataclass(frozen=True, eq=False)
+class MarginalProgram:
+    """The marginal program of a design (shaped like `JointProgram` where fits look)."""
+
+    code: str
+    annotated: str
+    structure: Any
+    slots: tuple
+
+    @property
+    def name(self) -> str:
+        return "lmm_marginal"
+
+    def __str__(self) -> str:
+        return self.annotated
+
+
+def marginal_program(design, priors: Iterable[Prior] = ()) -> MarginalProgram:
+    from ..stancode import structure_of
+    slots = tuple(resolve_priors(design, tuple(priors)))
+    return MarginalProgram(marginal_code(), marginal_stancode(design), structure_of(design),
+                           slots)
+
+
+# ---------------------------------------------------------------- numpy mirror
+
+
+def cholesky_corr(y: np.ndarray, K: int) -> np.ndarray:
+    """Stan's cholesky_corr_constrain: K (K - 1) / 2 unconstrained values -> Cholesky factor."""
+    z = np.tanh(np.asarray(y, dtype=float))
+    L = np.zeros((K, K))
+    L[0, 0] = 1.0
+    pos = 0
+    for i in range(1, K):
+        L[i, 0] = z[pos]
+        pos += 1
+        ss = L[i, 0] ** 2
+        for j in range(1, i):
+            L[i, j] = z[pos] * np.sqrt(1 - ss)
+            pos += 1
+            ss += L[i, j] ** 2
+        L[i, i] = np.sqrt(1 - ss)
+    return L
+
+
+def relative_factors(lay: MarginalLayout, sd_all: np.ndarray, cpc: np.ndarray,
+                     sigma: float) -> list[np.ndarray]:
+    """T_k = diag(sd_k) L_k / sigma per term (reduced-system order)."""
+    out = []
+    for j, t in enumerate(lay.terms):
+        s = np.asarray(sd_all[lay.sd_start[j]:lay.sd_start[j] + t.p], dtype=float)
+        if lay.correlated(j):
+            c0 = lay.cpc_start[j]
+            L = cholesky_corr(cpc[c0:c0 + t.p * (t.p - 1) // 2], t.p)
+        else:
+            L = np.eye(t.p)
+        out.append(s[:, None] * L / sigma)
+    return out
+
+
+def marginal_loglik(design, beta: np.ndarray, sd_all: np.ndarray, cpc: np.ndarray,
+                    sigma: float) -> float:
+    """log p(y | beta, theta, sigma) computed densely (the test mirror of the Stan program).
+
+    beta = [Intercept, b] on the centred X (with an intercept), else b; sd_all in the reduced
+    system's term order."""
+    from ..lmm import factors_to_theta, lambda_matrix, random_design
+    lay = marginal_layout(design)
+    theta = factors_to_theta(relative_factors(lay, sd_all, cpc, sigma))
+    Lam = lambda_matrix(theta, lay.terms).toarray()
+    Z = random_design(lay.terms).toarray()
+    r = lay.y_s - lay.X_s @ np.asarray(beta, dtype=float)
+    ZL = Z @ Lam
+    A = ZL.T @ ZL + np.eye(Lam.shape[0])
+    C = np.linalg.cholesky(A)
+    c = np.linalg.solve(C, ZL.T @ r)
+    n = design.n
+    return float(-0.5 * (n * np.log(2 * np.pi * sigma ** 2) + 2 * np.sum(np.log(np.diag(C)))
+                         + (r @ r - c @ c) / sigma ** 2))
+
+
+def _prior_logpdf(x: float, code: int, a: Sequence[float]) -> float:
+    from scipy import stats
+    if code == 0:
+        return 0.0
+    f = {1: lambda: stats.norm.logpdf(x, a[0], a[1]),
+         2: lambda: stats.t.logpdf(x, a[0], a[1], a[2]),
+         3: lambda: stats.cauchy.logpdf(x, a[0], a[1]),
+         4: lambda: stats.laplace.logpdf(x, a[0], a[1]),
+         5: lambda: stats.logistic.logpdf(x, a[0], a[1]),
+         6: lambda: stats.norm.logpdf(x),
+         7: lambda: stats.expon.logpdf(x, scale=1 / a[0]),
+         8: lambda: stats.gamma.logpdf(x, a[0], scale=1 / a[1]),
+         9: lambda: stats.invgamma.logpdf(x, a[0], scale=a[1]),
+         10: lambda: stats.lognorm.logpdf(x, a[1], scale=np.exp(a[0])),
+         11: lambda: stats.weibull_min.logpdf(x, a[0], scale=a[1])}[code]
+    return float(f())
+
+
+def marginal_log_density(design, data: dict, beta: np.ndarray, sd_all: np.ndarray,
+                         cpc: np.ndarray, sigma: float) -> float:
+    """The marginal program's target as Stan's optimizer reports it in lp__ with
+    jacobian=False: likelihood + priors + LKJ + the Jacobian of the correlations' tanh
+    transform (written into the program by hand, so always part of the target; Stan 2.35 has
+    no `jacobian +=`). The built-in constraints' Jacobians (sd, sigma) are not included."""
+    lay = marginal_layout(design)
+    lp = 0.0 if data["prior_only"] else marginal_loglik(design, beta, sd_all, cpc, sigma)
+    vals = list(beta) + list(sd_all) + [sigma]
+    for x, code, a in zip(vals, data["prior_dist"], data["prior_args"]):
+        lp += _prior_logpdf(x, code, a)
+    for j, t in enumerate(lay.terms):
+        if lay.correlated(j):
+            c0 = lay.cpc_start[j]
+            L = cholesky_corr(cpc[c0:c0 + t.p * (t.p - 1) // 2], t.p)
+            eta, K = data["lkj_eta"][j], t.p
+            # Stan's lkj_corr_cholesky_lpdf: log normalising constant + sum (K - k - 1 +
+            # 2 (eta - 1)) log L_kk  (k = 1..K-1, 0-based diagonal from the second entry)
+            lp += _lkj_log_const(eta, K) + sum(
+                (K - k - 1 + 2 * (eta - 1)) * np.log(L[k, k]) for k in range(1, K))
+            y = np.asarray(cpc[c0:c0 + t.p * (t.p - 1) // 2], dtype=float)
+            z = np.tanh(y)
+            lp += float(np.sum(np.log1p(-z ** 2)))
+            ss_all = 0.0
+            for i in range(1, K):
+                ss = L[i, 0] ** 2
+                for j2 in range(1, i):
+                    ss_all += 0.5 * np.log1p(-ss)
+                    ss += L[i, j2] ** 2
+            lp += ss_all
+    return float(lp)
+
+
+def _lkj_log_const(eta: float, K: int) -> float:
+    """Log normalising constant of the LKJ(eta) density of K x K correlation matrices
+    (Lewandowski, Kurowicka and Joe 2009, theorem 5), as in Stan's lkj_corr_cholesky_lpdf."""
+    from scipy.special import betaln
+    c = 0.0
+    for k in range(1, K):
+        a = eta + 0.5 * (K - k - 1)
+        c += (2 * eta - 2 + K - k) * (K - k) * np.log(2.0) + (K - k) * betaln(a, a)
+    return float(-c)
+
+
+# ---------------------------------------------------------------- exact random-effect draws
+
+
+def draw_random_effects(lay: MarginalLayout, beta: np.ndarray, sd_all: np.ndarray,
+                        cpc: np.ndarray, sigma: np.ndarray, rng: np.random.Generator,
+                        prior_only: bool = False, chunk_bytes: float = 64e6) -> np.ndarray:
+    """Exact draws (S, q) of the random effects b = Lambda u, one per posterior draw, from
+    u | y ~ N(A^-1 Lambda' Z'(y - X beta), sigma^2 A^-1), A = Lambda' Z'Z Lambda + I
+    (prior_only: u ~ N(0, sigma^2 I)). Columns in lme4's order of the reduced system's terms.
+    Dense in q, batched over draws."""
+    from ..lmm import random_design
+    S = beta.shape[0]
+    q = lay.q
+    Z = random_design(lay.terms)
+    ZtZ = (Z.T @ Z).toarray()
+    Zty = Z.T @ lay.y_s
+    ZtX = (Z.T @ lay.X_s) if lay.X_s.shape[1] else np.zeros((q, 0))
+    ZtX = np.asarray(ZtX)
+    out = np.empty((S, q))
+    step = max(1, int(chunk_bytes // (8 * q * q * 4)))
+    eye = np.eye(q)
+    for lo in range(0, S, step):
+        hi = min(S, lo + step)
+        c = hi - lo
+        Lam = np.zeros((c, q, q))
+        pos = 0
+        for j, t in enumerate(lay.terms):
+            p = t.p
+            sdk = sd_all[lo:hi, lay.sd_start[j]:lay.sd_start[j] + p]
+            if lay.correlated(j):
+                c0 = lay.cpc_start[j]
+                nc = p * (p - 1) // 2
+                Lk = np.stack([cholesky_corr(cpc[s, c0:c0 + nc], p) for s in range(lo, hi)])
+            else:
+                Lk = np.broadcast_to(np.eye(p), (c, p, p))
+            T = sdk[:, :, None] * Lk / sigma[lo:hi, None, None]
+            for lev in range(t.n_levels):
+                Lam[:, pos:pos + p, pos:pos + p] = T
+                pos += p
+        e = rng.standard_normal((c, q))
+        if prior_only:
+            u = sigma[lo:hi, None] * e
+        else:
+            A = np.swapaxes(Lam, 1, 2) @ ZtZ @ Lam + eye
+            C = np.linalg.cholesky(A)
+            rhs = np.einsum("sji,sj->si", Lam, Zty[None, :] - beta[lo:hi] @ ZtX.T)
+            mean = np.linalg.solve(A, rhs[..., None])[..., 0]
+            noise = np.linalg.solve(np.swapaxes(C, 1, 2), e[..., None])[..., 0]
+            u = mean + sigma[lo:hi, None] * noise
+        out[lo:hi] = np.einsum("sij,sj->si", Lam, u)
+    return out
+
+
+# ---------------------------------------------------------------- the fit
+
+
+class MarginalPosteriorFit(PosteriorFit):
+    """A NUTS fit of the marginal program. Draws of the joint program's names (`r_k`, `sd_k`,
+    `Cor_k`, `b_Intercept`, `log_lik`, `y_rep`) are derived from the sampled quantities, the
+    random effects drawn exactly from their conditional (seeded from the run's seed)."""
+
+    kind = "nuts"  # exported and loaded like joint fits; export_meta records the program
+    program_kind = "marginal"
+
+    @cached_property
+    def layout(self) -> MarginalLayout:
+        return marginal_layout(self.design)
+
+    def _stan(self, name: str, size: int) -> np.ndarray:
+        if size == 0:
+            return np.zeros((self.chains, self.ndraws, 0))
+        return PosteriorFit.draws(self, name)
+
+    @cached_property
+    def _derived(self) -> dict[str, np.ndarray]:
+        lay = self.layout
+        d = self.design
+        C, D = self.chains, self.ndraws
+        S = C * D
+        Kb = len(slope_names(d))
+        b = self._stan("b", Kb).reshape(S, Kb)
+        out: dict[str, np.ndarray] = {"b": b}
+        if lay.intercept:
+            icpt = self._stan("Intercept", 1).reshape(S)
+            beta = np.column_stack([icpt, b])
+            out["Intercept"] = icpt
+            out["b_Intercept"] = icpt - b @ lay.means_X
+        else:
+            beta = b
+        n_sd = sum(t.p for t in lay.terms)
+        n_cpc = lay.cpc_start[-1] + (lay.terms[-1].p * (lay.terms[-1].p - 1) // 2
+                                     if lay.correlated(len(lay.terms) - 1) else 0)
+        sd_all = self._stan("sd_all", n_sd).reshape(S, n_sd)
+        cpc = self._stan("cpc_raw", n_cpc).reshape(S, n_cpc)
+        sigma = PosteriorFit.draws(self, "sigma").reshape(S)
+        out["sigma"] = sigma
+        seed = int(self.run.args.get("seed", 0))
+        rng = np.random.default_rng([seed, _RE_SEED])
+        rr = draw_random_effects(lay, beta, sd_all, cpc, sigma, rng, self.prior_only)
+        pos = 0
+        for j, k in enumerate(lay.order):
+            t = lay.terms[j]
+            s0 = lay.sd_start[j]
+            out[f"sd_{k + 1}"] = sd_all[:, s0:s0 + t.p]
+            out[f"r_{k + 1}"] = rr[:, pos:pos + t.p * t.n_levels].reshape(S, t.n_levels, t.p)
+            pos += t.p * t.n_levels
+            if lay.correlated(j):
+                c0 = lay.cpc_start[j]
+                nc = t.p * (t.p - 1) // 2
+                L = np.stack([cholesky_corr(cpc[s, c0:c0 + nc], t.p) for s in range(S)])
+                out[f"L_{k + 1}"] = L
+                out[f"Cor_{k + 1}"] = L @ np.swapaxes(L, 1, 2)
+        save_ll = bool(self.stan_data.get("save_log_lik", 0))
+        save_rep = bool(self.stan_data.get("save_y_rep", 0))
+        if save_ll or save_rep:
+            from ..lmm import random_design
+            Z = random_design(lay.terms)
+            mu = beta @ lay.X_s.T + (Z @ rr.T).T          # (S, n), offset removed
+            y = lay.y_s
+            if save_ll:
+                out["log_lik"] = (-0.5 * np.log(2 * np.pi) - np.log(sigma)[:, None]
+                                  - 0.5 * ((y[None, :] - mu) / sigma[:, None]) ** 2)
+            if save_rep:
+                off = (np.asarray(d.offset, dtype=float) if d.offset is not None
+                       else np.zeros(d.n))
+                out["y_rep"] = mu + off[None, :] + sigma[:, None] * rng.standard_normal(mu.shape)
+        return {k: v.reshape((C, D) + v.shape[1:]) for k, v in out.items()}
+
+    def draws(self, name: str) -> np.ndarray:
+        """A variable's draws as (chain, draw, *shape), under the joint program's names."""
+        if name in self._derived:
+            return self._derived[name]
+        return PosteriorFit.draws(self, name)
+
+    def export_meta(self) -> dict:
+        return {"priors": [{"dist": p.text, "cls": p.cls, "coef": p.coef, "group": p.group}
+                           for p in self.priors],
+                "program": "marginal", "centered": [], "inits": self.inits}
+
+    @classmethod
+    def from_export(cls, design, meta: dict, run, stan_data: dict) -> "MarginalPosteriorFit":
+        from ..priors import prior
+        priors = tuple(prior(p["dist"], cls=p["cls"], coef=p["coef"], group=p["group"])
+                       for p in meta["priors"])
+        return cls(design, priors, run, marginal_program(design, priors), stan_data,
+                   inits=meta.get("inits"))
+
+
+def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
+                 iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
+                 adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
+                 thin: int = 1, prior_only: bool = False, show_progress: bool = True,
+                 engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
+                 save_y_rep: bool = True, output_dir: str | None = None,
+                 diagnostics: bool = True) -> MarginalPosteriorFit:
+    """Sample the marginal posterior of a gaussian mixed model (see the module docstring);
+    arguments as `fit_nuts`."""
+    if chains < 1 or iter_sampling < 1 or iter_warmup < 0 or thin < 1:
+        raise BayesmixError("chains, iter_sampling and thin must be >= 1, iter_warmup >= 0")
+    if not 0 < adapt_delta < 1:
+        raise BayesmixError(f"adapt_delta must be in (0, 1), got {adapt_delta}")
+    if metric not in METRICS:
+        raise BayesmixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    priors = tuple(priors)
+    why = marginal_unsupported(design, priors)
+    if why is not None and not why.startswith("the marginal program's dense block"):
+        raise BayesmixError(f"no marginal program for this model: {why}")
+    program = marginal_program(design, priors)
+    data = marginal_stan_data(design, priors, prior_only=prior_only,
+                              save_log_lik=save_log_lik, save_y_rep=save_y_rep)
+    from ..engine import compile_model
+    from ..bayes.diagnostics import warn_diagnostics
+    start = time.perf_counter()
+    model = compile_model(program.code, program.name, engine)
+    compile_seconds = time.perf_counter() - start
+    run = model.sample(data, chains=chains, iter_warmup=iter_warmup,
+                       iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
+                       max_treedepth=max_treedepth, metric=metric, thin=thin, inits=inits,
+                       show_progress=show_progress, output_dir=output_dir)
+    fit = MarginalPosteriorFit(design, priors, run, program, data,
+                               compile_seconds=compile_seconds, inits=inits)
+    if diagnostics:
+        warn_diagnostics(fit.diagnostics(), stacklevel=3)
+    return fit
+
+
+def choose_program(design, priors: Iterable[Prior] = (), program: str = "auto",
+                   centered: Any = False) -> tuple[str, str | None]:
+    """("marginal" | "joint", why the joint program was chosen under "auto" or None)."""
+    program = (program or "auto").lower()
+    if program not in PROGRAMS:
+        raise BayesmixError(f"unknown program {program!r}; choose one of {', '.join(PROGRAMS)}")
+    if program == "joint":
+        return "joint", None
+    why = marginal_unsupported(design, priors, centered)
+    if program == "marginal":
+        if why is not None and not why.startswith("the marginal program's dense block"):
+            raise BayesmixError(f"program='marginal' is not available: {why}")
+        return "marginal", None
+    return ("joint", why) if why is not None else ("marginal", None)
+
+
+def sample_posterior(design, priors: Iterable[Prior] = (), program: str = "auto",
+                     **kwargs: Any) -> PosteriorFit:
+    """NUTS with the program `program` selects: "marginal" (gaussian identity-link mixed
+    models: random effects integrated out and drawn exactly; the default for them), "joint"
+    (brms's layout, every family) or "auto". Under "auto" the joint program is used, with an
+    info message, where the marginal one does not apply or would be slower."""
+    priors = tuple(priors)
+    which, why = choose_program(design, priors, program, kwargs.get("centered", False))
+    if which == "marginal":
+        kwargs.pop("centered", None)
+        return fit_marginal(design, priors, **kwargs)
+    fam = design.family
+    if why is not None and (fam.name, fam.link) == ("gaussian", "identity") and design.terms:
+        logger.info("sampling the joint program: %s", why)
+    return fit_nuts(design, priors, **kwargs)
+
+
+__all__ = ["DENSE_LIMIT", "MarginalLayout", "MarginalPosteriorFit", "MarginalProgram",
+           "PROGRAMS", "choose_program", "cholesky_corr", "draw_random_effects", "fit_marginal",
+           "marginal_layout", "marginal_log_density", "marginal_loglik", "marginal_priors",
+           "marginal_program", "marginal_stan_data", "marginal_stancode",
+           "marginal_unsupported", "sample_posterior"]
