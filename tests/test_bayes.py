@@ -228,3 +228,23 @@ def test_bad_arguments_fail_before_compiling(sleep_design):
         fit_nuts(sleep_design, adapt_delta=1.5)
     with pytest.raises(BayesmixError, match="valid coefs"):
         fit_nuts(sleep_design, [prior("normal(0, 1)", cls="b", coef="day")])
+
+
+@pytest.mark.slow
+def test_confint_is_the_central_posterior_interval(sleep_fit):
+    ci = sleep_fit.confint(0.9)
+    b = sleep_fit.to_arviz().posterior["b"].values.reshape(-1, 2)
+    np.testing.assert_allclose(ci.to_numpy(), np.quantile(b, [0.05, 0.95], axis=0).T,
+                               rtol=1e-10)
+    assert list(ci.columns) == ["Q5", "Q95"]
+
+
+def test_model_front_door_shares_the_program():
+    import bayesmix
+    a = bayesmix.Model(SLEEP, load("sleepstudy"))
+    b = bayesmix.Model("extro ~ open + (1 + open | school)", load("lmmdata"))
+    def code_lines(model):  # comments carry the formula; the code is shape-only
+        return [ln for ln in model.stan_code("joint").splitlines()
+                if not ln.lstrip().startswith("//")]
+    assert code_lines(a) == code_lines(b)
+    assert {"Intercept", "b", "sd", "sigma", "cor"} <= set(a.prior_summary()["class"])
