@@ -32,6 +32,11 @@ def slope_post():
 
 
 @lru_cache(maxsize=None)
+def joint_slope_post():
+    return _sample(SLOPE, load("sleepstudy"), program="joint")
+
+
+@lru_cache(maxsize=None)
 def intercept_post():
     return _sample(INTERCEPT, load("sleepstudy"), seed=3)
 
@@ -57,7 +62,7 @@ def test_population_level_is_x_times_b():
 
 @pytest.mark.slow
 def test_all_effects_match_stan_variables_and_y_rep():
-    post = slope_post()
+    post = joint_slope_post()  # the joint program has b_Intercept, r_1 ... as Stan variables
     cf = post.cmdstan_fit
     sd = post.stan_data
     # the linear predictor rebuilt independently from Stan's own variables and data
