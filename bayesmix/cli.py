@@ -66,7 +66,7 @@ def _demo(args: argparse.Namespace) -> int:
     model = Model(DEMO_FORMULAS[2], school)
     t = time.perf_counter()
     post = model.sample(chains=4, iter_warmup=args.iter_warmup, iter_sampling=args.iter_sampling,
-                        seed=args.seed, adapt_delta=0.95)
+                        seed=args.seed)
     print(f"=== NUTS, 4 chains ({time.perf_counter() - t:.1f} s incl. any compile) ===")
     print(post.summary())
     return 0
@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="the school tutorial's mixed models, REML and NUTS")
     d.add_argument("--no-nuts", action="store_true", help="skip the Bayesian fit")
-    d.add_argument("--iter-warmup", type=int, default=500)
-    d.add_argument("--iter-sampling", type=int, default=500)
+    d.add_argument("--iter-warmup", type=int, default=1000)
+    d.add_argument("--iter-sampling", type=int, default=1000)
     d.add_argument("--seed", type=int, default=1)
     d.set_defaults(run=_demo)
     return p

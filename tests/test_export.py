@@ -122,3 +122,11 @@ def test_export_load_rerun_nuts_identical_draws(tmp_path):
         warnings.simplefilter("ignore")
         again = bayesmix.rerun(path)
     np.testing.assert_array_equal(again.run.fit().draws(), post.run.fit().draws())
+
+
+@pytest.mark.slow
+def test_cli_demo_runs_both_modes():
+    r = _cli("demo", "--iter-warmup", "150", "--iter-sampling", "150")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.count("REML criterion at convergence") == 4
+    assert "=== NUTS" in r.stdout and "sd(Intercept)" in r.stdout
