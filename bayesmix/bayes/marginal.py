@@ -26,8 +26,9 @@ predictive).
 `sample_posterior(design, priors, program="auto")` picks the program: the marginal one for
 gaussian identity-link models with random effects, no prior weights, no centred terms asked for
 and a dense part of the reduced system (Q2, the random-effect columns of every term but the one
-with most levels) of at most `DENSE_LIMIT` columns; the joint program otherwise (with an info
-message saying why, when "auto" had to fall back).
+with most levels) of at most `DENSE_LIMIT` columns and at most `DRAW_LIMIT` random-effect
+columns in all (the exact draws are dense in q, batched over draws); the joint program otherwise
+(with an info log message saying why, when "auto" had to fall back).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ logger = logging.getLogger("bayesmix")
 MARGINAL_PROGRAM = "lmm_marginal.stan"
 PROGRAMS = ("auto", "marginal", "joint")
 DENSE_LIMIT = 1000  # above this Q2 the marginal program's dense Cholesky loses to the joint one
+DRAW_LIMIT = 2000   # above this q the (dense, per draw) random-effect draws get too slow
 PRIOR_CODES = {"flat": 0, "normal": 1, "student_t": 2, "cauchy": 3, "double_exponential": 4,
                "logistic": 5, "std_normal": 6, "exponential": 7, "gamma": 8, "inv_gamma": 9,
                "lognormal": 10, "weibull": 11}
@@ -139,6 +141,10 @@ def marginal_unsupported(design, priors: Iterable[Prior] = (),
     if lay.q2 > DENSE_LIMIT:
         return (f"the marginal program's dense block has Q2 = {lay.q2} > {DENSE_LIMIT} columns "
                 "(many crossed levels): the joint program is faster")
+    if lay.q > DRAW_LIMIT:
+        return (f"the marginal program's dense block is small but its random-effect draws are "
+                f"dense in q = {lay.q} > {DRAW_LIMIT} columns (too slow for now): the joint "
+                "program is used")
     return None
 
 
