@@ -210,3 +210,12 @@ def test_lmmdata_nested_marginal_agrees_with_joint():
     marg = _sample(NESTED, data, "marginal")
     joint = _sample(NESTED, data, "joint", centered=True, metric="dense_e")
     _compare(marg, joint, ["b", "sd_school", "sd_class:school", "sigma", "r_school"])
+
+
+@pytest.mark.slow
+def test_penicillin_crossed_marginal_agrees_with_joint():
+    data = load("Penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    marg = _sample(formula, data, "marginal")
+    joint = _sample(formula, data, "joint", adapt_delta=0.95)
+    _compare(marg, joint, ["b", "sd_plate", "sd_sample", "sigma", "r_sample"])
