@@ -9,7 +9,9 @@ group-level effects included.
 
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,10 +166,20 @@ def diagnose(idata, *, max_treedepth: int = 10, adapt_delta: float = 0.8,
                        min_b, b_p, min_t, t_p, sampling_seconds, adapt_delta, tuple(problems))
 
 
-def warn_diagnostics(diag: Diagnostics, stacklevel: int = 3) -> None:
-    """One warning per problem found (a SamplingWarning)."""
+def warn_diagnostics(diag: Diagnostics) -> None:
+    """One warning per problem found (a SamplingWarning), attributed to the
+    user's line that asked for the fit, however deep inside bayesmix we are."""
+    level = _caller_outside_package()
     for p in diag.problems:
-        warnings.warn(p, SamplingWarning, stacklevel=stacklevel)
+        warnings.warn(p, SamplingWarning, stacklevel=level)
+
+
+def _caller_outside_package() -> int:
+    package = str(Path(__file__).parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 __all__ = ["Diagnostics", "EBFMI_MIN", "ESS_MIN", "RHAT_MAX", "SamplingWarning", "diagnose",

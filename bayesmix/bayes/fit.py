@@ -67,7 +67,7 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     fit = PosteriorFit(design, priors, run, program, data, compile_seconds=compile_seconds,
                        inits=inits)
     if diagnostics:
-        warn_diagnostics(fit.diagnostics(), stacklevel=3)
+        warn_diagnostics(fit.diagnostics())
     return fit
 
 

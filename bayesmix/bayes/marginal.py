@@ -574,7 +574,7 @@ def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     fit = MarginalPosteriorFit(design, priors, run, program, data,
                                compile_seconds=compile_seconds, inits=inits)
     if diagnostics:
-        warn_diagnostics(fit.diagnostics(), stacklevel=3)
+        warn_diagnostics(fit.diagnostics())
     return fit
 
 
