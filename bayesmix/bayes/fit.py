@@ -19,7 +19,7 @@ from ..errors import BayesmixError
 from ..priors import Prior, prior_summary, slope_names
 from ..stancode import JointProgram, joint_inits, joint_program, joint_stan_data
 from .diagnostics import Diagnostics, diagnose, warn_diagnostics
-from .idata import NamedDraws, group_layouts, named_draws, to_inference_data
+from .idata import NamedDraws, named_draws, to_inference_data
 
 METRICS = ("diag_e", "dense_e")
 

@@ -321,7 +321,7 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
     if ss is None:
         ss = lmm_suffstats(X, y, terms)
     theta = normalize_theta(np.asarray(theta, float), terms)
-    n, p, q2, M = ss.n, ss.p, ss.q2, ss.M
+    n, p, q2 = ss.n, ss.p, ss.q2
     blk = block_reduce(theta, ss)
     ldRX2, r2, R = _block_pieces(blk, ss)
     factors = blk.factors

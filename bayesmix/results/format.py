@@ -5,8 +5,6 @@ from __future__ import annotations
 import html
 import math
 
-import pandas as pd
-
 
 def signif_str(x: float, digits: int = 4) -> str:
     """R's print(signif(x, digits)) for a single number."""
@@ -19,22 +17,6 @@ def signif_str(x: float, digits: int = 4) -> str:
 
 def fmt_num(x: float, decimals: int = 2) -> str:
     return f"{x:.{decimals}f}"
-
-
-def coef_table_text(table: pd.DataFrame, digits: int = 4) -> str:
-    """Coefficient table with a common number of significant digits per column."""
-    cols = {}
-    for col in table.columns:
-        vals = table[col].to_numpy(dtype=float)
-        if col.startswith("Pr("):
-            cols[col] = [f"{v:.3g}" if v >= 2e-16 else "<2e-16" for v in vals]
-            continue
-        # like R's format(digits=): every entry keeps `digits` significant digits
-        mags = [math.floor(math.log10(abs(v))) for v in vals if math.isfinite(v) and v != 0]
-        dec = min(max([0] + [digits - 1 - m for m in mags]), 6)
-        cols[col] = [f"{v:.{dec}f}" for v in vals]
-    out = pd.DataFrame(cols, index=table.index)
-    return out.to_string()
 
 
 def html_pre(text: str) -> str:

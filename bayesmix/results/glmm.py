@@ -16,8 +16,8 @@ from scipy import stats
 
 from ..design import Design, design_for_newdata
 from ..engine import RunResult
-from .format import display_text, fmt_num, html_pre, signif_str
-from .merfit import MerFitMixin
+from .format import display_text, fmt_num, html_pre
+from .merfit import MerFitMixin, summary_body
 from .mixed import _re_form_groups
 
 _FAMILY_LABEL = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson",
@@ -218,8 +218,7 @@ class GlmmSummary:
         self.fit = fit
 
     def __str__(self) -> str:
-        from .glm import coefmat_text
-        f, est = self.fit, self.fit.estimates
+        f = self.fit
         lines = ["Generalized linear mixed model fit by maximum likelihood (Laplace "
                  "Approximation, Stan L-BFGS)",
                  f" Family: {f.family_label()}",
@@ -231,24 +230,7 @@ class GlmmSummary:
         lines += ["", "Scaled residuals: ",
                   pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
                   .to_string(index=False, float_format=lambda v: f"{v:.4f}"), "",
-                  "Random effects:"]
-        lines += _random_effects_table(f)
-        lines.append(f"Number of obs: {f.nobs()}, groups:  "
-                     + "; ".join(f"{g}, {n}" for g, n in f.ngrps().items()))
-        lines += ["", "Fixed effects:", coefmat_text(f.coef_table(), digits=4)]
-        if f.design.p > 1:
-            se = est.se
-            cor = est.vcov / np.outer(se, se)
-            abbrev = [abbreviate(n) for n in f.design.X_names]
-            rows = []
-            for i in range(1, f.design.p):
-                rows.append(f"{abbrev[i]:<8}" + " ".join(f"{cor[i, j]:6.3f}" for j in range(i)))
-            lines += ["", "Correlation of Fixed Effects:",
-                      " " * 8 + " ".join(f"{a:>6}" for a in abbrev[:-1]), *rows]
-        if f.is_singular():
-            lines += ["", "boundary (singular) fit: see is_singular()"]
-        if not f.converged:
-            lines += ["", f"optimizer (Stan L-BFGS) convergence code: {f.run.return_code}"]
+                  *summary_body(f)]
         return "\n".join(lines)
 
     __repr__ = __str__
@@ -257,60 +239,3 @@ class GlmmSummary:
         return html_pre(str(self))
 
 
-def abbreviate(name: str, minlength: int = 6) -> str:
-    """R's abbreviate() (as summary.merMod uses it for the correlation table): drop
-    lower-case vowels at word ends, then other lower-case vowels, then lower-case letters at
-    word ends, then other lower-case letters, right to left, never a word's first character."""
-    b = list(name.strip())
-    if len(b) <= minlength:
-        return "".join(b)
-
-    def nchar():
-        return len(b) - sum(c.isspace() for c in b)
-
-    def first(i):
-        return b[i - 1].isspace()
-
-    def last(i):
-        return not b[i - 1].isspace() and (i + 1 >= len(b) or b[i + 1].isspace())
-
-    passes = [lambda i: b[i] in "aeiou" and last(i),
-              lambda i: b[i] in "aeiou" and not first(i),
-              lambda i: b[i].islower() and last(i),
-              lambda i: b[i].islower() and not first(i),
-              lambda i: not first(i) and not b[i].isspace()]
-    for cond in passes:
-        i = len(b) - 1
-        while i > 0:
-            if i < len(b) and cond(i):
-                del b[i]
-            if nchar() <= minlength:
-                return "".join(c for c in b if not c.isspace())
-            i -= 1
-    return "".join(c for c in b if not c.isspace())
-
-
-def _random_effects_table(f: GlmmFit) -> list[str]:
-    rows = []
-    for label, t, cov, sd, cor in zip(f._group_labels(), f.design.terms,
-                                       f.estimates.varcorr_cov, f.estimates.varcorr_sd,
-                                       f.estimates.varcorr_cor):
-        for i, name in enumerate(t.coef_names):
-            corr = " ".join(f"{cor[i, j]:5.2f}" for j in range(i))
-            rows.append((label if i == 0 else "", name, signif_str(cov[i, i]),
-                         signif_str(sd[i]), corr))
-    if f.has_scale:
-        s = f.sigma()
-        rows.append(("Residual", "", signif_str(s ** 2), signif_str(s), ""))
-    has_corr = any(r[4] for r in rows)
-    header = ("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())
-    widths = [max(len(str(r[i])) for r in [header[:4] + ("",)] + rows) for i in range(4)]
-    out = [" " + " ".join(h.ljust(w) if i < 2 else h.rjust(w)
-                          for i, (h, w) in enumerate(zip(header, widths + [4])))]
-    for r in rows:
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                 r[3].rjust(widths[3])]
-        if has_corr:
-            cells.append(r[4])
-        out.append(" " + " ".join(cells).rstrip())
-    return out

@@ -12,8 +12,8 @@ from scipy import stats
 from ..design import Design, design_for_newdata
 from ..engine import RunResult
 from ..lmm import LmmEstimates
-from .merfit import MerFitMixin
-from .format import coef_table_text, display_text, fmt_num, html_pre, signif_str
+from .merfit import MerFitMixin, summary_body
+from .format import display_text, fmt_num, html_pre
 
 
 @dataclass(frozen=True, eq=False)
@@ -166,61 +166,13 @@ class MixedSummary:
         lines += ["", "Scaled residuals: ",
                   pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
                   .to_string(index=False, float_format=lambda v: f"{v:.4f}"), "",
-                  "Random effects:"]
-        lines += _random_effects_table(f)
-        lines.append(f"Number of obs: {f.nobs()}, groups:  "
-                     + "; ".join(f"{g}, {n}" for g, n in f.ngrps().items()))
-        lines += ["", "Fixed effects:", coef_table_text(f.coef_table())]
-        if f.design.p > 1:
-            se = est.se
-            cor = est.vcov / np.outer(se, se)
-            abbrev = [_abbrev(n) for n in f.design.X_names]
-            rows = []
-            for i in range(1, f.design.p):
-                rows.append(f"{abbrev[i]:<8}" + " ".join(f"{cor[i, j]:6.3f}" for j in range(i)))
-            lines += ["", "Correlation of Fixed Effects:",
-                      " " * 8 + " ".join(f"{a:>6}" for a in abbrev[:-1]), *rows]
-        if f.is_singular():
-            lines += ["", "boundary (singular) fit: see is_singular()"]
-        if not f.converged:
-            lines += ["", f"optimizer (Stan L-BFGS) convergence code: {f.run.return_code}"]
+                  *summary_body(f)]
         return "\n".join(lines)
 
     __repr__ = __str__
 
     def _repr_html_(self) -> str:
         return html_pre(str(self))
-
-
-def _abbrev(name: str) -> str:
-    if name == "(Intercept)":
-        return "(Intr)"
-    return name if len(name) <= 6 else name[:6]
-
-
-def _random_effects_table(f: MixedFit) -> list[str]:
-    rows = []
-    for label, t, cov, sd, cor in zip(f._group_labels(), f.design.terms,
-                                       f.estimates.varcorr_cov, f.estimates.varcorr_sd,
-                                       f.estimates.varcorr_cor):
-        for i, name in enumerate(t.coef_names):
-            corr = " ".join(f"{cor[i, j]:5.2f}" for j in range(i))
-            rows.append((label if i == 0 else "", name, signif_str(cov[i, i]),
-                         signif_str(sd[i]), corr))
-    s = f.sigma()
-    rows.append(("Residual", "", signif_str(s ** 2), signif_str(s), ""))
-    has_corr = any(r[4] for r in rows)
-    header = ("Groups", "Name", "Variance", "Std.Dev.") + (("Corr",) if has_corr else ())
-    widths = [max(len(str(r[i])) for r in [header[:4] + ("",)] + rows) for i in range(4)]
-    out = [" " + " ".join(h.ljust(w) if i < 2 else h.rjust(w)
-                          for i, (h, w) in enumerate(zip(header, widths + [4])))]
-    for r in rows:
-        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].rjust(widths[2]),
-                 r[3].rjust(widths[3])]
-        if has_corr:
-            cells.append(r[4])
-        out.append(" " + " ".join(cells).rstrip())
-    return out
 
 
 def _re_form_groups(re_form: Any, design: Design) -> set[str]:
