@@ -129,6 +129,10 @@ class Prior:
         name = "lkj_corr_cholesky" if self.dist == "lkj" else self.dist
         return f"{name}({', '.join(fmt_number(a) for a in self.args)})"
 
+    def to_dict(self) -> dict:
+        """A JSON-able form (export bundles); `prior(**d)` restores it."""
+        return {"dist": self.text, "cls": self.cls, "coef": self.coef, "group": self.group}
+
     def __str__(self) -> str:
         where = "".join(f", {k}={v!r}" for k, v in (("coef", self.coef), ("group", self.group))
                         if v is not None)

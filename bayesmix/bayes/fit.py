@@ -44,12 +44,7 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     inits, or a safe start for links whose mean must stay in range.
     After sampling, `diagnostics()` runs and each problem found is issued as a
     `SamplingWarning` with advice (set diagnostics=False to skip)."""
-    if chains < 1 or iter_sampling < 1 or iter_warmup < 0 or thin < 1:
-        raise BayesmixError("chains, iter_sampling and thin must be >= 1, iter_warmup >= 0")
-    if not 0 < adapt_delta < 1:
-        raise BayesmixError(f"adapt_delta must be in (0, 1), got {adapt_delta}")
-    if metric not in METRICS:
-        raise BayesmixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
     priors = tuple(priors)
     program = joint_program(design, priors, centered)  # validates priors before compiling
     data = joint_stan_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
@@ -72,6 +67,17 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def check_sampler_args(chains: int, iter_warmup: int, iter_sampling: int, thin: int,
+                       adapt_delta: float, metric: str) -> None:
+    """Fail before compiling on arguments NUTS cannot take."""
+    if chains < 1 or iter_sampling < 1 or iter_warmup < 0 or thin < 1:
+        raise BayesmixError("chains, iter_sampling and thin must be >= 1, iter_warmup >= 0")
+    if not 0 < adapt_delta < 1:
+        raise BayesmixError(f"adapt_delta must be in (0, 1), got {adapt_delta}")
+    if metric not in METRICS:
+        raise BayesmixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
 
 
 def _label(name: str) -> str:
@@ -161,9 +167,8 @@ class PosteriorFit:
     def export_meta(self) -> dict:
         centered = [t.group for t, shape in zip(self.design.terms,
                                                  self.program.structure.terms) if shape.centered]
-        return {"priors": [{"dist": p.text, "cls": p.cls, "coef": p.coef, "group": p.group}
-                           for p in self.priors],
-                "centered": centered, "inits": self.inits}
+        return {"priors": [p.to_dict() for p in self.priors], "centered": centered,
+                "inits": self.inits}
 
     @classmethod
     def from_export(cls, design, meta: dict, run, stan_data: dict) -> "PosteriorFit":
@@ -171,8 +176,7 @@ class PosteriorFit:
             from .marginal import MarginalPosteriorFit
             return MarginalPosteriorFit.from_export(design, meta, run, stan_data)
         from ..priors import prior
-        priors = tuple(prior(p["dist"], cls=p["cls"], coef=p["coef"], group=p["group"])
-                       for p in meta["priors"])
+        priors = tuple(prior(**p) for p in meta["priors"])
         program = joint_program(design, priors, centered=meta["centered"])
         return cls(design, priors, run, program, stan_data, inits=meta["inits"])
 

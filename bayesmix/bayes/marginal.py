@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import BayesmixError
 from ..priors import Prior, default_scales, resolve_priors, slope_names
-from .fit import METRICS, PosteriorFit, fit_nuts
+from .fit import PosteriorFit, check_sampler_args, fit_nuts
 
 logger = logging.getLogger("bayesmix")
 
@@ -527,15 +527,13 @@ class MarginalPosteriorFit(PosteriorFit):
         return PosteriorFit.draws(self, name)
 
     def export_meta(self) -> dict:
-        return {"priors": [{"dist": p.text, "cls": p.cls, "coef": p.coef, "group": p.group}
-                           for p in self.priors],
-                "program": "marginal", "centered": [], "inits": self.inits}
+        return {"priors": [p.to_dict() for p in self.priors], "program": "marginal",
+                "centered": [], "inits": self.inits}
 
     @classmethod
     def from_export(cls, design, meta: dict, run, stan_data: dict) -> "MarginalPosteriorFit":
         from ..priors import prior
-        priors = tuple(prior(p["dist"], cls=p["cls"], coef=p["coef"], group=p["group"])
-                       for p in meta["priors"])
+        priors = tuple(prior(**p) for p in meta["priors"])
         return cls(design, priors, run, marginal_program(design, priors), stan_data,
                    inits=meta.get("inits"))
 
@@ -549,12 +547,7 @@ def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
                  diagnostics: bool = True) -> MarginalPosteriorFit:
     """Sample the marginal posterior of a gaussian mixed model (see the module docstring);
     arguments as `fit_nuts`."""
-    if chains < 1 or iter_sampling < 1 or iter_warmup < 0 or thin < 1:
-        raise BayesmixError("chains, iter_sampling and thin must be >= 1, iter_warmup >= 0")
-    if not 0 < adapt_delta < 1:
-        raise BayesmixError(f"adapt_delta must be in (0, 1), got {adapt_delta}")
-    if metric not in METRICS:
-        raise BayesmixError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
     priors = tuple(priors)
     why = marginal_unsupported(design, priors)
     if why is not None and not why.startswith("the marginal program's dense block"):
