@@ -49,12 +49,23 @@ def _stancode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build(args: argparse.Namespace) -> int:
+    from .engine.build import build
+    took = build(args.programs or None, jobs=args.jobs)
+    for name, seconds in took.items():
+        print(f"{name:16s} {'compiled in %.0f s' % seconds if seconds else 'cached'}")
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .datasets import load
+    from .engine.build import build
     from .model import Model
     school = load("lmmdata")
     print("bayesmix demo: the school tutorial's mixed models on the bundled lmmdata "
-          "(1200 students, 6 schools x 4 classes)\n")
+          "(1200 students, 6 schools x 4 classes)\n", flush=True)
+    # the two programs the demo runs, compiled side by side (cached after the first run)
+    build(["lmer"] if args.no_nuts else ["lmer", "lmm_marginal"])
     for formula in DEMO_FORMULAS:
         model = Model(formula, school)
         t = time.perf_counter()
@@ -96,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stancode", help="print the generated Stan program")
     model_args(s, ("reml", "ml", "nuts"), "nuts")
     s.set_defaults(run=_stancode)
+
+    b = sub.add_parser("build", help="compile the Stan toolchain and the generic programs "
+                       "ahead of time (once per machine; for CI images and clusters)")
+    b.add_argument("programs", nargs="*", help="only these programs (default: all)")
+    b.add_argument("--jobs", type=int, default=None, help="parallel compiles (default: cores)")
+    b.set_defaults(run=_build)
 
     d = sub.add_parser("demo", help="the school tutorial's mixed models, REML and NUTS")
     d.add_argument("--no-nuts", action="store_true", help="skip the Bayesian fit")

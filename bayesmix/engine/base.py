@@ -6,15 +6,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import StanError
+from .console import SamplingProgress
 
 
 @dataclass(frozen=True)
@@ -72,37 +71,15 @@ def _last_csv_row(path: str) -> tuple[list[str], np.ndarray]:
     return header, np.array([float(v) for v in last.split(",")])
 
 
-@dataclass
-class _Progress:
-    """A one-line progress display fed by Stan's `Iteration: k / n` lines."""
-    total: int
-    show: bool
-    seen: int = 0
-    _last: float = field(default=0.0)
-
-    def update(self, line: str) -> None:
-        if not self.show or not line.startswith("Iteration:"):
-            return
-        self.seen += 1
-        now = time.monotonic()
-        if now - self._last > 0.2 or self.seen >= self.total:
-            pct = min(100, round(100 * self.seen / max(self.total, 1)))
-            sys.stderr.write(f"\rsampling {pct:3d}% ")
-            sys.stderr.flush()
-            self._last = now
-
-    def close(self) -> None:
-        if self.show and self.seen:
-            sys.stderr.write("\rsampling 100%\n")
-
-
 def run_process(cmd: Sequence[str], *, progress_total: int = 0,
-                show_progress: bool = False, env: dict | None = None) -> tuple[int, str]:
+                show_progress: bool | None = False, chains: int = 1,
+                env: dict | None = None) -> tuple[int, str]:
     """Run a Stan binary, relay progress, and return (exit code, console text).
 
+    show_progress: True/False, or None for a bar only where a person watches.
     The child gets its own process group so Ctrl-C (KeyboardInterrupt here)
     stops it and everything it started."""
-    progress = _Progress(progress_total, show_progress)
+    progress = SamplingProgress(progress_total, show_progress, chains)
     lines: list[str] = []
     with subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True, env=env) as proc:

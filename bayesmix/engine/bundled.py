@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import tempfile
 import time
@@ -10,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 
 from ..errors import StanError
 from .base import EngineInfo, RunResult, run_process, stan_messages, write_json
 from .cache import atomic_build
+from .console import timed
 from .toolchain import LIBS, Toolchain, bundled_toolchain
 
 # Stan's optimizer exits with 70 when the line search fails, which at the
@@ -40,15 +43,28 @@ class BundledModel:
                           self.toolchain.cxx_version, self.toolchain.flags)
 
     def _compile(self) -> Path:
+        """The program's executable: its object file is built once per program
+        and toolchain, then linked with the current driver. A cached
+        executable is checked against its recorded checksum before it runs;
+        a damaged one is removed and rebuilt."""
         start = time.perf_counter()
-        target = self.toolchain.home / "models" / self.key
-        if not target.is_dir():
+        tc = self.toolchain
+        entry = tc.home / "models" / self.key
+        exe_dir = entry / f"bin-{tc.driver_key}"
+        if not _intact(exe_dir):
             self._check_syntax()  # stanc errors before waiting on the C++ builds
-            driver = self.toolchain.driver_object()
-            pch = self.toolchain.pch_dir()
-            _, self.built = atomic_build(target, lambda tmp: self._build(tmp, driver, pch))
+            driver, pch = tc.prepare()
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            with FileLock(str(entry) + ".check.lock"):
+                if exe_dir.is_dir() and not _intact(exe_dir):
+                    shutil.rmtree(exe_dir)  # damaged: rebuild rather than run it
+                if not _intact(entry, "model.o"):
+                    shutil.rmtree(entry, ignore_errors=True)
+                _, compiled = atomic_build(entry, lambda tmp: self._build_object(tmp, pch))
+                _, linked = atomic_build(exe_dir, lambda tmp: self._link(tmp, entry, driver))
+            self.built = compiled or linked
         self.compile_seconds = time.perf_counter() - start
-        return target / "model"
+        return exe_dir / "model"
 
     def _stanc(self, stan_file: Path, hpp: Path) -> None:
         proc = subprocess.run([str(self.toolchain.stanc), f"--name={self.name}_model",
@@ -64,34 +80,41 @@ class BundledModel:
             stan_file.write_text(self.code)
             self._stanc(stan_file, Path(tmp) / "model.hpp")
 
-    def _build(self, tmp: Path, driver: Path, pch: Path | None) -> None:
+    def _build_object(self, tmp: Path, pch: Path | None) -> None:
         tc = self.toolchain
         stan_file = tmp / f"{self.name}.stan"
         stan_file.write_text(self.code)
         hpp = tmp / "model.hpp"
         self._stanc(stan_file, hpp)
         includes = ([f"-I{pch}", "-Winvalid-pch"] if pch else []) + [f"-I{tc.include}"]
-        obj = tmp / "model.o"
-        proc = subprocess.run([tc.cxx, *tc.flags, *includes, "-x", "c++", "-c", str(hpp),
-                               "-o", str(obj)], capture_output=True, text=True)
+        with timed(f"compiling the Stan program {self.name!r}"):
+            proc = subprocess.run([tc.cxx, *tc.flags, *includes, "-x", "c++", "-c", str(hpp),
+                                   "-o", str(tmp / "model.o")], capture_output=True, text=True)
         if proc.returncode != 0:
             raise StanError(f"C++ compilation of {self.name!r} failed:\n{proc.stderr[-4000:]}")
-        proc = subprocess.run([tc.cxx, "-pthread", str(driver), str(obj), "-o", str(tmp / "model"),
-                               f"-L{tc.lib}", *LIBS, "-Wl,-rpath,$ORIGIN/../../driver"],
+        hpp.unlink()
+        _seal(tmp, "model.o")
+
+    def _link(self, tmp: Path, entry: Path, driver: Path) -> None:
+        tc = self.toolchain
+        proc = subprocess.run([tc.cxx, "-pthread", str(driver / "driver.o"),
+                               str(entry / "model.o"), "-o", str(tmp / "model"),
+                               f"-L{tc.lib}", *LIBS, f"-Wl,-rpath,{driver}"],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise StanError(f"linking {self.name!r} failed:\n{proc.stderr[-4000:]}")
-        obj.unlink()
-        hpp.unlink()
+        _seal(tmp, "model")
 
     # -- methods -----------------------------------------------------------
     def _run(self, method: str, data: dict, args: dict[str, Any], output_dir: str | None,
-             inits: dict | None = None, progress_total: int = 0, show_progress: bool = False,
+             inits: dict | None = None, progress_total: int = 0,
+             show_progress: bool | None = False,
              accept_codes: tuple[int, ...] = (0,), extra_files: dict | None = None) -> RunResult:
         out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
         out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "data.json", data)
-        cmd = [str(self.exe), method, f"data={out / 'data.json'}", f"model_name={self.name}"]
+        data_file = out / "data.bin"  # our driver reads it without parsing (JSON: exports)
+        write_binary_data(data_file, data)
+        cmd = [str(self.exe), method, f"data={data_file}", f"model_name={self.name}"]
         if inits is not None:
             write_json(out / "inits.json", inits)
             cmd.append(f"init={out / 'inits.json'}")
@@ -107,7 +130,8 @@ class BundledModel:
                 if k not in ("output", "data", "init") and v is not None]
         start = time.perf_counter()
         code, console = run_process(cmd, progress_total=progress_total,
-                                    show_progress=show_progress)
+                                    show_progress=show_progress,
+                                    chains=int(args.get("chains", 1)))
         elapsed = time.perf_counter() - start
         if code not in accept_codes or not all(Path(f).exists() for f in csv):
             raise StanError(f"Stan {method} failed (exit code {code}):\n{stan_messages(console)}")
@@ -129,7 +153,7 @@ class BundledModel:
                step_size: float = 1.0, init_radius: float = 2.0, inits: dict | None = None,
                save_warmup: bool = False, refresh: int | None = None,
                sig_figs: int | None = None, output_dir: str | None = None,
-               show_progress: bool = False) -> RunResult:
+               show_progress: bool | None = None) -> RunResult:
         refresh = refresh if refresh is not None else max(1, (iter_warmup + iter_sampling) // 20)
         args = dict(chains=chains, num_warmup=iter_warmup, num_samples=iter_sampling,
                     thin=thin, seed=_seed(seed), adapt_delta=adapt_delta,
@@ -168,6 +192,41 @@ class BundledModel:
         return self._run("laplace", data, args, str(out), extra_files={"mode.json": values})
 
 
+BINARY_MAGIC = b"BMXDATA1"
+
+
+def _binary_value(name: str, value: Any) -> tuple[int, np.ndarray]:
+    """(type code, column-major values) of one data variable: 0 float64, 1 int32."""
+    arr = np.asarray(value)
+    if arr.dtype == object:
+        arr = np.asarray(value, dtype=float)
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.int32)
+    if arr.dtype.kind in "iu":
+        if arr.size and (arr.max() > np.iinfo(np.int32).max or arr.min() < np.iinfo(np.int32).min):
+            raise StanError(f"data variable {name!r} has integers outside Stan's int range")
+        return 1, arr.astype("<i4")
+    if arr.dtype.kind == "f":
+        return 0, arr.astype("<f8")
+    raise StanError(f"data variable {name!r} of type {arr.dtype} cannot be passed to Stan")
+
+
+def write_binary_data(path: Path, data: dict[str, Any]) -> None:
+    """Stan data in the driver's binary format (layout at the top of driver.cpp): per
+    variable its name, type, dimensions and raw little-endian values, column-major."""
+    with open(path, "wb") as fh:
+        fh.write(BINARY_MAGIC)
+        fh.write(np.uint32(len(data)).astype("<u4").tobytes())
+        for name, value in data.items():
+            code, arr = _binary_value(name, value)
+            key = name.encode()
+            fh.write(np.uint32(len(key)).astype("<u4").tobytes() + key)
+            fh.write(np.uint8(code).tobytes())
+            fh.write(np.uint32(arr.ndim).astype("<u4").tobytes())
+            fh.write(np.asarray(arr.shape, "<u8").tobytes())
+            fh.write(arr.tobytes(order="F"))
+
+
 def _seed(seed: int | None) -> int:
     """A concrete seed, so that every run records what it used."""
     if seed is None:
@@ -177,3 +236,20 @@ def _seed(seed: int | None) -> int:
 
 def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, float) else str(v)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _seal(folder: Path, name: str = "model") -> None:
+    """Record a build's checksum beside it (checked before every use)."""
+    (folder / f"{name}.sha256").write_text(_digest(folder / name))
+
+
+def _intact(folder: Path, name: str = "model") -> bool:
+    """Whether a cached build exists and matches its recorded checksum."""
+    try:
+        return (folder / f"{name}.sha256").read_text() == _digest(folder / name)
+    except OSError:
+        return False

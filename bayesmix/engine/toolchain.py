@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -15,6 +16,7 @@ import platformdirs
 
 from ..errors import ToolchainError
 from .cache import atomic_build
+from .console import say, timed
 
 CXX_FLAGS = (
     "-std=c++17", "-pthread", "-O3", "-DBOOST_DISABLE_ASSERTS",
@@ -44,12 +46,17 @@ class Toolchain:
 
     @property
     def key(self) -> str:
-        """Identifies the toolchain: compiled objects are only reused under it."""
+        """Identifies the compiler setup: model objects and the precompiled
+        header are only reused under it. The driver has a key of its own, so
+        a driver change relinks programs instead of recompiling them."""
         h = hashlib.sha256()
-        for part in (self.stanc_version, self.cxx_version, " ".join(self.flags),
-                     DRIVER_SOURCE.read_text()):
+        for part in (self.stanc_version, self.cxx_version, " ".join(self.flags)):
             h.update(part.encode())
         return h.hexdigest()[:16]
+
+    @property
+    def driver_key(self) -> str:
+        return hashlib.sha256(DRIVER_SOURCE.read_bytes() + self.key.encode()).hexdigest()[:12]
 
     @property
     def cxx_version(self) -> str:
@@ -59,16 +66,26 @@ class Toolchain:
     def home(self) -> Path:
         return cache_root() / f"toolchain-{self.key}"
 
-    def driver_object(self) -> Path:
-        """Our `main` compiled once per toolchain (~40 s the first time)."""
+    @property
+    def ready(self) -> bool:
+        """Whether the one-time builds (driver, precompiled header) are done."""
+        return (self.home / f"driver-{self.driver_key}").is_dir() and (
+            os.environ.get("BAYESMIX_NO_PCH") is not None or (self.home / "pch").is_dir())
+
+    def driver_dir(self) -> Path:
+        """Our `main` compiled once per toolchain (~40 s the first time), with
+        libtbb beside it (binaries find it through an rpath)."""
         def build(tmp: Path) -> None:
-            self._run([self.cxx, *self.flags, f"-I{self.include}", "-c",
-                       str(DRIVER_SOURCE), "-o", str(tmp / "driver.o")],
-                      "compiling the bayesmix Stan driver")
-            # Binaries find libtbb beside the toolchain via $ORIGIN rpaths.
+            with timed("compiling the bayesmix Stan driver"):
+                self._run([self.cxx, *self.flags, f"-I{self.include}", "-c",
+                           str(DRIVER_SOURCE), "-o", str(tmp / "driver.o")],
+                          "compiling the bayesmix Stan driver")
             for lib in self.lib.glob("libtbb.so*"):
                 shutil.copy2(lib, tmp / lib.name)
-        return atomic_build(self.home / "driver", build)[0] / "driver.o"
+        return atomic_build(self.home / f"driver-{self.driver_key}", build)[0]
+
+    def driver_object(self) -> Path:
+        return self.driver_dir() / "driver.o"
 
     def pch_dir(self) -> Path | None:
         """Precompiled stan/model/model_header.hpp (halves model compile
@@ -79,10 +96,22 @@ class Toolchain:
         def build(tmp: Path) -> None:
             out = tmp / "stan" / "model" / "model_header.hpp.gch"
             out.parent.mkdir(parents=True)
-            self._run([self.cxx, *self.flags, f"-I{self.include}", "-x", "c++-header",
-                       str(self.include / "stan/model/model_header.hpp"), "-o", str(out)],
-                      "precompiling the Stan model header")
+            with timed("precompiling the Stan model header"):
+                self._run([self.cxx, *self.flags, f"-I{self.include}", "-x", "c++-header",
+                           str(self.include / "stan/model/model_header.hpp"), "-o", str(out)],
+                          "precompiling the Stan model header")
         return atomic_build(self.home / "pch", build)[0]
+
+    def prepare(self) -> tuple[Path, Path | None]:
+        """Build the driver and the precompiled header side by side (once per
+        machine); returns (driver folder, header folder or None)."""
+        if self.ready:
+            return self.driver_dir(), self.pch_dir()
+        say(f"building the Stan toolchain for this machine, once (cache: {cache_root()})")
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            driver = pool.submit(self.driver_dir)
+            pch = pool.submit(self.pch_dir)
+            return driver.result(), pch.result()
 
     def _run(self, cmd: list[str], what: str) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True)
