@@ -23,9 +23,13 @@ class Model:
 
     def __init__(self, formula: str, data: pd.DataFrame, family: str = "gaussian",
                  link: str | None = None, weights: str | np.ndarray | None = None,
-                 priors: Sequence[Any] = (), engine: str = "auto"):
+                 priors: Sequence[Any] = (), engine: str = "auto",
+                 transforms: dict[str, Any] | None = None):
+        # transforms: your own functions the formula may call, {"logit": f}; a
+        # formula can call nothing else beyond the documented set (docs/formulas.md)
         self.family = get_family(family, link)
-        self.design: Design = build_design(formula, data, family=self.family, weights=weights)
+        self.design: Design = build_design(formula, data, family=self.family, weights=weights,
+                                           transforms=transforms)
         self.priors = tuple(priors)
         self.engine = engine
 

@@ -95,8 +95,9 @@ def test_unknown_weights_column(sleep):
         build_design("Reaction ~ Days + (1|Subject)", sleep, weights="wt")
 
 
-def test_unknown_function_is_wrapped(sleep):
-    with pytest.raises(DataError, match=r"foo\(Days\)"):
+def test_unknown_function_is_refused(sleep):
+    # a formula is data: only the documented transforms (or transforms=) can be called
+    with pytest.raises(FormulaError, match=r"'foo' is not an allowed function .*foo\(Days\)"):
         build_design("Reaction ~ foo(Days) + (1|Subject)", sleep)
 
 

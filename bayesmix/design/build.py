@@ -14,6 +14,7 @@ from formulaic import model_matrix as formulaic_matrix
 from ..errors import DataError, FamilyError
 from ..families import Family, get_family
 from ..formula import ParsedFormula, parse_formula
+from ..formula.safety import check_parsed, check_transforms
 from .factors import group_variables, grouping_factor
 from .modelmatrix import (
     ModelMatrixSpec,
@@ -24,6 +25,7 @@ from .modelmatrix import (
     rhs_names,
     unknown_names,
 )
+from .transforms import formula_context
 
 _RANK_TOL = 1e-7  # lme4's chkRank.drop.cols / R's qr() tolerance
 
@@ -66,6 +68,7 @@ class Design:
     fixed_spec: ModelMatrixSpec  # rebuilds X (before dropping columns) for new data
     dropped_na: int  # rows dropped for missing values
     dropped_columns: tuple[str, ...]  # aliased X columns dropped, R's names
+    transforms: dict | None = None  # the caller's own formula functions (transforms=)
 
     @property
     def n(self) -> int:
@@ -140,14 +143,17 @@ def _referenced(parsed: ParsedFormula, weights) -> dict[str, str]:
     return names
 
 
-def _evaluate(expr: str, data: pd.DataFrame, where: str) -> pd.Series:
-    """A response/offset expression: a column, or formulaic's I(expr)."""
+def _evaluate(expr: str, data: pd.DataFrame, where: str, transforms=None) -> pd.Series:
+    """A response/offset expression (checked by parse_formula): a column, or
+    formulaic's I(expr) with an explicit, minimal context."""
     name = expr.strip("`")
     if name in data.columns:
         return data[name]
     try:
         code = python_powers(expr, inside_i_only=False)
-        values = formulaic_matrix(f"0 + I({code})", data, na_action="ignore")
+        values = formulaic_matrix(
+            f"0 + I({code})", data, na_action="ignore", context=formula_context(transforms)
+        )
     except Exception as exc:  # formulaic wraps whatever the expression raised
         raise DataError(f"cannot evaluate the {where} {expr!r}: {error_detail(exc)}") from None
     if values.shape[1] != 1:
@@ -171,7 +177,7 @@ def _counts(values: np.ndarray, expr: str, what: str) -> None:
         raise DataError(f"{what} {expr!r} must be non-negative whole numbers")
 
 
-def _response(parsed: ParsedFormula, data: pd.DataFrame, family: Family):
+def _response(parsed: ParsedFormula, data: pd.DataFrame, family: Family, transforms=None):
     """y and binomial trials, with the checks each family needs."""
     binom = family.name in ("binomial", "bernoulli")
     if parsed.cbind is not None:
@@ -180,12 +186,12 @@ def _response(parsed: ParsedFormula, data: pd.DataFrame, family: Family):
                 f"a cbind(successes, failures) response needs family 'binomial', not {family.name!r}"
             )
         s_expr, f_expr = parsed.cbind
-        succ = _numeric(_evaluate(s_expr, data, "response"), s_expr, "successes")
-        fail = _numeric(_evaluate(f_expr, data, "response"), f_expr, "failures")
+        succ = _numeric(_evaluate(s_expr, data, "response", transforms), s_expr, "successes")
+        fail = _numeric(_evaluate(f_expr, data, "response", transforms), f_expr, "failures")
         _counts(succ, s_expr, "successes")
         _counts(fail, f_expr, "failures")
         return succ, succ + fail
-    values = _evaluate(parsed.response, data, "response")
+    values = _evaluate(parsed.response, data, "response", transforms)
     expr = parsed.response
     if binom and (isinstance(values.dtype, pd.CategoricalDtype) or pd.api.types.is_string_dtype(values)):
         # R's rule: the first level is failure, every other level success
@@ -225,9 +231,9 @@ def _independent_columns(X: np.ndarray) -> list[int]:
     return keep
 
 
-def _random_term(part, data: pd.DataFrame, family: Family) -> RandomTerm:
+def _random_term(part, data: pd.DataFrame, family: Family, transforms=None) -> RandomTerm:
     where = f"random-effects term {part}"
-    Z, spec = build_model_matrix(part.expr, data, where)
+    Z, spec = build_model_matrix(part.expr, data, where, transforms)
     index, levels = grouping_factor(data, part.group)
     n = len(data)
     if len(levels) < 2:
@@ -258,15 +264,26 @@ def build_design(
     data: pd.DataFrame,
     family: str | Family = "gaussian",
     weights: str | np.ndarray | None = None,
+    transforms: dict | None = None,
 ) -> Design:
     """Validate the input and build X, the random-effects terms, the response,
     weights and offset. `weights` is a column name or an array (one per row).
+
+    The formula may call only the transforms listed in docs/formulas.md plus
+    the caller's own `transforms` (a dict name -> function); nothing else is
+    ever evaluated (see bayesmix.formula.safety). The default is none: a
+    formula from elsewhere (a bundle, a file) cannot bring code with it.
 
     Rows with NA in any column the model reads are dropped (with a warning);
     aliased X columns are dropped like lme4 (with a warning); the terms come in
     lme4's order (by decreasing number of levels, see below)."""
     fam = get_family(family)
-    parsed = formula if isinstance(formula, ParsedFormula) else parse_formula(formula)
+    transforms = check_transforms(transforms) or None
+    if isinstance(formula, ParsedFormula):
+        check_parsed(formula, transforms)  # it may have been built by hand
+        parsed = formula
+    else:
+        parsed = parse_formula(formula, transforms)
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     if len(data) == 0:
@@ -307,8 +324,8 @@ def build_design(
         if not np.all(np.isfinite(w)) or np.any(w < 0):
             raise DataError("weights must be finite and non-negative")
 
-    y, trials = _response(parsed, work, fam)
-    X_full, fixed_spec = build_model_matrix(parsed.fixed, work, "fixed-effects part")
+    y, trials = _response(parsed, work, fam, transforms)
+    X_full, fixed_spec = build_model_matrix(parsed.fixed, work, "fixed-effects part", transforms)
     for j, name in enumerate(fixed_spec.column_names):
         if not np.all(np.isfinite(X_full[:, j])):
             raise DataError(f"fixed-effect column {name!r} has non-finite values")
@@ -323,9 +340,11 @@ def build_design(
         )
     offset = None
     if parsed.offset is not None:
-        offset = _numeric(_evaluate(parsed.offset, work, "offset"), parsed.offset, "offset")
+        offset = _numeric(
+            _evaluate(parsed.offset, work, "offset", transforms), parsed.offset, "offset"
+        )
 
-    terms = [_random_term(part, work, fam) for part in parsed.random]
+    terms = [_random_term(part, work, fam, transforms) for part in parsed.random]
     nl = [t.n_levels for t in terms]
     # lme4's mkReTrms: if any term has more levels than the one before, order
     # by rev(order(nl)) -- decreasing, which reverses the order of ties
@@ -346,4 +365,5 @@ def build_design(
         fixed_spec=fixed_spec,
         dropped_na=n_bad,
         dropped_columns=dropped,
+        transforms=transforms,
     )

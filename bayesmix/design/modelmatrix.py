@@ -7,7 +7,6 @@ factor of an interaction varying fastest, and R's column names."""
 from __future__ import annotations
 
 import ast
-import builtins
 import re
 from dataclasses import dataclass
 
@@ -16,13 +15,11 @@ import pandas as pd
 from formulaic import Formula, model_matrix as _formulaic_matrix
 from formulaic.errors import FormulaicError
 from formulaic.parser.types import Term
-from formulaic.transforms import TRANSFORMS
 from formulaic.transforms.contrasts import HelmertContrasts, PolyContrasts, SumContrasts
 
 from ..errors import DataError, FormulaError
+from .transforms import formula_context
 
-# names a formula may use that are not data columns (formulaic's context)
-_CONTEXT = set(TRANSFORMS) | set(dir(builtins))
 _SYNTACTIC = re.compile(r"(?:[A-Za-z]|\.[._A-Za-z]?)[._A-Za-z0-9]*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m|[⧛⧚]")
 
@@ -59,7 +56,8 @@ def _r_label(factor) -> str:
 
 
 def names_in_expression(expr: str) -> list[str]:
-    """Variable names an expression reads (not function or module names)."""
+    """Variable names an expression reads (not function names, keyword values
+    such as raw=TRUE or the contrast argument of C())."""
     ticks = re.findall(r"`([^`]+)`", expr)
     code = re.sub(r"`[^`]+`", lambda m: f"__bt{ticks.index(m.group(0)[1:-1])}__", expr)
     try:
@@ -70,6 +68,10 @@ def names_in_expression(expr: str) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             skip.add(id(node.func))
+            literal = [kw.value for kw in node.keywords]
+            if isinstance(node.func, ast.Name) and node.func.id == "C":
+                literal += node.args[1:]
+            skip.update(id(sub) for arg in literal for sub in ast.walk(arg))
         elif isinstance(node, ast.Attribute):
             skip.add(id(node.value))
     names = []
@@ -104,7 +106,7 @@ def rhs_names(rhs: str, what: str) -> list[str]:
 
 
 def unknown_names(names: list[str], columns) -> list[str]:
-    return [n for n in names if n not in columns and n not in _CONTEXT]
+    return [n for n in names if n not in columns]
 
 
 @dataclass(frozen=True, eq=False)
@@ -133,6 +135,7 @@ class ModelMatrixSpec:
     columns: tuple[str, ...]  # data columns read
     column_levels: dict  # categorical data column -> its levels in training
     formulaic: object
+    context: dict  # formulaic's evaluation context (see bayesmix.design.transforms)
 
     def __repr__(self) -> str:
         return f"ModelMatrixSpec(~ {self.rhs}: {', '.join(self.column_names) or 'no columns'})"
@@ -143,7 +146,10 @@ class ModelMatrixSpec:
         if missing:
             raise DataError(f"{what} lacks column(s) {', '.join(map(repr, missing))}")
         prepared = _prepare_like(data, self.columns, self.column_levels, what)
-        blocks = _evaluate(self.formulaic, prepared, self.variables, what) if self.variables else []
+        blocks = (
+            _evaluate(self.formulaic, prepared, self.variables, what, self.context)
+            if self.variables else []
+        )
         return _assemble(self, blocks, len(data))
 
 
@@ -195,11 +201,11 @@ def _prepare_like(data: pd.DataFrame, columns, column_levels: dict, what: str) -
 # ---------------------------------------------------------------- evaluation
 
 
-def _evaluate(spec, data: pd.DataFrame, variables, what: str) -> list[np.ndarray]:
+def _evaluate(spec, data: pd.DataFrame, variables, what: str, context: dict) -> list[np.ndarray]:
     """Per variable: numeric columns, or the full indicator matrix of a factor."""
     try:
         with np.errstate(all="ignore"):  # log(0) etc. are reported by the caller
-            mm = spec.get_model_matrix(data, na_action="ignore")
+            mm = spec.get_model_matrix(data, context=context, na_action="ignore")
     except (FormulaicError, ValueError, TypeError, KeyError, NameError) as exc:
         raise DataError(f"cannot evaluate the {what}: {error_detail(exc)}") from None
     values = np.asarray(mm, dtype=float)
@@ -289,8 +295,15 @@ def _column_names(spec_vars, terms, codes, intercept: bool) -> tuple[str, ...]:
     return tuple(names)
 
 
-def build_model_matrix(rhs: str, data: pd.DataFrame, what: str) -> tuple[np.ndarray, ModelMatrixSpec]:
-    """R's model.matrix(~ rhs, data) with R's column order and names."""
+def build_model_matrix(
+    rhs: str, data: pd.DataFrame, what: str, transforms=None
+) -> tuple[np.ndarray, ModelMatrixSpec]:
+    """R's model.matrix(~ rhs, data) with R's column order and names.
+
+    rhs must have passed bayesmix.formula.safety (parse_formula does that);
+    `transforms` are the caller's own functions, the only additions to the
+    evaluation context."""
+    context = formula_context(transforms)
     written = parse_rhs(rhs, what)
     intercept = any(not t.factors or str(t) == "1" for t in written)
     factors = []  # variables in order of first appearance (R's "variables")
@@ -317,6 +330,7 @@ def build_model_matrix(rhs: str, data: pd.DataFrame, what: str) -> tuple[np.ndar
                     prepared,
                     ensure_full_rank=False,
                     na_action="ignore",
+                    context=context,
                 )
         except (FormulaicError, ValueError, TypeError, KeyError, NameError) as exc:
             raise DataError(f"cannot evaluate the {what} {rhs!r}: {error_detail(exc)}") from None
@@ -348,6 +362,7 @@ def build_model_matrix(rhs: str, data: pd.DataFrame, what: str) -> tuple[np.ndar
         columns=columns,
         column_levels=column_levels,
         formulaic=fspec,
+        context=context,
     )
-    blocks = _evaluate(fspec, prepared, variables, what) if factors else []
+    blocks = _evaluate(fspec, prepared, variables, what, context) if factors else []
     return _assemble(spec, blocks, len(data)), spec

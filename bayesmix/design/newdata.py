@@ -57,7 +57,7 @@ def design_for_newdata(
     offset = None
     if design.formula.offset is not None:
         expr = design.formula.offset
-        offset = _numeric(_evaluate(expr, data, "offset"), expr, "offset")
+        offset = _numeric(_evaluate(expr, data, "offset", design.transforms), expr, "offset")
 
     terms = []
     for t in design.terms if random else ():

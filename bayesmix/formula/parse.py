@@ -9,6 +9,7 @@ from formulaic import Formula
 from formulaic.errors import FormulaicError
 
 from ..errors import FormulaError
+from .safety import check_expression, check_group, check_rhs, check_transforms
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = {v: k for k, v in _OPEN.items()}
@@ -195,6 +196,9 @@ def _group_names(group: str, term: str) -> list[str]:
             "':' (interaction) or '/' (nesting)"
         )
     comps = [":".join(n.strip() for n in c.split(":")) for c in group.split("/")]
+    for comp in comps:
+        for name in comp.split(":"):
+            check_group(name, term)
     names = [comps[0]]
     for comp in comps[1:]:
         inner = names[-1]
@@ -202,7 +206,9 @@ def _group_names(group: str, term: str) -> list[str]:
     return names[::-1]  # lme4 lists the innermost nesting first
 
 
-def _bar_parts(inner: str, term: str) -> list[RandomPart]:
+def _bar_split(inner: str, term: str) -> tuple[str, list[str], bool]:
+    """(left side, grouping factor names, double bar) of `lhs | group`; no
+    formulaic yet (the safety check comes first)."""
     bars = [i for i, ch in _top_level(inner) if ch == "|"]
     double = len(bars) == 2 and bars[1] == bars[0] + 1
     if len(bars) > 1 and not double:
@@ -216,10 +222,13 @@ def _bar_parts(inner: str, term: str) -> list[RandomPart]:
     if not rhs:
         raise FormulaError(f"random-effects term {term} has no grouping factor right of the bar")
     expr = _join(_summands(lhs, f"the left side of {term}:"))
+    return expr, _group_names(_squash(rhs), term), double
+
+
+def _bar_parts(expr: str, groups: list[str], double: bool, term: str) -> list[RandomPart]:
     terms = _check_formulaic(expr, f"the left side of {term}:")
     if not terms:
         raise FormulaError(f"random-effects term {term} has no covariates (not even an intercept)")
-    groups = _group_names(_squash(rhs), term)
     if not double:
         return [RandomPart(expr, g, True) for g in groups]
     # lme4's expandDoubleVerts: intercept first, then one term per term label
@@ -231,10 +240,16 @@ def _bar_parts(inner: str, term: str) -> list[RandomPart]:
 # ---------------------------------------------------------------- main
 
 
-def parse_formula(text: str) -> ParsedFormula:
+def parse_formula(text: str, transforms=None) -> ParsedFormula:
     """Parse an lme4-style formula such as `y ~ x + (1 + x | g)`.
 
-    Raises FormulaError naming the problem for malformed input."""
+    Every piece that will be evaluated (response, fixed part, offset, the
+    random terms' left sides) passes the allow-list of bayesmix.formula.safety
+    before formulaic sees any of it; `transforms` (a dict name -> function, or
+    just the names) are the caller's own functions the formula may call.
+
+    Raises FormulaError naming the problem for malformed or disallowed input."""
+    transforms = check_transforms(transforms) if isinstance(transforms, dict) else transforms
     if not isinstance(text, str):
         raise FormulaError(f"formula must be a string, not {type(text).__name__}")
     tildes = [i for i, ch in _top_level(text) if ch == "~"]
@@ -262,9 +277,15 @@ def parse_formula(text: str) -> ParsedFormula:
             raise FormulaError(f"the response {lhs!r} cannot contain '|'")
         cbind, response, kind = None, lhs, "plain"
 
+    if cbind is not None:
+        for part in cbind:
+            check_expression(part, "response", transforms)
+    else:
+        check_expression(lhs, "response", transforms)
+
     fixed: list[tuple[str, str]] = []
     offsets: list[str] = []
-    random: list[RandomPart] = []
+    bars: list[tuple[str, list[str], bool, str]] = []
     for sign, body in _summands(rhs, "the right side"):
         inner = _unwrap(body)
         while inner is not None and _unwrap(inner) is not None:
@@ -272,7 +293,8 @@ def parse_formula(text: str) -> ParsedFormula:
         if inner is not None and any(ch == "|" for _, ch in _top_level(inner)):
             if sign == "-":
                 raise FormulaError(f"cannot subtract the random-effects term -{body}")
-            random.extend(_bar_parts(inner, f"({_squash(inner)})"))
+            term = f"({_squash(inner)})"
+            bars.append((*_bar_split(inner, term), term))
             continue
         if _has_bar(body):
             raise FormulaError(
@@ -288,6 +310,16 @@ def parse_formula(text: str) -> ParsedFormula:
         fixed.append((sign, body))
 
     fixed_text = _join(fixed) if fixed else "1"
+    # the allow-list, before formulaic parses anything
+    check_rhs(fixed_text, "fixed-effects part", transforms)
+    for off in offsets:
+        check_expression(off, "offset", transforms)
+    for expr, _, _, term in bars:
+        check_rhs(expr, f"left side of the random-effects term {term}", transforms)
+
+    random: list[RandomPart] = []
+    for expr, groups, double, term in bars:
+        random.extend(_bar_parts(expr, groups, double, term))
     _check_formulaic(fixed_text, "the fixed-effects part")
     return ParsedFormula(
         text=text,
