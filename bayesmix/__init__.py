@@ -4,6 +4,13 @@
 gives lme4's lmer/glmer numbers through Stan's optimizer (lm/glm without
 random terms), `.sample()` a full posterior with NUTS."""
 
+import warnings
+
+# ArviZ 0.2x announces its coming refactor with a FutureWarning banner on
+# import; it is about ArviZ's own future API, not the user's code.
+warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor",
+                        category=FutureWarning)
+
 # Submodules whose names match the shortcut functions below are imported
 # first, so the package attributes end up bound to the functions.
 from . import export as _export_module, glm as _glm_module, glmer as _glmer_module  # noqa: F401
