@@ -16,7 +16,7 @@ from bayesmix.bayes import SamplingWarning, fit_nuts
 from bayesmix.datasets import load
 from bayesmix.design import build_design
 from bayesmix.errors import BayesmixError
-from bayesmix.priors import prior
+from bayesmix.priors import default_scales, prior
 
 REFS = json.loads((Path(__file__).parent / "reference" / "lme4_refs.json").read_text())["cases"]
 SLEEP = "Reaction ~ Days + (Days | Subject)"
@@ -65,7 +65,7 @@ def test_lmmdata_nested_matches_lme4():
     d = build_design("extro ~ open + agree + social + (1 | school/class)", load("lmmdata"))
     fit = fit_nuts(d, chains=4, iter_warmup=1000, iter_sampling=1000, seed=5,
                    adapt_delta=0.95, centered=True, metric="dense_e", save_log_lik=False,
-                   save_y_rep=False, show_progress=False)
+                   save_y_rep=False, show_progress=False, program="generated")
     _check_against_lme4(fit, REFS["lmmdata_nested_REML"]["results"])
     assert "r_1 ~ " not in fit.stan_code and "r_1[, m] ~ normal(0, sd_1[m]);" in fit.stan_code
     vc = fit.varcorr()
@@ -186,7 +186,8 @@ def test_tight_prior_pins_the_coefficient(sleep_design):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
         fit = fit_nuts(sleep_design, tight, chains=2, iter_warmup=400, iter_sampling=400,
-                       seed=3, show_progress=False)
+                       seed=3, show_progress=False, program="generated")
+    assert fit.program_kind == "generated" and fit.fallback.code == "forced"
     assert "b ~ normal(5, 0.001);" in fit.stan_code
     days = fit.fixef().loc["Days"]
     assert days["Estimate"] == pytest.approx(5, abs=0.003) and days["Est.Error"] < 0.002
@@ -197,7 +198,7 @@ def test_prior_only_draws_from_the_prior(sleep_design):
     fit = fit_nuts(sleep_design, chains=4, iter_warmup=500, iter_sampling=1000, seed=9,
                    prior_only=True, show_progress=False, diagnostics=False)
     assert fit.prior_only and "PRIOR ONLY" in str(fit.summary())
-    scale = fit.stan_data["prior_sigma_scale"]
+    scale = default_scales(sleep_design).sigma_scale
     post = fit.to_arviz().posterior
     probs = np.array([0.25, 0.5, 0.75])
     half_t = stats.t.ppf(0.5 + probs / 2, 3) * scale

@@ -33,7 +33,7 @@ def slope_post():
 
 @lru_cache(maxsize=None)
 def joint_slope_post():
-    return _sample(SLOPE, load("sleepstudy"), program="joint")
+    return _sample(SLOPE, load("sleepstudy"), program="generated")
 
 
 @lru_cache(maxsize=None)

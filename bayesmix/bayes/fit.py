@@ -27,11 +27,20 @@ METRICS = ("diag_e", "dense_e")
 def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
              iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
              adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
-             thin: int = 1, prior_only: bool = False, show_progress: bool = True,
+             thin: int = 1, prior_only: bool = False, show_progress: bool | None = None,
              engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
              save_y_rep: bool = True, centered: bool | str | Sequence[str] = False,
-             output_dir: str | None = None, diagnostics: bool = True) -> "PosteriorFit":
+             output_dir: str | None = None, diagnostics: bool = True,
+             program: str = "joint") -> "PosteriorFit":
     """Sample the joint posterior of a design with Stan's NUTS.
+
+    program: "joint" (default; also "auto") runs the generic joint program
+    (stan/glmm_joint.stan, compiled once for every formula) unless it cannot
+    express the model, then the per-formula generated program (the fit's
+    `fallback` says why, a `bayesmix.bayes.generic.Fallback` code); "generic"
+    insists on the generic program; "generated" forces the per-formula one.
+    Both compute the same posterior; `fit.program_kind` records which ran and
+    `fit.stan_code` is that program.
 
     priors: `bayesmix.priors.prior(...)` objects overriding the defaults.
     prior_only: skip the likelihood (prior predictive draws in y_rep).
@@ -46,6 +55,18 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     `SamplingWarning` with advice (set diagnostics=False to skip)."""
     check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
     priors = tuple(priors)
+    from .generic import choose_joint_program, fit_generic
+    which, fallback = choose_joint_program(design, priors, program)
+    if which == "generic":
+        return fit_generic(design, priors, chains=chains, iter_warmup=iter_warmup,
+                           iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
+                           max_treedepth=max_treedepth, metric=metric, thin=thin,
+                           prior_only=prior_only, show_progress=show_progress, engine=engine,
+                           inits=inits, save_log_lik=save_log_lik, save_y_rep=save_y_rep,
+                           centered=centered, output_dir=output_dir, diagnostics=diagnostics)
+    if fallback is not None and fallback.code != "forced":
+        logging.getLogger("bayesmix").info("sampling the generated joint program: %s",
+                                           fallback)
     program = joint_program(design, priors, centered)  # validates priors before compiling
     data = joint_stan_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
                            save_y_rep=save_y_rep)
@@ -61,6 +82,7 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
                        show_progress=show_progress, output_dir=output_dir)
     fit = PosteriorFit(design, priors, run, program, data, compile_seconds=compile_seconds,
                        inits=inits)
+    fit.fallback = fallback
     if diagnostics:
         warn_diagnostics(fit.diagnostics())
     return fit
@@ -146,6 +168,8 @@ class PosteriorFit:
     the program and its data, and lme4-named accessors of the posterior."""
 
     kind = "nuts"
+    program_kind = "generated"  # the per-formula program (generic / marginal: subclasses)
+    fallback = None             # why the generated program ran (generic.Fallback), if it did
 
     def __init__(self, design, priors: Sequence[Prior], run, program: JointProgram,
                  stan_data: dict, compile_seconds: float = float("nan"),
@@ -175,6 +199,9 @@ class PosteriorFit:
         if meta.get("program") == "marginal" and cls is PosteriorFit:
             from .marginal import MarginalPosteriorFit
             return MarginalPosteriorFit.from_export(design, meta, run, stan_data)
+        if meta.get("program") == "generic" and cls is PosteriorFit:
+            from .generic import GenericPosteriorFit
+            return GenericPosteriorFit.from_export(design, meta, run, stan_data)
         from ..priors import prior
         priors = tuple(prior(**p) for p in meta["priors"])
         program = joint_program(design, priors, centered=meta["centered"])

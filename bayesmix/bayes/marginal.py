@@ -48,7 +48,7 @@ from .fit import PosteriorFit, check_sampler_args, fit_nuts
 logger = logging.getLogger("bayesmix")
 
 MARGINAL_PROGRAM = "lmm_marginal.stan"
-PROGRAMS = ("auto", "marginal", "joint")
+PROGRAMS = ("auto", "marginal", "joint", "generic", "generated")
 DENSE_LIMIT = 1000  # above this Q2 the marginal program's dense Cholesky loses to the joint one
 DRAW_LIMIT = 2000   # above this q the (dense, per draw) random-effect draws get too slow
 PRIOR_CODES = {"flat": 0, "normal": 1, "student_t": 2, "cauchy": 3, "double_exponential": 4,
@@ -541,7 +541,7 @@ class MarginalPosteriorFit(PosteriorFit):
 def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
                  iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
                  adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
-                 thin: int = 1, prior_only: bool = False, show_progress: bool = True,
+                 thin: int = 1, prior_only: bool = False, show_progress: bool | None = None,
                  engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
                  save_y_rep: bool = True, output_dir: str | None = None,
                  diagnostics: bool = True) -> MarginalPosteriorFit:
@@ -573,11 +573,12 @@ def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
 
 def choose_program(design, priors: Iterable[Prior] = (), program: str = "auto",
                    centered: Any = False) -> tuple[str, str | None]:
-    """("marginal" | "joint", why the joint program was chosen under "auto" or None)."""
+    """("marginal" | "joint", why the joint program was chosen under "auto" or None).
+    "generic" and "generated" are joint programs (see bayesmix.bayes.generic)."""
     program = (program or "auto").lower()
     if program not in PROGRAMS:
         raise BayesmixError(f"unknown program {program!r}; choose one of {', '.join(PROGRAMS)}")
-    if program == "joint":
+    if program in ("joint", "generic", "generated"):
         return "joint", None
     why = marginal_unsupported(design, priors, centered)
     if program == "marginal":
@@ -592,8 +593,15 @@ def sample_posterior(design, priors: Iterable[Prior] = (), program: str = "auto"
     """NUTS with the program `program` selects: "marginal" (gaussian identity-link mixed
     models: random effects integrated out and drawn exactly; the default for them), "joint"
     (brms's layout, every family) or "auto". Under "auto" the joint program is used, with an
-    info message, where the marginal one does not apply or would be slower."""
+    info message, where the marginal one does not apply or would be slower.
+
+    The joint layout runs on the generic joint program (stan/glmm_joint.stan, compiled once
+    for every formula) unless it cannot express the model (then on the per-formula generated
+    program; see bayesmix.bayes.generic for the cases): program="generic" insists on the
+    generic program, program="generated" forces the per-formula one. `fit.program_kind` is
+    "marginal", "generic" or "generated"."""
     priors = tuple(priors)
+    program = (program or "auto").lower()
     which, why = choose_program(design, priors, program, kwargs.get("centered", False))
     if which == "marginal":
         kwargs.pop("centered", None)
@@ -601,7 +609,8 @@ def sample_posterior(design, priors: Iterable[Prior] = (), program: str = "auto"
     fam = design.family
     if why is not None and (fam.name, fam.link) == ("gaussian", "identity") and design.terms:
         logger.info("sampling the joint program: %s", why)
-    return fit_nuts(design, priors, **kwargs)
+    joint = program if program in ("generic", "generated") else "joint"
+    return fit_nuts(design, priors, program=joint, **kwargs)
 
 
 __all__ = ["DENSE_LIMIT", "MarginalLayout", "MarginalPosteriorFit", "MarginalProgram",
