@@ -9,9 +9,12 @@ Writing is atomic: the folder appears under its name only when complete."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from .engine.base import EngineInfo, RunResult, write_json
 from .errors import BayesmixError
 
 BUNDLE_VERSION = 1
+logger = logging.getLogger("bayesmix")
 
 
 def _fit_classes() -> dict[str, Any]:
@@ -40,47 +44,93 @@ def _fit_classes() -> dict[str, Any]:
     return classes
 
 
+WEIGHTS_COLUMN = "(weights)"  # R's model.frame name: cannot clash with a formula's column
+
+
 def export(fit: Any, path: str | os.PathLike) -> str:
     """Write `fit` as a bundle folder at `path` (which must not exist yet)."""
     from . import __version__
     target = Path(path)
     if target.exists():
         raise BayesmixError(f"export target {str(target)!r} already exists; choose a new folder")
+    design = fit.design
+    if design.transforms:
+        raise BayesmixError("this fit's formula uses the caller's own functions (transforms="
+                            f"{sorted(design.transforms)}); a bundle holds data, not code, so it "
+                            "cannot carry them: export a fit whose formula uses the built-in "
+                            "transforms only")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
-        run: RunResult = fit.run
-        (tmp / "model.stan").write_text(fit.stan_code)
-        write_json(tmp / "data.json", fit.stan_data)
-        if fit.inits is not None:
-            write_json(tmp / "inits.json", fit.inits)
+        run: RunResult | None = getattr(fit, "run", None)  # None: lm/glm (closed form)
         outputs = []
-        for i, csv in enumerate(run.csv_files):
-            name = f"output_{i + 1}.csv" if len(run.csv_files) > 1 else "output.csv"
-            shutil.copy2(csv, tmp / name)
-            outputs.append(name)
-        design = fit.design
-        design.data.to_csv(tmp / "model_data.csv", index=False)
+        if run is not None:
+            (tmp / "model.stan").write_text(fit.stan_code)
+            write_json(tmp / "data.json", fit.stan_data)
+            if fit.inits is not None:
+                write_json(tmp / "inits.json", fit.inits)
+            for i, csv in enumerate(run.csv_files):
+                name = f"output_{i + 1}.csv" if len(run.csv_files) > 1 else "output.csv"
+                shutil.copy2(csv, tmp / name)
+                outputs.append(name)
+        rows = design.data.copy()
+        if design.weights is not None:
+            rows[WEIGHTS_COLUMN] = design.weights
+        rows.to_csv(tmp / "model_data.csv", index=False)
         categories = {c: {"levels": [str(v) for v in design.data[c].cat.categories],
                           "ordered": bool(design.data[c].cat.ordered)}
                       for c in design.data.columns
                       if isinstance(design.data[c].dtype, pd.CategoricalDtype)}
         meta = {
-            "bundle_version": BUNDLE_VERSION, "kind": fit.kind, "method": run.method,
-            "args": run.args, "engine": run.engine.to_dict(), "bayesmix_version": __version__,
+            "bundle_version": BUNDLE_VERSION, "kind": fit.kind,
+            "method": run.method if run else None, "args": run.args if run else {},
+            "engine": run.engine.to_dict() if run else None, "bayesmix_version": __version__,
             "formula": design.formula.text, "family": design.family.name,
-            "link": design.family.link, "categories": categories, "outputs": outputs,
-            "return_code": run.return_code, "elapsed": run.elapsed,
-            "inits": "inits.json" if fit.inits is not None else None,
+            "link": design.family.link, "categories": categories,
+            "weights": WEIGHTS_COLUMN if design.weights is not None else None,
+            "outputs": outputs, "return_code": run.return_code if run else 0,
+            "elapsed": run.elapsed if run else 0.0,
+            "inits": "inits.json" if run is not None and fit.inits is not None else None,
             "fit": fit.export_meta(),
         }
+        (tmp / "README.md").write_text(_readme(meta, target) if run else _readme_closed(meta, target))
+        meta["files"] = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
+        meta["checksum"] = _meta_checksum(meta)
         (tmp / "run.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-        (tmp / "README.md").write_text(_readme(meta, target))
         os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(target)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _meta_checksum(meta: dict) -> str:
+    """run.json's own checksum: over its content without this field."""
+    body = {k: v for k, v in meta.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, default=_json_default)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def verify_bundle(folder: Path, meta: dict) -> None:
+    """Refuse a bundle whose files differ from what its export recorded."""
+    if "files" not in meta or "checksum" not in meta:
+        raise BayesmixError(f"{str(folder)!r} records no checksums (an old or hand-made "
+                            "bundle); load it with verify=False if you trust it")
+    if meta["checksum"] != _meta_checksum(meta):
+        raise BayesmixError(f"run.json in {str(folder)!r} was changed after export; "
+                            "load it with verify=False if the change was deliberate")
+    present = {f.name for f in folder.iterdir() if f.name != "run.json"}
+    for name, digest in meta["files"].items():
+        if name not in present:
+            raise BayesmixError(f"bundle file {name!r} is missing from {str(folder)!r}")
+        if _sha256(folder / name) != digest:
+            raise BayesmixError(f"bundle file {name!r} in {str(folder)!r} does not match its "
+                                "checksum in run.json (changed after export); load it with "
+                                "verify=False if the change was deliberate")
 
 
 def _json_default(v: Any) -> Any:
@@ -91,17 +141,30 @@ def _json_default(v: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
-def _read(path: str | os.PathLike) -> tuple[Path, dict, Any]:
+def _read(path: str | os.PathLike, verify: bool = True,
+          transforms: dict | None = None) -> tuple[Path, dict, Any]:
+    """A bundle's folder, run.json and rebuilt design. Nothing in a bundle is
+    run as code: its formula passes the same checks as a user's (see
+    bayesmix.formula), and functions come only from the caller."""
     from .design import build_design
     folder = Path(path)
     if not (folder / "run.json").exists():
         raise BayesmixError(f"{str(folder)!r} is not a bayesmix export (no run.json)")
-    meta = json.loads((folder / "run.json").read_text())
+    try:
+        meta = json.loads((folder / "run.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BayesmixError(f"run.json in {str(folder)!r} is not valid JSON: {exc}") from None
+    if verify:
+        verify_bundle(folder, meta)
     data = pd.read_csv(folder / "model_data.csv")
     for col, cat in meta["categories"].items():
         data[col] = pd.Categorical(data[col].astype(str), categories=cat["levels"],
                                    ordered=cat["ordered"])
-    design = build_design(meta["formula"], data, family=_family(meta))
+    weights = None
+    if meta.get("weights"):
+        weights = data.pop(meta["weights"]).to_numpy(dtype=float)
+    design = build_design(meta["formula"], data, family=_family(meta), weights=weights,
+                          transforms=transforms)
     return folder, meta, design
 
 
@@ -110,9 +173,18 @@ def _family(meta: dict):
     return get_family(meta["family"], meta["link"])
 
 
-def load(path: str | os.PathLike) -> Any:
-    """Restore the fit object of a bundle from its CSV outputs, without refitting."""
-    folder, meta, design = _read(path)
+def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None = None) -> Any:
+    """Restore the fit object of a bundle from its CSV outputs, without refitting
+    (lm/glm fits, which have no Stan run, are refitted in closed form).
+
+    verify: check every file against the checksums recorded at export (a changed
+    file is refused, naming it); False loads a deliberately edited bundle.
+    transforms: the caller's own formula functions, if the formula needs any
+    (a bundle never supplies code)."""
+    folder, meta, design = _read(path, verify, transforms)
+    if meta["kind"] in ("lm", "glm"):
+        from .glm import fit_glm
+        return fit_glm(design, **meta["fit"])
     e = meta["engine"]
     run = RunResult(meta["method"], tuple(str(folder / o) for o in meta["outputs"]),
                     meta["args"], EngineInfo(e["name"], e["stan_version"], e["compiler"],
@@ -122,48 +194,68 @@ def load(path: str | os.PathLike) -> Any:
     return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
 
 
-def rerun(path: str | os.PathLike, output_dir: str | None = None) -> Any:
+def rerun(path: str | os.PathLike, output_dir: str | None = None,
+          engine: str | None = None, verify: bool = True,
+          transforms: dict | None = None) -> Any:
     """Refit from a bundle: the same program, data, inits, arguments and seed.
 
-    On the same engine this reproduces the original draws exactly."""
-    from .engine import BundledModel
-    folder, meta, design = _read(path)
-    if meta["engine"]["name"] != "bundled":
-        raise BayesmixError("rerun() repeats bundled-engine runs; for CmdStan use the "
-                            "command in the bundle's README")
+    engine: None (default) reruns on the engine the bundle was made with when it is
+    available here, else on the other one; "bundled", "cmdstan" or "auto" choose. The
+    engine used is reported on stderr (and in the result's `run.engine`). Both engines
+    run the same Stan services with the same arguments, so the draws and optima are the
+    same; on the bundle's own engine they are identical to the saved CSV files."""
+    from .engine import BundledModel, CmdStanEngineModel, cmdstan_available, resolve_engine
+    folder, meta, design = _read(path, verify, transforms)
+    if meta["kind"] in ("lm", "glm"):  # closed form: refitting is all a rerun can do
+        from .glm import fit_glm
+        return fit_glm(design, **meta["fit"])
+    made_on = meta["engine"]["name"]
+    if engine is None:
+        chosen = "cmdstan" if made_on == "cmdstan" and cmdstan_available() else "bundled"
+    else:
+        chosen = resolve_engine(engine)
+    _say(f"rerunning {folder} on the {chosen} engine (the bundle was made on the "
+         f"{made_on} engine)")
     code = (folder / "model.stan").read_text()
     data = json.loads((folder / "data.json").read_text())
     inits = json.loads((folder / "inits.json").read_text()) if meta["inits"] else None
-    model = BundledModel(code, _program_name(meta))
+    cls = CmdStanEngineModel if chosen == "cmdstan" else BundledModel
+    model = cls(code, _program_name(meta))
     run = model.rerun(meta["method"], data, meta["args"], inits, output_dir)
     return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
+
+
+def _say(message: str) -> None:
+    logger.info(message)
+    if not os.environ.get("BAYESMIX_QUIET"):
+        print(f"bayesmix: {message}", file=sys.stderr, flush=True)
 
 
 def _program_name(meta: dict) -> str:
     return {"lmer": "lmer", "glmer": "glmer"}.get(meta["kind"], "model")
 
 
+RERUN_OUTPUT = "rerun.csv"  # the README's CmdStan output: never the bundle's own CSV
+
+
 def _cmdstan_args(meta: dict) -> str:
-    a = meta["args"]
-    if meta["method"] == "sample":
-        return (f"sample num_samples={a['num_samples']} num_warmup={a['num_warmup']} "
-                f"thin={a['thin']} adapt delta={a['adapt_delta']} algorithm=hmc engine=nuts "
-                f"max_depth={a['max_depth']} metric={a['metric']} num_chains={a['chains']}")
-    if meta["method"] == "optimize":
-        tol = " ".join(f"{k}={a[k]}" for k in ("tol_obj", "tol_rel_obj", "tol_grad",
-                                                 "tol_rel_grad", "tol_param") if a.get(k))
-        return (f"optimize algorithm={a['algorithm']} jacobian={a['jacobian']} "
-                f"iter={a['iter']} {tol}").strip()
-    return meta["method"]
+    """The arguments of the bundle's CmdStan command line (after `./model`), in the
+    order CmdStan's argument tree requires, for files in the bundle folder."""
+    from .engine.cmdstan import cmdstan_command
+    return " ".join(cmdstan_command(meta["method"], meta["args"], data="data.json",
+                                    init="inits.json" if meta["inits"] else None,
+                                    output=RERUN_OUTPUT, mode="mode.csv"))
 
 
 def _readme(meta: dict, target: Path) -> str:
-    init = " init=inits.json" if meta["inits"] else ""
-    sig = " sig_figs=17" if meta["method"] == "optimize" else ""
+    from .engine.cmdstan import cmdstan_output_files
+    init = meta["inits"] is not None
+    written = ", ".join(cmdstan_output_files(meta["method"], meta["args"], RERUN_OUTPUT))
+    engine = meta["engine"]["name"]
     return f"""# bayesmix export: {meta['formula']}
 
 Family {meta['family']}({meta['link']}), {meta['kind']} fit by Stan `{meta['method']}`;
-engine {meta['engine']['name']} (Stan {meta['engine']['stan_version']}), bayesmix
+engine {engine} (Stan {meta['engine']['stan_version']}), bayesmix
 {meta['bayesmix_version']}, seed {meta['args'].get('seed')}.
 
 Files: `model.stan` (self-contained program), `data.json`, {'`inits.json`, ' if init else ''}\
@@ -172,17 +264,41 @@ versions, compiler flags) and `model_data.csv` (the rows the model used).
 
 ## Rerun with CmdStan
 
+In this folder (or a copy of it), with `CMDSTAN` set to a CmdStan installation
+(2.33 or newer); the first line compiles `model.stan` into `./model`:
+
 ```bash
-make path/to/model   # in a CmdStan folder, after copying model.stan there as model.stan
-./model {_cmdstan_args(meta)} data file=data.json{init} random seed={meta['args'].get('seed')} \\
-    output file=output.csv{sig}
+make -C "$CMDSTAN" "$PWD/model"
+./model {_cmdstan_args(meta)}
 ```
+
+It writes {written} beside the saved {', '.join(meta['outputs'])}: the same
+{'draws' if meta['method'] == 'sample' else 'optimum'}, since CmdStan and bayesmix's bundled engine
+run the same Stan algorithms with these arguments and this seed.
 
 ## Rerun or reload with Python
 
 ```python
 import bayesmix
 fit = bayesmix.load("{target}")    # the saved fit, no refitting
-again = bayesmix.rerun("{target}")  # refit: identical draws on the bundled engine
+again = bayesmix.rerun("{target}")  # refit on the {engine} engine (the other one if
+                                    # it is missing here): the same draws or optimum
+```
+"""
+
+
+def _readme_closed(meta: dict, target: Path) -> str:
+    return f"""# bayesmix export: {meta['formula']}
+
+Family {meta['family']}({meta['link']}), {meta['kind']} fit in closed form (no Stan
+program: {'least squares' if meta['kind'] == 'lm' else 'iteratively reweighted least squares'}),
+bayesmix {meta['bayesmix_version']}.
+
+Files: `run.json` (formula, family, factor levels, checksums) and `model_data.csv`
+(the rows the model used{', with the prior weights as `(weights)`' if meta['weights'] else ''}).
+
+```python
+import bayesmix
+fit = bayesmix.load("{target}")   # refits the same closed-form estimates
 ```
 """

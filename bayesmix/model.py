@@ -62,11 +62,12 @@ class Model:
         if not self.design.terms:
             from .glm import fit_glm
             return fit_glm(self.design, **kwargs)
+        kwargs.setdefault("engine", self.engine)  # fit(engine=...) overrides the model's
         if self.is_lmm:
             from .ml import fit_lmer
-            return fit_lmer(self.design, reml=method == "reml", engine=self.engine, **kwargs)
+            return fit_lmer(self.design, reml=method == "reml", **kwargs)
         from .glmer import fit_glmer
-        return fit_glmer(self.design, engine=self.engine, **kwargs)
+        return fit_glmer(self.design, **kwargs)
 
     # -- Bayesian ------------------------------------------------------------
     def sample(self, program: str = "auto", **kwargs: Any):
