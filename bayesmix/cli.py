@@ -129,12 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         args.method = "ml"
     try:
         return args.run(args)
-    except BayesmixError as exc:
-        print(f"bayesmix: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("bayesmix: interrupted", file=sys.stderr)
         return 130
+    except BayesmixError as exc:
+        print(f"bayesmix: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # anything else still reaches the user as one line
+        print(f"bayesmix: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

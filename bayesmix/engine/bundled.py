@@ -15,7 +15,7 @@ from filelock import FileLock
 
 from ..errors import StanError
 from .base import EngineInfo, RunResult, run_process, stan_messages, write_json
-from .cache import atomic_build
+from .cache import atomic_build, cache_errors
 from .console import timed
 from .toolchain import LIBS, Toolchain, bundled_toolchain
 
@@ -54,14 +54,16 @@ class BundledModel:
         if not _intact(exe_dir):
             self._check_syntax()  # stanc errors before waiting on the C++ builds
             driver, pch = tc.prepare()
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            with FileLock(str(entry) + ".check.lock"):
-                if exe_dir.is_dir() and not _intact(exe_dir):
-                    shutil.rmtree(exe_dir)  # damaged: rebuild rather than run it
-                if not _intact(entry, "model.o"):
-                    shutil.rmtree(entry, ignore_errors=True)
-                _, compiled = atomic_build(entry, lambda tmp: self._build_object(tmp, pch))
-                _, linked = atomic_build(exe_dir, lambda tmp: self._link(tmp, entry, driver))
+            with cache_errors(entry.parent):
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                with FileLock(str(entry) + ".check.lock"):
+                    if exe_dir.is_dir() and not _intact(exe_dir):
+                        shutil.rmtree(exe_dir)  # damaged: rebuild rather than run it
+                    if not _intact(entry, "model.o"):
+                        shutil.rmtree(entry, ignore_errors=True)
+                    _, compiled = atomic_build(entry, lambda tmp: self._build_object(tmp, pch))
+                    _, linked = atomic_build(exe_dir,
+                                             lambda tmp: self._link(tmp, entry, driver))
             self.built = compiled or linked
         self.compile_seconds = time.perf_counter() - start
         return exe_dir / "model"

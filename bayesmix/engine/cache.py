@@ -7,11 +7,13 @@ half-built target behind (only a stale temporary folder, removed later)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from filelock import FileLock
 
@@ -21,6 +23,29 @@ def atomic_build(target: Path, build: Callable[[Path], None]) -> tuple[Path, boo
     `build(tmpdir)` if it is missing."""
     if target.is_dir():
         return target, False
+    with cache_errors(target.parent):
+        return _locked_build(target, build)
+
+
+_CACHE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT,
+                 errno.ENOTDIR}
+
+
+@contextmanager
+def cache_errors(folder: Path) -> Iterator[None]:
+    """A read-only, full or misplaced cache folder as one clear error."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in _CACHE_ERRNOS:
+            raise
+        from ..errors import ToolchainError
+        raise ToolchainError(
+            f"cannot write the compile cache at {folder}: {exc.strerror or exc}. "
+            "Free space there or set BAYESMIX_CACHE to a writable folder") from None
+
+
+def _locked_build(target: Path, build: Callable[[Path], None]) -> tuple[Path, bool]:
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if target.is_dir():  # another process finished while we waited

@@ -277,6 +277,15 @@ class GlmFit:
     def kind(self) -> str:
         return self.fitter
 
+    def export(self, path: str) -> str:
+        """Write a bundle (formula, rows, levels, weights; see bayesmix.export).
+        There is no Stan program: loading it refits in closed form."""
+        from ..export import export
+        return export(self, path)
+
+    def export_meta(self) -> dict:
+        return {"fitter": self.fitter}
+
     @property
     def aliased(self) -> tuple[str, ...]:
         return tuple(self.design.dropped_columns)
