@@ -37,8 +37,7 @@ functions {
     if (dist == 9) return inv_gamma_lpdf(x | a[1], a[2]);
     if (dist == 10) return lognormal_lpdf(x | a[1], a[2]);
     if (dist == 11) return weibull_lpdf(x | a[1], a[2]);
-    reject("unknown prior code ", dist);
-    return 0;  // unreachable
+    reject("unknown prior code ", dist);  // stanc counts reject as the function's end
   }
 
   /**
