@@ -14,7 +14,7 @@ from formulaic import model_matrix as formulaic_matrix
 from ..errors import DataError, FamilyError
 from ..families import Family, get_family
 from ..formula import ParsedFormula, parse_formula
-from ..formula.safety import check_parsed, check_transforms
+from ..formula.safety import check_expression, check_parsed, check_transforms
 from .factors import group_variables, grouping_factor
 from .modelmatrix import (
     ModelMatrixSpec,
@@ -149,6 +149,7 @@ def _evaluate(expr: str, data: pd.DataFrame, where: str, transforms=None) -> pd.
     name = expr.strip("`")
     if name in data.columns:
         return data[name]
+    check_expression(expr, where, transforms)  # parse_formula did this already; cheap to repeat
     try:
         code = python_powers(expr, inside_i_only=False)
         values = formulaic_matrix(

@@ -18,6 +18,7 @@ from formulaic.parser.types import Term
 from formulaic.transforms.contrasts import HelmertContrasts, PolyContrasts, SumContrasts
 
 from ..errors import DataError, FormulaError
+from ..formula.safety import check_rhs
 from .transforms import formula_context
 
 _SYNTACTIC = re.compile(r"(?:[A-Za-z]|\.[._A-Za-z]?)[._A-Za-z0-9]*")
@@ -228,6 +229,9 @@ def _variable(factor, cols: list[str], contrasts_state, ordered: bool, what: str
     if contrasts_state is None:
         prefix = f"{factor.expr}["
         suffixes = tuple(c[len(prefix) : -1] if c.startswith(prefix) else c for c in cols)
+        if suffixes == tuple(map(str, range(len(cols)))):
+            # an unnamed matrix (poly(x, 2, raw=TRUE)): R numbers its columns from 1
+            suffixes = tuple(str(i + 1) for i in range(len(cols)))
         return Variable(label, False, suffixes=suffixes if len(cols) > 1 else ())
     levels = tuple(contrasts_state.levels)
     # R codes an ordered factor with contr.poly unless told otherwise
@@ -303,6 +307,7 @@ def build_model_matrix(
     rhs must have passed bayesmix.formula.safety (parse_formula does that);
     `transforms` are the caller's own functions, the only additions to the
     evaluation context."""
+    check_rhs(rhs, what, transforms)  # parse_formula did this already; cheap to repeat
     context = formula_context(transforms)
     written = parse_rhs(rhs, what)
     intercept = any(not t.factors or str(t) == "1" for t in written)

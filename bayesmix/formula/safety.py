@@ -125,6 +125,9 @@ def _sanitize(code: str, where: str) -> tuple[str, set[str]]:
             inner.append(more)
         else:
             _fail(f"unterminated backquote in {code!r} in the {where}")
+        if "".join(inner).startswith("__"):
+            _fail(f"{'`' + ''.join(inner) + '`'!r} is not allowed: names starting with '__' are "
+                  f"never data columns (in the {where})")
         name = _PLACEHOLDER.format(len(names))
         names.add(name)
         out.append(f" {name} ")
@@ -138,7 +141,7 @@ class _Checker:
         self.source, self.where, self.user, self.quoted = source, where, user, quoted
 
     def fail(self, what: str, node: ast.AST | None = None, detail: str = "") -> None:
-        piece = _clip(ast.unparse(node)) if node is not None else ""
+        piece = _clip(ast.unparse(node), 200) if node is not None else ""
         for i in range(len(self.quoted)):  # show backquoted names as written
             piece = piece.replace(_PLACEHOLDER.format(i), "`...`")
         culprit = f"{piece!r} " if piece else ""
@@ -219,7 +222,7 @@ class _Checker:
                 self.literal(arg, kind, node)
         for kw in node.keywords:
             if kw.arg is None:
-                self.fail("is not allowed: ** arguments", kw.value)
+                self.fail("is not allowed: ** arguments", kw.value, f" (**{ast.unparse(kw.value)})")
             if keywords is not None and kw.arg not in keywords:
                 ok = ", ".join(f"{k}=" for k in keywords) or "none"
                 self.fail(f"has the keyword argument {kw.arg}=, which {name}() does not take "
@@ -351,6 +354,9 @@ def formula_factors(rhs: str, where: str) -> list[tuple[str, str]]:
             j = rhs.find("`", i + 1)
             if j < 0:
                 _fail(f"unterminated backquote in {_clip(rhs[i:])!r} (in the {where})")
+            if rhs[i + 1 : j].startswith("__"):
+                _fail(f"{rhs[i : j + 1]!r} is not allowed: names starting with '__' are never "
+                      f"data columns (in the {where})")
             tokens.append(("name", rhs[i : j + 1]))
             i = j + 1
         elif ch == "%":
