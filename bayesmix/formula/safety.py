@@ -195,6 +195,11 @@ class _Checker:
     def call(self, node: ast.Call, in_i: bool) -> None:
         func = node.func
         if not isinstance(func, ast.Name) or func.id in self.quoted:
+            # name the innermost culprit: __import__ in __import__('os').system
+            for sub in ast.walk(func):
+                if (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name)
+                        and sub.func.id not in self.user and sub.func.id not in _SPECS):
+                    self.fail("is not an allowed function", sub.func, self.allowed())
             self.fail("is not an allowed function", func, self.allowed())
         name = func.id
         if name in self.user:
