@@ -25,7 +25,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from ..errors import FormulaError
 
@@ -111,9 +111,10 @@ def _names(transforms) -> frozenset[str]:
 # ---------------------------------------------------------------- Python pieces
 
 
-def _sanitize(code: str, where: str) -> tuple[str, set[str]]:
-    """Backquoted names -> placeholder identifiers (as formulaic does)."""
-    out, names, parts = [], set(), iter(_BACKTICKS.split(code))
+def _sanitize(code: str, where: str) -> tuple[str, dict[str, str]]:
+    """Backquoted names -> placeholder identifiers (as formulaic does);
+    returns the code and placeholder -> name."""
+    out, names, parts = [], {}, iter(_BACKTICKS.split(code))
     for part in parts:
         if part != "`":
             out.append(part)
@@ -129,7 +130,7 @@ def _sanitize(code: str, where: str) -> tuple[str, set[str]]:
             _fail(f"{'`' + ''.join(inner) + '`'!r} is not allowed: names starting with '__' are "
                   f"never data columns (in the {where})")
         name = _PLACEHOLDER.format(len(names))
-        names.add(name)
+        names[name] = "".join(inner)
         out.append(f" {name} ")
     return "".join(out).strip(), names
 
@@ -137,13 +138,13 @@ def _sanitize(code: str, where: str) -> tuple[str, set[str]]:
 class _Checker:
     """Walks one evaluated expression with the allow-list."""
 
-    def __init__(self, source: str, where: str, user: frozenset[str], quoted: set[str]):
+    def __init__(self, source: str, where: str, user: frozenset[str], quoted: dict[str, str]):
         self.source, self.where, self.user, self.quoted = source, where, user, quoted
 
     def fail(self, what: str, node: ast.AST | None = None, detail: str = "") -> None:
         piece = _clip(ast.unparse(node), 200) if node is not None else ""
-        for i in range(len(self.quoted)):  # show backquoted names as written
-            piece = piece.replace(_PLACEHOLDER.format(i), "`...`")
+        for placeholder, name in self.quoted.items():  # backquoted names as written
+            piece = piece.replace(placeholder, f"`{name}`")
         culprit = f"{piece!r} " if piece else ""
         _fail(f"{culprit}{what} (in {_clip(self.source)!r}, the {self.where}){detail}")
 
@@ -459,16 +460,12 @@ _GROUP_NAME = re.compile(r"`[^`]+`|[^:()\s`]+")
 def check_group(group: str, term: str) -> None:
     """A grouping factor is looked up, never evaluated: names joined by ':'
     (and the parentheses of expanded nesting, "c:(b:a)")."""
-    rest = _GROUP_NAME.sub("", group)
-    names = [n for n in _GROUP_NAME.findall(group) if not n.startswith("`")]
-    if rest.replace(":", "").replace("(", "").replace(")", "").strip() or not names and "`" not in group:
+    if _GROUP_NAME.sub("", group).strip(":() ") or not _GROUP_NAME.search(group):
         _fail(f"grouping factor {group!r} in {term} must be variable names joined by ':' or '/'")
-    for name in names:
+    for name in _GROUP_NAME.findall(group):
+        if name.startswith("`"):
+            continue
         if _dunder(name) or not re.fullmatch(r"[.\w]+", name):
             _fail(f"{name!r} in the grouping factor of {term} is not allowed: it must be a "
                   "column name")
 
-
-def allowed_names(transforms: Iterable[str] | Mapping | None = None) -> frozenset[str]:
-    """Functions a formula may call: the built-in set plus the caller's."""
-    return frozenset(_SPECS) | _names(transforms)
