@@ -191,7 +191,11 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
                                              tuple(e["flags"])),
                     "", meta["return_code"], meta["elapsed"])
     data = json.loads((folder / "data.json").read_text())
-    return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
+    try:
+        return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
+    except (ValueError, KeyError, IndexError) as exc:
+        raise BayesmixError(f"the bundle {str(folder)!r}: its formula and rows do not match "
+                            f"its saved Stan outputs ({type(exc).__name__}: {exc})") from None
 
 
 def rerun(path: str | os.PathLike, output_dir: str | None = None,

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from .cache import stop_compilers
 from .console import say
 from .toolchain import bundled_toolchain
 
@@ -54,7 +55,11 @@ def build(names: list[str] | None = None, jobs: int | None = None) -> dict[str, 
         return time.perf_counter() - t if model.built else 0.0
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        took = dict(zip(chosen, pool.map(one, chosen)))
+        try:
+            took = dict(zip(chosen, pool.map(one, chosen)))
+        except BaseException:
+            stop_compilers()  # e.g. Ctrl-C: do not wait for the other compiles
+            raise
     built = [n for n, t in took.items() if t > 0]
     say(f"ready: {len(chosen)} generic program{'s' if len(chosen) != 1 else ''} "
         f"({len(built)} compiled now) in {time.perf_counter() - start:.0f} s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from filelock import FileLock
 
 from ..errors import StanError
 from .base import EngineInfo, RunResult, run_process, stan_messages, write_json
-from .cache import atomic_build, cache_errors
+from .cache import atomic_build, cache_errors, run_compiler
 from .console import timed
 from .toolchain import LIBS, Toolchain, bundled_toolchain
 
@@ -69,9 +68,8 @@ class BundledModel:
         return exe_dir / "model"
 
     def _stanc(self, stan_file: Path, hpp: Path) -> None:
-        proc = subprocess.run([str(self.toolchain.stanc), f"--name={self.name}_model",
-                               str(stan_file), f"--o={hpp}"],
-                              capture_output=True, text=True)
+        proc = run_compiler([str(self.toolchain.stanc), f"--name={self.name}_model",
+                             str(stan_file), f"--o={hpp}"])
         if proc.returncode != 0:
             raise StanError(f"stanc rejected the program {self.name!r}:\n"
                             + (proc.stderr or proc.stdout).strip())
@@ -90,8 +88,8 @@ class BundledModel:
         self._stanc(stan_file, hpp)
         includes = ([f"-I{pch}", "-Winvalid-pch"] if pch else []) + [f"-I{tc.include}"]
         with timed(f"compiling the Stan program {self.name!r}"):
-            proc = subprocess.run([tc.cxx, *tc.flags, *includes, "-x", "c++", "-c", str(hpp),
-                                   "-o", str(tmp / "model.o")], capture_output=True, text=True)
+            proc = run_compiler([tc.cxx, *tc.flags, *includes, "-x", "c++", "-c", str(hpp),
+                                 "-o", str(tmp / "model.o")])
         if proc.returncode != 0:
             raise StanError(f"C++ compilation of {self.name!r} failed:\n{proc.stderr[-4000:]}")
         hpp.unlink()
@@ -99,10 +97,9 @@ class BundledModel:
 
     def _link(self, tmp: Path, entry: Path, driver: Path) -> None:
         tc = self.toolchain
-        proc = subprocess.run([tc.cxx, "-pthread", str(driver / "driver.o"),
-                               str(entry / "model.o"), "-o", str(tmp / "model"),
-                               f"-L{tc.lib}", *LIBS, f"-Wl,-rpath,{driver}"],
-                              capture_output=True, text=True)
+        proc = run_compiler([tc.cxx, "-pthread", str(driver / "driver.o"),
+                             str(entry / "model.o"), "-o", str(tmp / "model"),
+                             f"-L{tc.lib}", *LIBS, f"-Wl,-rpath,{driver}"])
         if proc.returncode != 0:
             raise StanError(f"linking {self.name!r} failed:\n{proc.stderr[-4000:]}")
         _seal(tmp, "model")

@@ -10,7 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -66,3 +68,33 @@ def _remove_stale(target: Path) -> None:
     # the lock, so no live build of this target owns them.
     for stale in target.parent.glob(f".{target.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
+
+
+# Compiler processes started by build steps, possibly in worker threads: a
+# Ctrl-C in the main thread stops them all at once instead of waiting for
+# each compile to finish (their builds then clean up as failed ones do).
+_compilers: set[subprocess.Popen] = set()
+_compilers_lock = threading.Lock()
+
+
+def run_compiler(cmd: list[str]) -> subprocess.CompletedProcess:
+    """subprocess.run for a build tool, registered so stop_compilers() reaches it."""
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        with _compilers_lock:
+            _compilers.add(proc)
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            with _compilers_lock:
+                _compilers.discard(proc)
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def stop_compilers() -> None:
+    with _compilers_lock:
+        for proc in list(_compilers):
+            proc.kill()

@@ -15,7 +15,7 @@ from pathlib import Path
 import platformdirs
 
 from ..errors import ToolchainError
-from .cache import atomic_build
+from .cache import atomic_build, run_compiler, stop_compilers
 from .console import say, timed
 
 CXX_FLAGS = (
@@ -111,10 +111,14 @@ class Toolchain:
         with ThreadPoolExecutor(max_workers=2) as pool:
             driver = pool.submit(self.driver_dir)
             pch = pool.submit(self.pch_dir)
-            return driver.result(), pch.result()
+            try:
+                return driver.result(), pch.result()
+            except BaseException:
+                stop_compilers()  # e.g. Ctrl-C: do not wait for the other build
+                raise
 
     def _run(self, cmd: list[str], what: str) -> None:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = run_compiler(cmd)
         if proc.returncode != 0:
             raise ToolchainError(f"{what} failed:\n{proc.stderr[-4000:]}")
 
