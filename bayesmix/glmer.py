@@ -593,14 +593,17 @@ def _one_blas_thread():
 
 
 def glmm_estimates(prob: GlmmProblem, beta, theta, phi: float = 1.0,
-                   hessian_step: float = HESSIAN_STEP) -> GlmmEstimates:
-    """Conditional modes and variances, Wald covariance, logLik and deviance at the optimum."""
+                   hessian_step: float = HESSIAN_STEP, gradient=None) -> GlmmEstimates:
+    """Conditional modes and variances, Wald covariance, logLik and deviance at the optimum.
+
+    ``gradient``: the deviance gradient in (beta, theta[, log phi]) when known (Stan's, at the
+    optimum); otherwise it is computed by central differences."""
     with _one_blas_thread():
-        return _glmm_estimates(prob, beta, theta, phi, hessian_step)
+        return _glmm_estimates(prob, beta, theta, phi, hessian_step, gradient)
 
 
 def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
-                    hessian_step: float) -> GlmmEstimates:
+                    hessian_step: float, gradient=None) -> GlmmEstimates:
     theta = normalize_theta(np.asarray(theta, float), prob.terms)
     beta = np.asarray(beta, float)
     fit = laplace(prob, beta, theta, phi)
@@ -628,7 +631,9 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
     params = np.concatenate([beta, theta] + ([[np.log(phi)]] if prob.has_phi else []))
     h = 1e-5
     grad = np.empty(len(params))
-    for i in range(len(params)):
+    if gradient is not None and len(gradient) == len(params):
+        grad[:] = gradient
+    for i in range(len(params) if gradient is None or len(gradient) != len(params) else 0):
         e = np.zeros(len(params))
         e[i] = h
         grad[i] = (laplace_deviance(prob, params + e, u0=fit.u)
@@ -697,6 +702,7 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
 
     inits: optional {"beta", "theta", "log_phi"} (default: lme4's start, theta = identity
     and beta from the GLM fit)."""
+    from .ml import run_timings
     t0 = time.perf_counter()
     prob = GlmmProblem.from_design(design)
     data = _stan_data(prob)
@@ -705,6 +711,7 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
         inits = _inits(prob, beta0, phi0)
     _check_start(prob, inits)
     code = glmer_code(design)
+    tc = time.perf_counter()
     model = compile_model(code, "glmer", engine)
     t1 = time.perf_counter()
     run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
@@ -714,6 +721,10 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
     t3 = time.perf_counter()
     fit.timing.update({"setup_s": t1 - t0, "optimize_s": run.elapsed,
                        "optimize_wall_s": t2 - t1, "estimates_s": t3 - t2, "total_s": t3 - t0})
+    # the same stages as lmer fits (fit.timings): here suffstats = problem, data and start
+    fit.timing.update(suffstats=tc - t0, compile=t1 - tc, postprocess=t3 - t2, total=t3 - t0,
+                      **run_timings(run, t2 - t1))
+    object.__setattr__(fit, "timings", fit.timing)
     return fit
 
 
@@ -735,6 +746,20 @@ def _check_start(prob: GlmmProblem, inits: dict) -> None:
             f"link ({GLMER_LINKS[prob.family][0]}) or pass inits={{'beta': ..., 'theta': ...}}")
 
 
+def _stan_deviance_gradient(run, prob: GlmmProblem, theta) -> np.ndarray | None:
+    """The deviance gradient in (beta, theta[, log phi]) at the optimum from Stan's own
+    gradient (lp = -deviance / 2), at lme4's representative theta; None if Stan gave none."""
+    from .ml import _column_signs, stan_gradient
+    g = stan_gradient(run)
+    k = prob.p + prob.n_theta + (1 if prob.has_phi else 0)
+    if g is None or len(g) != k:
+        return None
+    g = -2.0 * g
+    g[prob.p:prob.p + prob.n_theta] *= _column_signs(np.asarray(theta, float),
+                                                     [t.p for t in prob.terms])
+    return g
+
+
 def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None,
                  stan_code: str = "", prob: GlmmProblem | None = None, warn: bool = True):
     """The GlmmFit of an optimize run of glmer.stan (also used to reload exports)."""
@@ -745,7 +770,7 @@ def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None
     beta = np.array([opt[f"beta[{i + 1}]"] for i in range(prob.p)])
     theta = np.array([opt[f"theta[{i + 1}]"] for i in range(prob.n_theta)])
     phi = float(np.exp(opt["log_phi[1]"])) if prob.has_phi else 1.0
-    est = glmm_estimates(prob, beta, theta, phi)
+    est = glmm_estimates(prob, beta, theta, phi, gradient=_stan_deviance_gradient(run, prob, theta))
     grad = float(np.max(np.abs(est.gradient), initial=0.0))
     converged = run.return_code == 0 or grad < GRADIENT_TOL
     if warn and not converged:

@@ -7,6 +7,8 @@ compiled binary. Estimates at the optimum come from `bayesmix.lmm`."""
 
 from __future__ import annotations
 
+import contextlib
+import time
 import warnings
 from dataclasses import replace
 
@@ -32,43 +34,112 @@ def lmer_code() -> str:
 def lmer_data(design: Design, reml: bool) -> tuple[dict, object]:
     y = _response(design)
     ss = lmm_suffstats(design.X, y, design.terms)
-    return lmm_stan_data(design.X, y, design.terms, reml, ss=ss), ss
+    return lmm_stan_data(design.X, y, design.terms, reml, ss=ss, as_lists=False), ss
 
 
 def fit_lmer(design: Design, reml: bool = True, engine: str = "auto",
              seed: int = 1, output_dir: str | None = None):
-    """lmer: optimise the profiled deviance with Stan, then build the fit."""
+    """lmer: optimise the profiled deviance with Stan, then build the fit.
+
+    The fit records where its time went in ``fit.timings`` (seconds): ``suffstats`` (cross
+    products and the Stan data), ``compile`` (zero when cached), ``transfer`` (writing the data
+    and the driver reading it), ``stan_setup`` (the program's checks and transformed data),
+    ``stan`` (the optimizer), ``postprocess`` (estimates at the optimum) and ``total``."""
     if design.weights is not None:
         raise NotImplementedError("prior weights are not yet supported for lmer fits")
-    data, _ = lmer_data(design, reml)
+    t0 = time.perf_counter()
+    with one_blas_thread():
+        data, ss = lmer_data(design, reml)
+    t1 = time.perf_counter()
     model = compile_model(lmer_code(), "lmer", engine)
+    t2 = time.perf_counter()
     run = model.optimize(data, inits=lmm_stan_inits(design.terms), seed=seed,
                          output_dir=output_dir, accept_line_search_failure=True,
                          **OPTIMIZER_SETTINGS)
-    return lmer_result(design, reml, run, data)
+    t3 = time.perf_counter()
+    fit = lmer_result(design, reml, run, data, ss=ss)
+    t4 = time.perf_counter()
+    object.__setattr__(fit, "timings", dict(
+        suffstats=t1 - t0, compile=t2 - t1, postprocess=t4 - t3, total=t4 - t0,
+        **run_timings(run, t3 - t2)))
+    return fit
 
 
-def lmer_result(design: Design, reml: bool, run, data: dict):
+def lmer_result(design: Design, reml: bool, run, data: dict, ss=None):
     """The fit at the optimum a Stan run found (also used to restore exports)."""
     from .results.mixed import MixedFit
 
-    y = _response(design)
-    ss = lmm_suffstats(design.X, y, design.terms)
-    opt = run.optimum()
-    theta = np.array([opt[f"theta[{i + 1}]"] for i in range(data["n_theta"])])
-    theta = normalize_theta(theta, design.terms)
-    grad = _deviance_gradient(theta, data)
-    converged = run.return_code == 0 or np.max(np.abs(grad)) < GRADIENT_TOL
-    if not converged:
-        warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
-                      f"{run.return_code} with max|grad| = {np.max(np.abs(grad)):.3g} "
-                      "on the deviance scale", stacklevel=3)
-    est = lmm_estimates(theta, design.X, y, design.terms, reml, ss=ss)
-    if design.offset is not None:
-        est = replace(est, fitted=est.fitted + design.offset)
+    with one_blas_thread():
+        y = _response(design)
+        if ss is None:
+            ss = lmm_suffstats(design.X, y, design.terms)
+        opt = run.optimum()
+        theta_raw = np.array([opt[f"theta[{i + 1}]"] for i in range(data["n_theta"])])
+        theta = normalize_theta(theta_raw, design.terms)
+        grad = stan_gradient(run)
+        if grad is not None and grad.shape == theta.shape:
+            # lp = -deviance / 2; normalising theta flips the sign of whole columns of T_k
+            grad = -2.0 * grad * _column_signs(theta_raw, list(ss.p_term))
+        else:  # no gradient from Stan (CmdStan, older exports): finite differences
+            grad = _deviance_gradient(theta, data)
+        converged = run.return_code == 0 or np.max(np.abs(grad)) < GRADIENT_TOL
+        if not converged:
+            warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
+                          f"{run.return_code} with max|grad| = {np.max(np.abs(grad)):.3g} "
+                          "on the deviance scale", stacklevel=3)
+        est = lmm_estimates(theta, design.X, y, design.terms, reml, ss=ss)
+        if design.offset is not None:
+            est = replace(est, fitted=est.fitted + design.offset)
     return MixedFit(design=design, estimates=est, reml=reml, run=run, gradient=grad,
                     converged=converged, stan_data=data, objective_stan=-2 * opt["lp__"],
                     stan_code=lmer_code(), inits=lmm_stan_inits(design.terms))
+
+
+def _column_signs(theta: np.ndarray, p_term: list[int]) -> np.ndarray:
+    """+1/-1 per theta entry: -1 where normalize_theta flips the entry's column of T_k."""
+    out, pos = [], 0
+    for p in p_term:
+        for j in range(p):  # column j of T_k: p - j entries, the diagonal first
+            out.extend([-1.0 if theta[pos] < 0 else 1.0] * (p - j))
+            pos += p - j
+    return np.array(out)
+
+
+def stan_gradient(run) -> np.ndarray | None:
+    """The gradient of the log density at the optimum, as the bundled driver printed it
+    (unconstrained parameters, Stan's order); None when the run did not record one."""
+    for line in reversed((run.console or "").splitlines()):
+        if line.startswith("optimum_gradient = "):
+            try:
+                return np.array([float(v) for v in line.split("=", 1)[1].split(",") if v.strip()])
+            except ValueError:
+                return None
+    return None
+
+
+def run_timings(run, wall: float) -> dict:
+    """Seconds of one optimize call split as transfer (writing and reading the data),
+    stan_setup (model construction: checks, transformed data) and stan (the rest of Stan)."""
+    read = setup = 0.0
+    for line in (run.console or "").splitlines():
+        if line.startswith("data_read_seconds = "):
+            read = float(line.split("=", 1)[1])
+        elif line.startswith("model_setup_seconds = "):
+            setup = float(line.split("=", 1)[1])
+    write = max(wall - run.elapsed, 0.0)
+    return dict(transfer=write + read, stan_setup=setup,
+                stan=max(run.elapsed - read - setup, 0.0))
+
+
+def one_blas_thread():
+    """Many small dense factorizations after the optimum: a multithreaded BLAS only adds
+    overhead there and stalls on a busy machine, so use one thread when threadpoolctl is
+    installed."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
 
 
 def _response(design: Design) -> np.ndarray:

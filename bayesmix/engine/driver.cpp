@@ -14,6 +14,23 @@
 //             tol_rel_grad= tol_param= history_size= init_alpha= ...
 //   laplace:  data= mode= (JSON of constrained values) mode_csv= output=
 //             draws= jacobian= seed= ...
+//
+// Data files ending in .json are Stan JSON; files ending in .bin are our
+// binary format (written by bayesmix.engine.bundled.write_binary_data), read
+// without parsing:
+//   8 bytes  magic "BMXDATA1"
+//   uint32   number of variables, then for each variable:
+//   uint32   length of the name, the name's bytes
+//   uint8    type: 0 = float64, 1 = int32
+//   uint32   number of dimensions, then that many uint64 dimensions
+//   values   prod(dims) float64 or int32, column-major (Stan's var_context
+//            order); everything little-endian.
+//
+// Before the method runs the driver prints `data_read_seconds = ...` and
+// `model_setup_seconds = ...`. After an optimization it prints one line
+//   optimum_gradient = g1,g2,...
+// the gradient of the objective (log density, with the jacobian setting of
+// the run) in the unconstrained parameters at the point it wrote.
 #include <stan/callbacks/interrupt.hpp>
 #include <stan/callbacks/stream_logger.hpp>
 #include <stan/callbacks/unique_stream_writer.hpp>
@@ -21,6 +38,7 @@
 #include <stan/io/array_var_context.hpp>
 #include <stan/io/empty_var_context.hpp>
 #include <stan/io/json/json_data.hpp>
+#include <stan/model/log_prob_grad.hpp>
 #include <stan/model/model_base.hpp>
 #include <stan/services/optimize/bfgs.hpp>
 #include <stan/services/optimize/laplace_sample.hpp>
@@ -33,6 +51,8 @@
 #include <stan/version.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <ctime>
 #include <fstream>
 #include <iomanip>
@@ -60,13 +80,204 @@ double num(const Args& a, const std::string& key, double def) {
   return it == a.end() ? def : std::stod(it->second);
 }
 
+// A var_context over our binary data format (see the top of this file).
+class binary_var_context : public stan::io::var_context {
+  template <typename T>
+  using entry = std::pair<std::vector<T>, std::vector<size_t>>;
+  std::map<std::string, entry<double>> vars_r_;
+  std::map<std::string, entry<int>> vars_i_;
+
+  template <typename T>
+  static void read_raw(std::istream& in, T* out, size_t n,
+                       const std::string& path) {
+    in.read(reinterpret_cast<char*>(out), static_cast<std::streamsize>(n * sizeof(T)));
+    if (!in)
+      throw std::invalid_argument("truncated binary data file " + path);
+  }
+
+ public:
+  explicit binary_var_context(const std::string& path) {
+    static_assert(sizeof(double) == 8 && sizeof(int) == 4, "unsupported platform");
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      throw std::invalid_argument("cannot open data file " + path);
+    char magic[8];
+    read_raw(in, magic, 8, path);
+    if (std::memcmp(magic, "BMXDATA1", 8) != 0)
+      throw std::invalid_argument(path + " is not a bayesmix binary data file");
+    uint32_t n_vars;
+    read_raw(in, &n_vars, 1, path);
+    for (uint32_t v = 0; v < n_vars; ++v) {
+      uint32_t len;
+      read_raw(in, &len, 1, path);
+      std::string name(len, '\0');
+      read_raw(in, &name[0], len, path);
+      uint8_t type;
+      read_raw(in, &type, 1, path);
+      uint32_t ndim;
+      read_raw(in, &ndim, 1, path);
+      std::vector<uint64_t> d64(ndim);
+      read_raw(in, d64.data(), ndim, path);
+      std::vector<size_t> dims(d64.begin(), d64.end());
+      size_t n = 1;
+      for (size_t d : dims)
+        n *= d;
+      if (type == 0) {
+        std::vector<double> vals(n);
+        read_raw(in, vals.data(), n, path);
+        vars_r_[name] = {std::move(vals), std::move(dims)};
+      } else if (type == 1) {
+        std::vector<int> vals(n);
+        read_raw(in, vals.data(), n, path);
+        vars_i_[name] = {std::move(vals), std::move(dims)};
+      } else {
+        throw std::invalid_argument("bad type code in " + path);
+      }
+    }
+  }
+
+  bool contains_r(const std::string& name) const override {
+    return vars_r_.count(name) > 0 || contains_i(name);
+  }
+  bool contains_i(const std::string& name) const override {
+    return vars_i_.count(name) > 0;
+  }
+  std::vector<double> vals_r(const std::string& name) const override {
+    auto r = vars_r_.find(name);
+    if (r != vars_r_.end())
+      return r->second.first;
+    auto i = vars_i_.find(name);
+    if (i != vars_i_.end())
+      return {i->second.first.begin(), i->second.first.end()};
+    return {};
+  }
+  std::vector<std::complex<double>> vals_c(const std::string& name) const override {
+    std::vector<double> r = vals_r(name);
+    std::vector<std::complex<double>> c(r.size() / 2);
+    for (size_t k = 0; k < c.size(); ++k)
+      c[k] = {r[2 * k], r[2 * k + 1]};
+    return c;
+  }
+  std::vector<size_t> dims_r(const std::string& name) const override {
+    auto r = vars_r_.find(name);
+    if (r != vars_r_.end())
+      return r->second.second;
+    return dims_i(name);
+  }
+  std::vector<int> vals_i(const std::string& name) const override {
+    auto i = vars_i_.find(name);
+    return i == vars_i_.end() ? std::vector<int>{} : i->second.first;
+  }
+  std::vector<size_t> dims_i(const std::string& name) const override {
+    auto i = vars_i_.find(name);
+    return i == vars_i_.end() ? std::vector<size_t>{} : i->second.second;
+  }
+  void names_r(std::vector<std::string>& names) const override {
+    names.clear();
+    for (const auto& kv : vars_r_)
+      names.push_back(kv.first);
+  }
+  void names_i(std::vector<std::string>& names) const override {
+    names.clear();
+    for (const auto& kv : vars_i_)
+      names.push_back(kv.first);
+  }
+  // As stan::json::json_data: sizes must match, except that absent and empty
+  // variables are interchangeable when zero elements are declared.
+  void validate_dims(const std::string& stage, const std::string& name,
+                     const std::string& base_type,
+                     const std::vector<size_t>& dims_declared) const override {
+    const bool exists = contains_r(name);
+    std::vector<size_t> dims = dims_r(name);
+    size_t found = exists ? 1 : 0;
+    for (size_t d : dims)
+      found *= d;
+    size_t expected = 1;
+    for (size_t d : dims_declared)
+      expected *= d;
+    if (found == 0 && expected == 0)
+      return;
+    if (!exists) {
+      throw std::runtime_error("variable does not exist; processing stage="
+                               + stage + "; variable name=" + name
+                               + "; base type=" + base_type);
+    }
+    if (dims != dims_declared) {
+      std::stringstream msg;
+      msg << "mismatch in dimensions declared and found in context"
+          << "; processing stage=" << stage << "; variable name=" << name
+          << "; dims declared=";
+      dims_msg(msg, dims_declared);
+      msg << "; dims found=";
+      dims_msg(msg, dims);
+      throw std::runtime_error(msg.str());
+    }
+    if (base_type == "int" && !contains_i(name))
+      throw std::runtime_error("int variable contained non-int values; processing stage="
+                               + stage + "; variable name=" + name);
+  }
+};
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size()
+         && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
 std::shared_ptr<stan::io::var_context> read_json(const std::string& path) {
   if (path.empty())
     return std::make_shared<stan::io::empty_var_context>();
+  if (ends_with(path, ".bin"))
+    return std::make_shared<binary_var_context>(path);
   std::ifstream in(path);
   if (!in)
     throw std::invalid_argument("cannot open JSON file " + path);
   return std::make_shared<stan::json::json_data>(in);
+}
+
+// Passes everything on to the CSV writer and keeps the last row of values
+// (the optimum an optimizer writes last).
+class last_row_writer : public stan::callbacks::writer {
+  stan::callbacks::writer& inner_;
+
+ public:
+  std::vector<double> last;
+  explicit last_row_writer(stan::callbacks::writer& inner) : inner_(inner) {}
+  void operator()(const std::vector<std::string>& names) override { inner_(names); }
+  void operator()(const std::vector<double>& state) override {
+    last = state;
+    inner_(state);
+  }
+  void operator()() override { inner_(); }
+  void operator()(const std::string& message) override { inner_(message); }
+};
+
+// The gradient of the log density at the constrained values `row` (lp__
+// first, as the optimizers write them), printed as `optimum_gradient = ...`.
+template <bool Jacobian>
+void print_gradient(const stan::model::model_base& model,
+                    const std::vector<double>& row) {
+  const size_t n_unc = model.num_params_r();
+  std::vector<std::string> names;
+  model.constrained_param_names(names, false, false);
+  if (row.size() < 1 + names.size())
+    return;
+  Eigen::VectorXd constrained = Eigen::Map<const Eigen::VectorXd>(
+      row.data() + 1, static_cast<Eigen::Index>(names.size()));
+  Eigen::VectorXd unconstrained(n_unc);
+  std::stringstream msg;
+  model.unconstrain_array(constrained, unconstrained, &msg);
+  std::vector<double> params_r(unconstrained.data(),
+                               unconstrained.data() + n_unc);
+  std::vector<int> params_i;
+  std::vector<double> grad;
+  stan::model::log_prob_grad<true, Jacobian>(model, params_r, params_i, grad,
+                                             &msg);
+  std::ostringstream line;
+  line.precision(17);
+  line << "optimum_gradient = ";
+  for (size_t k = 0; k < grad.size(); ++k)
+    line << (k ? "," : "") << grad[k];
+  std::cout << line.str() << std::endl;
 }
 
 std::string now_utc() {
@@ -237,10 +448,22 @@ int run_optimize(stan::model::model_base& model, const Args& a,
   auto out = open_csv(get(a, "output", "optimize.csv"),
                       static_cast<int>(num(a, "sig_figs", 17)));
   write_config(*out, "optimize", a, 1, lines);
-  stan::callbacks::unique_stream_writer<std::ofstream> writer(std::move(out),
-                                                              "# ");
-  return jacobian ? optimize_with<true>(model, a, logger, writer)
-                  : optimize_with<false>(model, a, logger, writer);
+  stan::callbacks::unique_stream_writer<std::ofstream> csv(std::move(out),
+                                                           "# ");
+  last_row_writer writer(csv);
+  const int code = jacobian ? optimize_with<true>(model, a, logger, writer)
+                            : optimize_with<false>(model, a, logger, writer);
+  if (!writer.last.empty()) {
+    try {
+      if (jacobian)
+        print_gradient<true>(model, writer.last);
+      else
+        print_gradient<false>(model, writer.last);
+    } catch (const std::exception& e) {
+      std::cout << "optimum_gradient unavailable: " << e.what() << std::endl;
+    }
+  }
+  return code;
 }
 
 int run_laplace(stan::model::model_base& model, const Args& a,
@@ -297,9 +520,19 @@ int main(int argc, char* argv[]) {
   stan::callbacks::stream_logger logger(std::cout, std::cout, std::cout,
                                         std::cerr, std::cerr);
   try {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
     auto data = read_json(get(a, "data", ""));
+    const auto t1 = clock::now();
     stan::model::model_base& model = new_model(
         *data, static_cast<unsigned int>(num(a, "seed", 0)), &std::cout);
+    const auto t2 = clock::now();
+    // seconds spent reading the data file and constructing the model
+    // (checks and transformed data), before the method runs
+    std::cout << "data_read_seconds = "
+              << std::chrono::duration<double>(t1 - t0).count()
+              << "\nmodel_setup_seconds = "
+              << std::chrono::duration<double>(t2 - t1).count() << std::endl;
     if (method == "info") {
       std::cout << "stan_version = " << STAN_MAJOR << "." << STAN_MINOR << "."
                 << STAN_PATCH << "\nmodel = " << model.model_name() << "\n";

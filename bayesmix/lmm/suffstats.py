@@ -314,55 +314,61 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
     p1 = ss.p_term[0]
     l1 = ss.l_term[0]
     M = ss.M
-    B = ss.B
-    rows_l, cols_l, vals_l = [], [], []
-    indptr = B.indptr
-    # Rows of B are (level j, coefficient r), level-major.
-    for j in range(l1):
-        lo, hi = indptr[j * p1], indptr[(j + 1) * p1]
-        if lo == hi:
-            continue
-        # union of nonzero columns of the p1 rows of level j
-        cols = np.unique(B.indices[lo:hi])
-        Bj = B[j * p1:(j + 1) * p1][:, cols].toarray()  # (p1, m_j)
-        m_j = cols.shape[0]
-        a_idx, b_idx = np.meshgrid(np.arange(m_j), np.arange(m_j), indexing="ij")
-        if lower_only:
-            keep = cols[a_idx] >= cols[b_idx]
-            a_idx, b_idx = a_idx[keep], b_idx[keep]
-        else:
-            a_idx, b_idx = a_idx.ravel(), b_idx.ravel()
-        qrow = cols[b_idx] * M + cols[a_idx]  # column-major position of Q[a, b]
-        for s in range(p1):
-            for r in range(p1):
-                v = Bj[r, a_idx] * Bj[s, b_idx]
-                rows_l.append(qrow)
-                cols_l.append(np.full(qrow.shape[0], j * p1 * p1 + s * p1 + r, dtype=np.int64))
-                vals_l.append(v)
-    if rows_l:
-        rows = np.concatenate(rows_l)
-        cols = np.concatenate(cols_l)
-        vals = np.concatenate(vals_l)
+    B = sp.csr_matrix(ss.B)
+    B.sort_indices()
+    # pattern of each level: the union of the non-zero columns of its p1 rows of B
+    level_of_row = np.repeat(np.arange(l1), p1)
+    agg = sp.csr_matrix((np.ones(ss.q1), (level_of_row, np.arange(ss.q1))), shape=(l1, ss.q1))
+    absB = B.copy()
+    absB.data = np.ones_like(absB.data)
+    pat = (agg @ absB).tocsr()
+    pat.sort_indices()
+    e_col = pat.indices.astype(np.int64)                     # column of each pattern entry
+    e_lev = np.repeat(np.arange(l1), np.diff(pat.indptr))    # level of each pattern entry
+    e_pos = np.arange(len(e_col)) - pat.indptr[e_lev]        # position within its level
+    # B's values on the pattern: vals[e, r] = B[level(e) * p1 + r, col(e)]
+    keys = e_lev * M + e_col
+    vals = np.zeros((len(e_col), p1))
+    b_row = np.repeat(np.arange(ss.q1), np.diff(B.indptr))
+    b_key = (b_row // p1) * M + B.indices
+    vals[np.searchsorted(keys, b_key), b_row % p1] = B.data
+    # pairs (a, b) of entries of the same level: entry a with every entry b at or before it
+    # (columns sorted, so col(a) >= col(b)); with lower_only=False every ordered pair
+    if lower_only:
+        counts = e_pos + 1
+        a_idx = np.repeat(np.arange(len(e_col)), counts)
+        start = np.repeat(np.cumsum(counts) - counts, counts)
+        b_idx = np.arange(len(a_idx)) - start + pat.indptr[e_lev[a_idx]]
     else:
-        rows = cols = np.zeros(0, dtype=np.int64)
-        vals = np.zeros(0)
-    K = sp.csr_matrix((vals, (rows, cols)), shape=(M * M, l1 * p1 * p1))
+        m = np.diff(pat.indptr)[e_lev]
+        a_idx = np.repeat(np.arange(len(e_col)), m)
+        start = np.repeat(np.cumsum(m) - m, m)
+        b_idx = np.arange(len(a_idx)) - start + pat.indptr[e_lev[a_idx]]
+    qrow = e_col[b_idx] * M + e_col[a_idx]  # column-major position of Q[a, b]
+    lev = e_lev[a_idx]
+    rows = np.tile(qrow, p1 * p1)
+    cols = np.concatenate([lev * (p1 * p1) + s_ * p1 + r for s_ in range(p1) for r in range(p1)])
+    data = np.concatenate([vals[a_idx, r] * vals[b_idx, s_] for s_ in range(p1) for r in range(p1)])
+    K = sp.csr_matrix((data, (rows, cols)), shape=(M * M, l1 * p1 * p1))
     K.sum_duplicates()
     K.sort_indices()
     return K
 
 
-def _csr_stan(A: sp.csr_matrix) -> tuple[list[float], list[int], list[int]]:
-    """A CSR triple with Stan's 1-based indices (w, v, u)."""
+def _csr_stan(A: sp.csr_matrix, as_lists: bool = True) -> tuple:
+    """A CSR triple with Stan's 1-based indices (w, v, u), as lists or numpy arrays."""
     A = sp.csr_matrix(A)
     A.sort_indices()
-    return (A.data.astype(float).tolist(),
-            (A.indices.astype(np.int64) + 1).tolist(),
-            (A.indptr.astype(np.int64) + 1).tolist())
+    w = A.data.astype(float)
+    v = A.indices.astype(np.int64) + 1
+    u = A.indptr.astype(np.int64) + 1
+    if as_lists:
+        return w.tolist(), v.tolist(), u.tolist()
+    return w, v, u
 
 
 def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
-                  ss: LmmSuffStats | None = None) -> dict:
+                  ss: LmmSuffStats | None = None, as_lists: bool = True) -> dict:
     """Data dict of ``stan/lmer.stan`` (and of any program using ``lmm_functions.stan``).
 
     Names:
@@ -376,13 +382,15 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
       REML                 0 = ML, 1 = REML
     The response is centred when X spans the constant (see ``LmmSuffStats``): the deviance is
     unaffected; a program using the trailing Cholesky block for beta must shift by ``y_offset``.
+    With ``as_lists=False`` the large arrays (C1 and the CSR arrays) stay numpy arrays (what the
+    engines write directly); the default gives plain lists (JSON-ready).
     """
     if ss is None:
         ss = lmm_suffstats(X, y, terms)
     K = k_matrix(ss, lower_only=True)
-    K_w, K_v, K_u = _csr_stan(K)
+    K_w, K_v, K_u = _csr_stan(K, as_lists)
     ZhZh_low = sp.csr_matrix(np.tril(ss.ZhZh))
-    Z_w, Z_v, Z_u = _csr_stan(ZhZh_low)
+    Z_w, Z_v, Z_u = _csr_stan(ZhZh_low, as_lists)
     starts, pos = [], 1
     for pk in ss.p_term:
         starts.append(pos)
@@ -398,7 +406,8 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
         "theta_start": starts,
         "Q2": ss.q2,
         "M": ss.M,
-        "C1": ss.C1.reshape(ss.l_term[0], p1, p1).tolist(),
+        "C1": (ss.C1.reshape(ss.l_term[0], p1, p1).tolist() if as_lists
+               else ss.C1.reshape(ss.l_term[0], p1, p1)),
         "ZhZh_nz": len(Z_w),
         "ZhZh_w": Z_w,
         "ZhZh_v": Z_v,
