@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -79,14 +80,15 @@ _compilers_lock = threading.Lock()
 
 def run_compiler(cmd: list[str]) -> subprocess.CompletedProcess:
     """subprocess.run for a build tool, registered so stop_compilers() reaches it."""
+    # its own process group: g++ runs cc1plus/as/ld as children, which must stop too
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          text=True) as proc:
+                          text=True, start_new_session=True) as proc:
         with _compilers_lock:
             _compilers.add(proc)
         try:
             out, err = proc.communicate()
         except BaseException:
-            proc.kill()
+            _kill_group(proc)
             raise
         finally:
             with _compilers_lock:
@@ -97,4 +99,11 @@ def run_compiler(cmd: list[str]) -> subprocess.CompletedProcess:
 def stop_compilers() -> None:
     with _compilers_lock:
         for proc in list(_compilers):
-            proc.kill()
+            _kill_group(proc)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
