@@ -11,32 +11,16 @@ from __future__ import annotations
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from .cache import stop_compilers
 from .console import say
 from .toolchain import bundled_toolchain
 
 
-def generic_programs() -> dict[str, Callable[[], str]]:
-    """name -> function giving the program's code, for every generic program."""
-    from ..glmer import glmer_code
-    from ..ml import lmer_code
-    from ..bayes.marginal import marginal_code
-    programs: dict[str, Callable[[], str]] = {
-        "lmer": lmer_code, "glmer": glmer_code, "lmm_marginal": marginal_code}
-    try:  # the generic joint NUTS programs, where present
-        from ..bayes import generic_programs as joint_programs
-    except ImportError:
-        return programs
-    for name, code in joint_programs().items():
-        programs[name] = (lambda c=code: c)
-    return programs
-
-
 def build(names: list[str] | None = None, jobs: int | None = None) -> dict[str, float]:
     """Build the toolchain and the named generic programs (default: all);
     returns program name -> seconds spent on it (0 when it was cached)."""
+    from ..bayes import generic_programs
     from . import compile_model
     programs = generic_programs()
     unknown = sorted(set(names or ()) - set(programs))
@@ -51,7 +35,7 @@ def build(names: list[str] | None = None, jobs: int | None = None) -> dict[str, 
 
     def one(name: str) -> float:
         t = time.perf_counter()
-        model = compile_model(programs[name](), name, "bundled")
+        model = compile_model(programs[name], name, "bundled")
         return time.perf_counter() - t if model.built else 0.0
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
