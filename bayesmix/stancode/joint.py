@@ -24,6 +24,12 @@ Layout (per group-level term k = 1, 2, ...):
   ``prior_only = 1``;
 * generated quantities: ``b_Intercept``, ``Cor_k``, pointwise ``log_lik`` and
   posterior predictive ``y_rep``.
+
+This is the readable program (``model.stan_code("joint")``). Sampling runs, by default,
+the generic ``stan/glmm_joint.stan`` (`bayesmix.bayes.generic`), which computes the same
+log density with the structure, family, link and priors as data and so compiles once for
+every formula; ``sample(program="generated")`` runs this one, and a fit's ``program_kind``
+and ``stan_code`` say which program ran.
 """
 
 from __future__ import annotations
