@@ -15,8 +15,10 @@ warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refac
 # first, so the package attributes end up bound to the functions.
 from . import export as _export_module, glm as _glm_module, glmer as _glmer_module  # noqa: F401
 from . import lmlist as _lmlist_module  # noqa: F401
+from . import bootstrap as _bootstrap_module, sbc as _sbc_module  # noqa: F401
 from .compare import AnovaTable, anova
 from .bayes.compare import compare  # the function, not the anova module
+from .bootstrap import BootstrapResult, PBModComp, bootstrap, pb_modcomp
 from .design import Design, build_design
 from .errors import (BayesmixError, DataError, FamilyError, FormulaError,
                      StanError, ToolchainError)
@@ -27,12 +29,14 @@ from .lmlist import LmList, lmlist
 from .model import Model, glm, glmer, lm, lmer
 from .priors import Prior, prior
 from .results.glm import GlmFit
+from .sbc import SbcResult, sbc
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AnovaTable", "BayesmixError", "DataError", "Design", "Family", "FamilyError",
-    "FormulaError", "GlmFit", "LmList", "Model", "ParsedFormula", "Prior", "StanError",
-    "ToolchainError", "anova", "build_design", "compare", "export", "get_family", "glm", "glmer", "lm",
-    "lmer", "lmlist", "load", "parse_formula", "prior", "rerun",
+    "AnovaTable", "BayesmixError", "BootstrapResult", "DataError", "Design", "Family",
+    "FamilyError", "FormulaError", "GlmFit", "LmList", "Model", "PBModComp", "ParsedFormula",
+    "Prior", "SbcResult", "StanError", "ToolchainError", "anova", "bootstrap", "build_design",
+    "compare", "export", "get_family", "glm", "glmer", "lm", "lmer", "lmlist", "load",
+    "parse_formula", "pb_modcomp", "prior", "rerun", "sbc",
 ]

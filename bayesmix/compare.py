@@ -23,7 +23,7 @@ class AnovaTable(pd.DataFrame):
     `heading` holds the lines printed above the table; `refitted` the names of
     fits that were refitted by ML before a likelihood-ratio test."""
 
-    _metadata = ["heading", "refitted"]
+    _metadata = ["heading", "refitted", "bootstrap"]
 
     @property
     def _constructor(self):
@@ -68,7 +68,8 @@ def _check_same_data(fits: Sequence[Any], names: Sequence[str]) -> None:
 
 
 def anova(*fits: Any, test: str | None = None, names: Sequence[str] | None = None,
-          refit: bool = True, data_name: str | None = None) -> AnovaTable:
+          refit: bool = True, data_name: str | None = None, bootstrap: int | None = None,
+          seed: Any = None, executor: Any = None) -> AnovaTable:
     """Compare nested fits, like R's anova(m1, m2, ...).
 
     lm/glm fits (bayesmix GlmFit): R's table of residual degrees of freedom
@@ -84,7 +85,13 @@ def anova(*fits: Any, test: str | None = None, names: Sequence[str] | None = Non
     with ML (instead of REML)") unless refit=False.
 
     names: row labels (default m1, m2, ... in argument order for mixed
-    comparisons, 1, 2, ... for lm/glm tables as R)."""
+    comparisons, 1, 2, ... for lm/glm tables as R).
+
+    bootstrap=N (two mixed fits): also a parametric-bootstrap likelihood-ratio
+    test like pbkrtest's PBmodcomp -- N responses simulated from the smaller
+    (ML) fit, both models refitted, p = (1 + #{LRT* >= LRT}) / (1 + N) in the
+    column "Pr(PB)"; reproducible from seed= on any executor= (see
+    bayesmix.bootstrap.pb_modcomp; the details are in the table's .bootstrap)."""
     if len(fits) == 1 and isinstance(fits[0], (list, tuple)):
         fits = tuple(fits[0])
     if len(fits) < 2:
@@ -97,7 +104,13 @@ def anova(*fits: Any, test: str | None = None, names: Sequence[str] | None = Non
                                 f"({type(f).__name__})")
     if any(_is_mixed(f) for f in fits):
         labels = list(names) if names is not None else [f"m{i + 1}" for i in range(len(fits))]
-        return _anova_lrt(list(fits), labels, refit, data_name)
+        out = _anova_lrt(list(fits), labels, refit, data_name)
+        if bootstrap:
+            _add_pb_test(out, out.__dict__.pop("_fits"), bootstrap, seed, executor)
+        return out
+    if bootstrap:
+        raise BayesmixError("anova(..., bootstrap=N) is a test for mixed fits; lm/glm "
+                            "comparisons have exact or chi-square tests")
     labels = list(names) if names is not None else [str(i + 1) for i in range(len(fits))]
     return _anova_glm(list(fits), labels, test)
 
@@ -207,4 +220,18 @@ def _anova_lrt(fits: list[Any], labels: list[str], refit: bool,
     out = AnovaTable(table)
     out.heading = heading
     out.refitted = refitted
+    object.__setattr__(out, "_fits", fits)  # the (ML) fits in table order, for bootstrap=
     return out
+
+
+def _add_pb_test(out: AnovaTable, fits: list, nsim: int, seed: Any, executor: Any) -> None:
+    """PBmodcomp for a two-model likelihood-ratio table: adds the column Pr(PB)."""
+    if len(fits) != 2:
+        raise BayesmixError("anova(..., bootstrap=N) compares exactly two mixed fits")
+    from .bootstrap import pb_modcomp
+    pb = pb_modcomp(fits[0], fits[1], nsim=int(nsim), seed=seed, executor=executor)
+    out["Pr(PB)"] = [np.nan, pb.p_value]
+    out.bootstrap = pb
+    out.heading = list(out.heading) + [
+        f"Parametric bootstrap (PBmodcomp): {len(pb.ref)} samples from the smaller model, "
+        f"{pb.n_used} used, {pb.n_extreme} with LRT* >= {pb.stat:.4g}"]

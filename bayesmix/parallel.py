@@ -1,0 +1,176 @@
+"""Run many independent tasks (bootstrap refits, lmList cells, SBC fits) on an executor.
+
+`run_tasks(fn, shared, items, executor=...)` calls ``fn(shared, item)`` for every item and
+returns the results in the items' order. Items are sent in chunks, and ``shared`` (a design,
+a refitter, a model) travels once per chunk rather than once per item; on a Dask cluster it is
+scattered to the workers once.
+
+``executor`` may be:
+
+* ``None`` -- a process pool over this machine's cores, created for the call and shut down
+  after it (forked workers on Linux, so they start without importing bayesmix again);
+* ``"serial"`` (or ``1``) -- everything in this process, no pool;
+* an int ``n`` -- a process pool of ``n`` workers;
+* any ``concurrent.futures.Executor`` (a ``ProcessPoolExecutor``, a ``ThreadPoolExecutor``,
+  ``client.get_executor()`` of Dask) -- used as is and left running;
+* a Dask ``distributed.Client`` -- its workers (``client.submit`` with the shared part
+  scattered once).
+
+Results never depend on the executor: every item carries its own seed (see `spawn_seeds`) and
+runs the same code in every case. Workers run with one BLAS thread (small dense algebra gains
+nothing from more and oversubscribes the machine). A tqdm bar counts finished items when a
+person is watching (`bayesmix.engine.console.watched`); never in pipes or tests.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+import threading
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+__all__ = ["run_tasks", "spawn_seeds", "stan_seed", "n_workers", "default_executor"]
+
+
+def spawn_seeds(seed: Any, n: int) -> list[np.random.SeedSequence]:
+    """One independent child seed per task: ``numpy.random.SeedSequence(seed).spawn(n)``.
+
+    ``seed`` may be an int, None (fresh entropy; the result then cannot be repeated) or a
+    SeedSequence. Task i always gets the i-th child whatever the executor or chunking."""
+    ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return ss.spawn(n)
+
+
+def stan_seed(child: np.random.SeedSequence) -> int:
+    """A seed for Stan (0 .. 2^31 - 1) derived from a task's own SeedSequence."""
+    return int(child.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _is_dask_client(obj: Any) -> bool:
+    return type(obj).__name__ == "Client" and hasattr(obj, "scatter") and hasattr(obj, "submit")
+
+
+def n_workers(executor: Any) -> int:
+    """How many tasks the executor runs at once (for chunking)."""
+    if executor is None:
+        return _cores()
+    if executor == "serial":
+        return 1
+    if isinstance(executor, int):
+        return max(1, executor)
+    if _is_dask_client(executor):
+        try:
+            return max(1, sum(executor.nthreads().values()))
+        except Exception:  # pragma: no cover - a client without workers yet
+            return 1
+    for attr in ("_max_workers", "max_workers"):
+        n = getattr(executor, attr, None)
+        if isinstance(n, int) and n > 0:
+            return n
+    client = getattr(executor, "_client", None)  # dask's ClientExecutor
+    if client is not None and _is_dask_client(client):
+        return n_workers(client)
+    return _cores()
+
+
+def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
+    """A process pool over the machine's cores. Forked workers (Linux, no other threads in
+    this process) start at once with everything imported; otherwise the platform's
+    default start method."""
+    workers = workers or _cores()
+    ctx = None
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        ctx = multiprocessing.get_context("fork")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+def _run_chunk(fn: Callable, shared: Any, chunk: Sequence) -> list:
+    """Worker side: one BLAS thread, then fn(shared, item) for the chunk's items in order."""
+    from .ml import one_blas_thread
+    with one_blas_thread():
+        return [fn(shared, item) for item in chunk]
+
+
+def _chunks(items: Sequence, size: int) -> list[tuple[int, list]]:
+    return [(i, list(items[i:i + size])) for i in range(0, len(items), size)]
+
+
+def _progress(total: int, desc: str, show: bool | None):
+    from .engine.console import _tqdm, watched
+    if show is None:
+        show = watched()
+    if not show:
+        return None
+    return _tqdm()(total=total, desc=desc, file=sys.stderr, leave=True, dynamic_ncols=True)
+
+
+def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, executor: Any = None,
+              chunksize: int | None = None, progress: bool | None = None,
+              desc: str = "tasks") -> list:
+    """``[fn(shared, item) for item in items]`` on an executor (see the module docstring).
+
+    fn must be a module-level function (it is pickled by reference). chunksize defaults to
+    about four chunks per worker; progress=None shows a bar only when a person watches."""
+    items = list(items)
+    if not items:
+        return []
+    if executor == 1:
+        executor = "serial"
+    workers = n_workers(executor)
+    if chunksize is None:
+        chunksize = max(1, math.ceil(len(items) / (4 * workers))) if workers > 1 else len(items)
+    chunks = _chunks(items, chunksize)
+    bar = _progress(len(items), desc, progress)
+    results: list = [None] * len(items)
+
+    def store(start: int, out: list) -> None:
+        results[start:start + len(out)] = out
+        if bar is not None:
+            bar.update(len(out))
+
+    try:
+        if executor == "serial":
+            from .ml import one_blas_thread
+            with one_blas_thread():
+                for i, item in enumerate(items):
+                    store(i, [fn(shared, item)])
+            return results
+        if _is_dask_client(executor):
+            shared_f = executor.scatter(shared, broadcast=True, hash=False)
+            futs = {executor.submit(_run_chunk, fn, shared_f, chunk, pure=False): start
+                    for start, chunk in chunks}
+            from distributed import as_completed as dask_completed
+            for fut in dask_completed(futs):
+                store(futs[fut], fut.result())
+            return results
+        own = executor is None or isinstance(executor, int)
+        pool: Executor = default_executor(None if executor is None else executor) if own \
+            else executor
+        try:
+            futs = {pool.submit(_run_chunk, fn, shared, chunk): start for start, chunk in chunks}
+            try:
+                for fut in as_completed(futs):
+                    store(futs[fut], fut.result())
+            except BaseException:
+                for f in futs:
+                    f.cancel()
+                raise
+        finally:
+            if own:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return results
+    finally:
+        if bar is not None:
+            bar.close()
