@@ -69,7 +69,8 @@ def _check_same_data(fits: Sequence[Any], names: Sequence[str]) -> None:
 
 def anova(*fits: Any, test: str | None = None, names: Sequence[str] | None = None,
           refit: bool = True, data_name: str | None = None, bootstrap: int | None = None,
-          seed: Any = None, executor: Any = None) -> AnovaTable:
+          seed: Any = None, executor: Any = None, ddf: str | None = "Satterthwaite",
+          type: int | str = 3) -> AnovaTable:
     """Compare nested fits, like R's anova(m1, m2, ...).
 
     lm/glm fits (bayesmix GlmFit): R's table of residual degrees of freedom
@@ -87,6 +88,10 @@ def anova(*fits: Any, test: str | None = None, names: Sequence[str] | None = Non
     names: row labels (default m1, m2, ... in argument order for mixed
     comparisons, 1, 2, ... for lm/glm tables as R).
 
+    One lmer fit, anova(fit): lmerTest's type III table (Sum Sq, Mean Sq, NumDF, DenDF,
+    F value, Pr(>F)) with ddf="Satterthwaite" (default) or "Kenward-Roger"; see
+    bayesmix.inference.
+
     bootstrap=N (two mixed fits): also a parametric-bootstrap likelihood-ratio
     test like pbkrtest's PBmodcomp -- N responses simulated from the smaller
     (ML) fit, both models refitted, p = (1 + #{LRT* >= LRT}) / (1 + N) in the
@@ -94,6 +99,10 @@ def anova(*fits: Any, test: str | None = None, names: Sequence[str] | None = Non
     bayesmix.bootstrap.pb_modcomp; the details are in the table's .bootstrap)."""
     if len(fits) == 1 and isinstance(fits[0], (list, tuple)):
         fits = tuple(fits[0])
+    if len(fits) == 1 and getattr(fits[0], "kind", None) == "lmer":
+        # one linear mixed fit: lmerTest's type III table (bayesmix.inference.anova)
+        from .inference.anova import anova_type3
+        return anova_type3(fits[0], ddf=ddf, type=type)
     if len(fits) < 2:
         raise BayesmixError("anova() compares two or more fitted models, e.g. anova(m1, m2)")
     if names is not None and len(names) != len(fits):

@@ -177,15 +177,17 @@ def abbreviate(name: str, minlength: int = 6) -> str:
     return "".join(c for c in b if not c.isspace())
 
 
-def summary_body(f) -> list[str]:
+def summary_body(f, coef_table=None) -> list[str]:
     """The part of lme4's summary shared by lmer and glmer fits: random effects,
-    fixed effects, their correlations and the fit's warnings."""
+    fixed effects (``coef_table``, default ``f.coef_table()``), their correlations and the
+    fit's warnings."""
     from .glm import coefmat_text
     est = f.estimates
+    table = f.coef_table() if coef_table is None else coef_table
     lines = ["Random effects:", *random_effects_table(f),
              f"Number of obs: {f.nobs()}, groups:  "
              + "; ".join(f"{g}, {n}" for g, n in f.ngrps().items()),
-             "", "Fixed effects:", coefmat_text(f.coef_table(), digits=4)]
+             "", "Fixed effects:", coefmat_text(table, digits=4)]
     if f.design.p > 1:
         cor = est.vcov / np.outer(est.se, est.se)
         abbrev = [abbreviate(n) for n in f.design.X_names]

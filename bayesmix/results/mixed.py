@@ -46,10 +46,13 @@ class MixedFit(MerFitMixin):
     def method(self) -> str:
         return "REML" if self.reml else "ML"
 
-    def coef_table(self) -> pd.DataFrame:
-        est, se = self.estimates.beta, self.estimates.se
-        return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": est / se},
-                            index=list(self.design.X_names))
+    def coef_table(self, ddf: str | None = "Satterthwaite") -> pd.DataFrame:
+        """Fixed-effects table. ``ddf="Satterthwaite"`` (default) or ``"Kenward-Roger"``:
+        lmerTest's columns Estimate, Std. Error, df, t value, Pr(>|t|) (Kenward-Roger with
+        pbkrtest's adjusted standard errors; REML fits only); ``ddf=None``: lme4's table
+        (Estimate, Std. Error, t value). See bayesmix.inference and docs/inference.md."""
+        from ..inference.ddf import coef_table
+        return coef_table(self, ddf)
 
     def sigma(self) -> float:
         return float(self.estimates.sigma)
@@ -67,13 +70,41 @@ class MixedFit(MerFitMixin):
     def residuals(self) -> np.ndarray:
         return self.design.y - self.fitted()
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Wald intervals for the fixed effects."""
-        z = stats.norm.ppf(0.5 + level / 2)
-        est, se = self.estimates.beta, self.estimates.se
-        lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
-        return pd.DataFrame({lo: est - z * se, hi: est + z * se},
-                            index=list(self.design.X_names))
+    def confint(self, level: float = 0.95, method: str = "profile", parm=None,
+                **boot_args) -> pd.DataFrame:
+        """Confidence intervals like lme4's confint.merMod (oldNames = FALSE row names:
+        ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ..., ``sigma``, then the
+        fixed effects; columns ``2.5 %`` and ``97.5 %`` for level 0.95).
+
+        method="profile" (lme4's default): likelihood-profile intervals of the ML deviance (a
+        REML fit is refitted by ML first, as lme4 does). method="Wald": normal intervals for
+        the fixed effects, NaN for the variance parameters (as lme4). method="boot":
+        parametric bootstrap percentile intervals through ``bayesmix.bootstrap`` (extra keyword
+        arguments such as nsim, seed, executor go there). ``parm``: names or positions of
+        rows, or lme4's "theta_" (variance parameters) / "beta_" (fixed effects)."""
+        from ..inference.profile import profile_confint, select_parm, varpar_names
+        key = str(method).lower()
+        if key == "profile":
+            if boot_args:
+                raise TypeError(f"unexpected arguments for method='profile': {sorted(boot_args)}")
+            return profile_confint(self, level=level, parm=parm)
+        if key == "wald":
+            if boot_args:
+                raise TypeError(f"unexpected arguments for method='Wald': {sorted(boot_args)}")
+            z = stats.norm.ppf(0.5 + level / 2)
+            est, se = self.estimates.beta, self.estimates.se
+            lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
+            nv = len(varpar_names(self))
+            table = pd.DataFrame({lo: np.concatenate([np.full(nv, np.nan), est - z * se]),
+                                  hi: np.concatenate([np.full(nv, np.nan), est + z * se])},
+                                 index=varpar_names(self) + list(self.design.X_names))
+            return table.loc[select_parm(self, parm)]
+        if key == "boot":
+            from ..inference.boot import boot_confint
+            return boot_confint(self, level=level, parm=parm, **boot_args)
+        from ..errors import BayesmixError
+        raise BayesmixError(f"unknown confint method {method!r}: choose 'profile', 'Wald' "
+                            "or 'boot'")
 
     # -- predictions and simulation ---------------------------------------
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
@@ -114,8 +145,11 @@ class MixedFit(MerFitMixin):
         return out
 
     # -- printing ----------------------------------------------------------
-    def summary(self) -> "MixedSummary":
-        return MixedSummary(self)
+    def summary(self, ddf: str | None = "Satterthwaite") -> "MixedSummary":
+        """lmerTest's summary: lme4's layout with df and Pr(>|t|) columns from
+        Satterthwaite's (default) or Kenward-Roger's method; ``ddf=None`` gives lme4's own
+        summary (Estimate, Std. Error, t value)."""
+        return MixedSummary(self, ddf=ddf)
 
     def display(self) -> "Display":
         from .format import Display
@@ -146,14 +180,21 @@ class MixedFit(MerFitMixin):
 class MixedSummary:
     """lme4's summary(lmer) layout, printable and rendered as HTML in notebooks."""
 
-    def __init__(self, fit: MixedFit):
+    def __init__(self, fit: MixedFit, ddf: str | None = "Satterthwaite"):
+        from ..inference.ddf import normalize_ddf
         self.fit = fit
+        self.ddf = normalize_ddf(ddf)
+
+    def coef_table(self) -> pd.DataFrame:
+        return self.fit.coef_table(ddf=self.ddf)
 
     def __str__(self) -> str:
         f, est = self.fit, self.fit.estimates
-        lines = [f"Linear mixed model fit by "
-                 f"{'REML' if f.reml else 'maximum likelihood'} (Stan L-BFGS)",
-                 f"Formula: {f.design.formula.text}", ""]
+        head = (f"Linear mixed model fit by "
+                f"{'REML' if f.reml else 'maximum likelihood'} (Stan L-BFGS)")
+        if self.ddf is not None:
+            head += f". t-tests use {self.ddf}'s method [lmerModLmerTest]"
+        lines = [head, f"Formula: {f.design.formula.text}", ""]
         if f.reml:
             lines.append(f"REML criterion at convergence: {est.reml_crit:.1f}")
         else:
@@ -166,7 +207,7 @@ class MixedSummary:
         lines += ["", "Scaled residuals: ",
                   pd.DataFrame([q], columns=["Min", "1Q", "Median", "3Q", "Max"])
                   .to_string(index=False, float_format=lambda v: f"{v:.4f}"), "",
-                  *summary_body(f)]
+                  *summary_body(f, coef_table=self.coef_table())]
         return "\n".join(lines)
 
     __repr__ = __str__
