@@ -356,10 +356,11 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         return eta, lp, s, wn, wf, float(np.sum(lp) - 0.5 * u @ u)
 
     eta, lp, s, wn, wf, g = evaluate(u)
+    q1, p1 = prob.terms[0].q, prob.terms[0].p
     it = 0
     for it in range(1, max_iter + 1):
         grad = ZL.rmatvec(s) - u
-        delta = sla.cho_solve(sla.cho_factor(ZL.crossprod(wn), lower=True), grad)
+        delta = sla.cho_solve((blocked_cholesky(ZL.crossprod(wn), q1, p1), True), grad)
         step = 1.0
         for _ in range(40):
             cand = evaluate(u + step * delta)
@@ -370,7 +371,7 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         eta, lp, s, wn, wf, g = cand
         if step * np.max(np.abs(delta), initial=0.0) < tol * (1 + np.max(np.abs(u), initial=0.0)):
             break
-    L = sla.cholesky(ZL.crossprod(wf), lower=True)
+    L = blocked_cholesky(ZL.crossprod(wf), q1, p1)
     ldL2 = 2.0 * float(np.sum(np.log(np.diag(L))))
     mu = linkinv(prob.link, eta)
     cond = float(np.sum(lp))
@@ -381,6 +382,40 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         g = cond - 1.0 - 0.5 * float(u @ u)
     return LaplaceFit(loglik=g - 0.5 * ldL2, u=u, eta=eta, mu=mu, cond_loglik=cond,
                       ussq=float(u @ u), ldL2=ldL2, L=L, ZL=ZL, iterations=it)
+
+
+def blocked_cholesky(H: np.ndarray, q1: int, p1: int) -> np.ndarray:
+    """Lower Cholesky factor of H = Lambda'Z'WZ Lambda + I by elimination of the first term.
+
+    The first term's block of H is block diagonal (one p1 x p1 block per level), so the
+    factor is [[L_A, 0], [B L_A^-T, L_S]] with L_A the per-level factors, B = H[q1:, :q1] and
+    L_S the factor of the Schur complement S = C - (B L_A^-T)(B L_A^-T)': one dense
+    factorization of the q - q1 columns of the other terms instead of all q."""
+    q = H.shape[0]
+    l1 = q1 // p1 if p1 else 0
+    if l1 == 0 or q1 == q and p1 == q:
+        return np.linalg.cholesky(H)
+    L = np.zeros_like(H)
+    lev = np.arange(l1)
+    if p1 == 1:
+        la = np.sqrt(np.diagonal(H)[:q1].copy())
+        if not np.all(np.isfinite(la)) or np.any(la <= 0):
+            raise np.linalg.LinAlgError("matrix is not positive definite")
+        L[lev, lev] = la
+        L21 = H[q1:, :q1] / la[None, :]
+    else:
+        A = H[:q1, :q1].reshape(l1, p1, l1, p1)[lev, :, lev, :]  # (l1, p1, p1)
+        LA = np.linalg.cholesky(A)
+        blk = (lev[:, None] * p1 + np.arange(p1)[None, :])
+        L[blk[:, :, None], blk[:, None, :]] = LA
+        LAinv = np.linalg.inv(LA)
+        q2 = q - q1
+        L21 = np.einsum("qjr,jsr->qjs", H[q1:, :q1].reshape(q2, l1, p1), LAinv).reshape(q2, q1)
+    L[q1:, :q1] = L21
+    if q > q1:
+        S = H[q1:, q1:] - L21 @ L21.T
+        L[q1:, q1:] = np.linalg.cholesky(S)
+    return L
 
 
 def gamma_dispersion(y, mu) -> float:
@@ -657,11 +692,9 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
         ql = t.p * t.n_levels
         u_k = fit.u[start:start + ql].reshape(t.n_levels, t.p)
         ranef.append(u_k @ T.T)
-        cols = Linv[:, start:start + ql]          # L^-1 restricted to this term's columns
-        cv = np.empty((t.n_levels, t.p, t.p))
-        for j in range(t.n_levels):
-            Cj = cols[:, j * t.p:(j + 1) * t.p]
-            cv[j] = s2 * (T @ (Cj.T @ Cj) @ T.T)
+        cols = Linv[:, start:start + ql].reshape(prob.q, t.n_levels, t.p)  # this term's L^-1
+        G = np.einsum("mji,mjk->jik", cols, cols)  # per level: C_j'C_j
+        cv = s2 * np.einsum("ri,jik,sk->jrs", T, G, T)
         condvar.append(cv)
         condsd.append(np.sqrt(np.einsum("jii->ji", cv)))
         cov = s2 * (T @ T.T)

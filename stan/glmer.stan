@@ -78,7 +78,7 @@ parameters {
 model {
   real phi = has_phi ? exp(log_phi[1]) : 1.0;
   tuple(real, vector[Q]) lap = glmm_laplace(X * beta + offs, glmm_zlambda(theta, Zr, p_term), col,
-                                         Q, family, link, y, trials, phi, max_newton,
-                                         newton_tol);
+                                         Q, p_term[1] * l_term[1], p_term[1], family, link, y,
+                                         trials, phi, max_newton, newton_tol);
   target += lap.1 + lp_const;
 }

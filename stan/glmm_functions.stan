@@ -233,24 +233,86 @@ real glmm_lp_const(int family, vector y, vector ntr) {
 }
 
 /**
+ * Solve H x = r for H = Lambda'Z'WZ Lambda + I and return (x, log|H| / 2), by elimination of the
+ * first term: H's leading q1 x q1 block is block diagonal (one p1 x p1 block per level of the
+ * first term), so H = L L' with L = [[L_A, 0], [B L_A^-T, L_S]], L_A the per-level factors,
+ * B = H[(q1 + 1):Q, 1:q1] and L_S the factor of the Schur complement
+ * S = C - (B L_A^-T)(B L_A^-T)' of the other terms' q - q1 columns: one dense factorization of
+ * size Q - q1 instead of Q.
+ */
+tuple(vector, real) glmm_block_solve(matrix H, vector r, int q1, int p1) {
+  int Q = rows(H);
+  int q2 = Q - q1;
+  int l1 = q1 %/% p1;
+  vector[Q] x;
+  real half_logdet;
+  if (p1 == 1) {
+    vector[q1] la = sqrt(diagonal(H)[1:q1]);
+    vector[q1] y1 = r[1:q1] ./ la;
+    half_logdet = sum(log(la));
+    if (q2 == 0) {
+      return (y1 ./ la, half_logdet);
+    }
+    matrix[q2, q1] L21 = diag_post_multiply(H[(q1 + 1):Q, 1:q1], inv(la));
+    matrix[q2, q2] LS = cholesky_decompose(H[(q1 + 1):Q, (q1 + 1):Q] - tcrossprod(L21));
+    vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q] - L21 * y1);
+    vector[q2] x2 = mdivide_right_tri_low(y2', LS)';
+    x[(q1 + 1):Q] = x2;
+    x[1:q1] = (y1 - L21' * x2) ./ la;
+    half_logdet += sum(log(diagonal(LS)));
+    return (x, half_logdet);
+  }
+  array[l1] matrix[p1, p1] LA;
+  matrix[q2, q1] L21;
+  vector[q1] y1;
+  half_logdet = 0;
+  for (j in 1:l1) {
+    int a = (j - 1) * p1 + 1;
+    int b = j * p1;
+    LA[j] = cholesky_decompose(H[a:b, a:b]);
+    y1[a:b] = mdivide_left_tri_low(LA[j], r[a:b]);
+    half_logdet += sum(log(diagonal(LA[j])));
+    if (q2 > 0) {
+      L21[ : , a:b] = mdivide_left_tri_low(LA[j], H[(q1 + 1):Q, a:b]')';
+    }
+  }
+  vector[q1] z1 = y1;
+  if (q2 > 0) {
+    matrix[q2, q2] LS = cholesky_decompose(H[(q1 + 1):Q, (q1 + 1):Q] - tcrossprod(L21));
+    vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q] - L21 * y1);
+    vector[q2] x2 = mdivide_right_tri_low(y2', LS)';
+    x[(q1 + 1):Q] = x2;
+    z1 = y1 - L21' * x2;
+    half_logdet += sum(log(diagonal(LS)));
+  }
+  for (j in 1:l1) {
+    int a = (j - 1) * p1 + 1;
+    int b = j * p1;
+    x[a:b] = mdivide_right_tri_low(z1[a:b]', LA[j])';
+  }
+  return (x, half_logdet);
+}
+
+/**
  * Laplace approximation of log p(y | beta, theta, phi) without the constant of glmm_lp_const,
  * and the conditional mode u*.
  *
+ * q1, p1: columns and coefficients per level of the first term (see glmm_block_solve).
  * Newton's method on g(u) from u = 0 with step halving until the step is below
  * tol (1 + max|u|), at most max_iter steps; autodiff runs through the iterations, whose
  * derivatives converge with them (Newton's map has zero Jacobian at its fixed point).
  */
 tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, int Q,
-                                 int family, int link, data vector y, data vector ntr,
-                                 real phi, int max_iter, real tol) {
+                                 int q1, int p1, int family, int link, data vector y,
+                                 data vector ntr, real phi, int max_iter, real tol) {
   vector[Q] u = rep_vector(0, Q);
   vector[rows(eta0)] eta = glmm_eta(eta0, zl, col, u);
   tuple(vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)]) ob
       = glmm_obs(family, link, eta, y, ntr, phi);
   real g = sum(ob.1);
   for (it in 1:max_iter) {
-    vector[Q] delta = mdivide_left_spd(glmm_hessian(zl, col, ob.3, Q),
-                                       glmm_gradient(zl, col, ob.2, u));
+    vector[Q] delta = glmm_block_solve(glmm_hessian(zl, col, ob.3, Q),
+                                       glmm_gradient(zl, col, ob.2, u), q1, p1).1;
     real step = 1;
     vector[Q] u_new = u + delta;
     eta = glmm_eta(eta0, zl, col, u_new);
@@ -271,7 +333,8 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
       break;
     }
   }
-  matrix[Q, Q] L = cholesky_decompose(glmm_hessian(zl, col, ob.4, Q));
+  real half_logdet = glmm_block_solve(glmm_hessian(zl, col, ob.4, Q), rep_vector(0, Q), q1,
+                                      p1).2;
   real value = g;
   if (family == 4) {
     // lme4's Gamma: u* and W above with shape 1 (Var = mu^2); the conditional density with
@@ -280,5 +343,5 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
     real disp = 2 * sum((y - mu) ./ mu - log(y ./ mu)) / rows(y);
     value = sum(glmm_obs(family, link, eta, y, ntr, inv(disp)).1) - 1 - 0.5 * dot_self(u);
   }
-  return (value - sum(log(diagonal(L))), u);
+  return (value - half_logdet, u);
 }

@@ -345,13 +345,21 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
         start = np.repeat(np.cumsum(m) - m, m)
         b_idx = np.arange(len(a_idx)) - start + pat.indptr[e_lev[a_idx]]
     qrow = e_col[b_idx] * M + e_col[a_idx]  # column-major position of Q[a, b]
-    lev = e_lev[a_idx]
-    rows = np.tile(qrow, p1 * p1)
-    cols = np.concatenate([lev * (p1 * p1) + s_ * p1 + r for s_ in range(p1) for r in range(p1)])
-    data = np.concatenate([vals[a_idx, r] * vals[b_idx, s_] for s_ in range(p1) for r in range(p1)])
-    K = sp.csr_matrix((data, (rows, cols)), shape=(M * M, l1 * p1 * p1))
-    K.sum_duplicates()
-    K.sort_indices()
+    # CSR directly: pairs sorted by their row of K (stable, so by level within a row), each
+    # pair's p1^2 entries in the order of their columns j p1^2 + s p1 + r; no duplicates
+    order = np.argsort(qrow, kind="stable")
+    a_o, b_o = a_idx[order], b_idx[order]
+    pp = p1 * p1
+    if p1 == 1:
+        data = vals[a_o, 0] * vals[b_o, 0]
+        indices = e_lev[a_o]
+    else:  # entry s p1 + r of a pair: B_j[r, a] B_j[s, b]
+        data = (vals[b_o][:, :, None] * vals[a_o][:, None, :]).reshape(-1, pp)
+        indices = (e_lev[a_o] * pp)[:, None] + np.arange(pp)[None, :]
+    indptr = np.zeros(M * M + 1, dtype=np.int64)
+    np.cumsum(np.bincount(qrow, minlength=M * M) * pp, out=indptr[1:])
+    K = sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(M * M, l1 * pp))
+    K.has_sorted_indices = True
     return K
 
 
