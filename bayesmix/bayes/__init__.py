@@ -1,5 +1,6 @@
-"""Fully Bayesian fits: the joint (brms-style) program sampled with NUTS, its
-posterior under lme4's names, ArviZ export and sampler diagnostics."""
+"""Fully Bayesian fits: the joint (brms-style) program sampled with NUTS -- by default
+the generic stan/glmm_joint.stan, compiled once for every formula (bayesmix.bayes.generic) --
+its posterior under lme4's names, ArviZ export and sampler diagnostics."""
 from __future__ import annotations
 
 from typing import Iterable
@@ -68,6 +69,7 @@ def stan_data_for(design, priors: Iterable = (), method: str = "nuts",
                         f"choose one of {', '.join(_JOINT)}, generic, marginal")
 
 
-__all__ = ["Diagnostics", "GenericPosteriorFit", "fit_generic", "generic_programs", "PosteriorFit", "PosteriorSummary", "SamplingWarning", "diagnose",
-           "fit_nuts", "group_layouts", "named_draws", "response_name", "stan_code_for",
-           "stan_data_for", "to_inference_data", "warn_diagnostics"]
+__all__ = ["Diagnostics", "GenericPosteriorFit", "PosteriorFit", "PosteriorSummary",
+           "SamplingWarning", "diagnose", "fit_generic", "fit_nuts", "generic_programs",
+           "group_layouts", "named_draws", "response_name", "stan_code_for", "stan_data_for",
+           "to_inference_data", "warn_diagnostics"]
