@@ -138,7 +138,9 @@ def satterthwaite(fit) -> SatterthwaiteState:
         a = pc.ldL2 + (pc.ldRX2 if reml else 0.0)
         return np.concatenate([[a + pc.r2 / s2, pc.r2], pc.vcov_unscaled().ravel()])
 
-    f0, G, H = _derivatives(fun, theta)
+    from ..ml import one_blas_thread  # tiny factorisations: threads only add overhead
+    with one_blas_thread():
+        f0, G, H = _derivatives(fun, theta)
     k = len(theta)
     r2 = f0[1]
     hess = np.empty((k + 1, k + 1))
