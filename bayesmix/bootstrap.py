@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import BayesmixError
-from .parallel import run_tasks, spawn_seeds, stan_seed
+from .parallel import Portable, run_tasks, spawn_seeds, stan_seed
 from .refit import LmmRefitter, default_names
 
 __all__ = ["bootstrap", "BootstrapResult", "pb_modcomp", "PBModComp", "default_statistic",
@@ -54,36 +54,6 @@ def default_statistic(fit: Any) -> pd.Series:
         vals.append(fit.sigma())
     vals.extend(np.asarray(est.beta, float))
     return pd.Series(np.array(vals, dtype=float), index=default_names(fit))
-
-
-class _Portable:
-    """Carries a user's statistic to worker processes: plain pickle when it can, cloudpickle
-    (lambdas, functions defined in __main__ or a notebook) when it is installed."""
-
-    def __init__(self, fn: Callable):
-        self.fn = fn
-
-    def __reduce__(self):
-        import pickle
-        try:
-            pickle.dumps(self.fn)
-            return (_Portable, (self.fn,))
-        except Exception:
-            try:
-                import cloudpickle
-            except ImportError:  # pragma: no cover - dask brings cloudpickle
-                raise BayesmixError("the statistic cannot be sent to worker processes (it "
-                                    "cannot be pickled); define it at module level or install "
-                                    "cloudpickle") from None
-            return (_from_cloudpickle, (cloudpickle.dumps(self.fn),))
-
-    def __call__(self, fit):
-        return self.fn(fit)
-
-
-def _from_cloudpickle(blob: bytes) -> "_Portable":
-    import cloudpickle
-    return _Portable(cloudpickle.loads(blob))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -336,7 +306,7 @@ def bootstrap(fit: Any, nsim: int, statistic: Callable | None = None, seed: Any 
         vals = _as_values(t0)
         t0 = pd.Series(vals, index=[f"t{i + 1}" for i in range(len(vals))])
     children = spawn_seeds(seed, nsim)
-    stat = None if statistic is None else _Portable(statistic)
+    stat = None if statistic is None else Portable(statistic)
     out = run_tasks(_boot_task, (refitter, stat), children, executor=executor,
                     chunksize=chunksize, progress=progress, desc="bootstrap refits")
     k = len(t0)

@@ -170,14 +170,18 @@ class LmList:
 def lmlist(formula: str, data: pd.DataFrame, by: str | Sequence[str] | None = None,
            family: str = "gaussian", link: str | None = None,
            weights: str | None = None, fitter: str | None = None,
-           data_name: str | None = None) -> LmList:
+           data_name: str | None = None, executor: Any = "serial") -> LmList:
     """Fit the same lm/glm separately in every cell of the grouping variables.
 
     Either lme4's syntax lmlist("y ~ x | g", data) (g may be an interaction
     "g1:g2") or lmlist("y ~ x", data, by=["g1", "g2"]) like the tutorial's
     dlply(data, .(g1, g2), function(d) glm(y ~ x, data = d)). Cells come in
     factor-level order with the first variable varying slowest; empty cells
-    are skipped; a cell whose fit fails is recorded in `.errors` (warned)."""
+    are skipped; a cell whose fit fails is recorded in `.errors` (warned).
+
+    executor: where the cells are fitted -- "serial" (default: in this process; a cell's
+    fit takes milliseconds), None for a process pool over the machine's cores, any
+    concurrent.futures.Executor or a Dask Client (see bayesmix.parallel)."""
     if not isinstance(data, pd.DataFrame):
         raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
     formula_fixed, bar_groups = _split_bar(formula)
@@ -205,6 +209,7 @@ def lmlist(formula: str, data: pd.DataFrame, by: str | Sequence[str] | None = No
                            "after a single '|' at the end of the formula or in by=")
     fits: dict = {}
     errors: dict = {}
+    cells = []
     for cell in itertools.product(*levels):
         mask = np.ones(len(work), dtype=bool)
         for g, lev in zip(groups, cell):
@@ -212,20 +217,35 @@ def lmlist(formula: str, data: pd.DataFrame, by: str | Sequence[str] | None = No
         if not mask.any():
             continue
         key = tuple(str(v) for v in cell) if len(groups) > 1 else str(cell[0])
-        label = ":".join(str(v) for v in cell)
-        sub = work.loc[mask]
-        try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                design = build_design(formula_fixed, sub, family=fam, weights=weights)
-                fits[key] = fit_glm(design, fitter=fitter)
-            for w in caught:
-                warnings.warn(f"cell {label}: {w.message}", w.category, stacklevel=2)
-        except (BayesmixError, np.linalg.LinAlgError) as exc:
-            errors[key] = str(exc)
-            warnings.warn(f"cell {label}: fit failed: {exc}", stacklevel=2)
+        cells.append((key, work.loc[mask]))
+    from .parallel import run_tasks
+    results = run_tasks(_fit_cell, (formula_fixed, fam, weights, fitter), cells,
+                        executor=executor, desc="lmList cells")
+    for (key, _), (fit, error, caught) in zip(cells, results):
+        label = ":".join(key) if isinstance(key, tuple) else key
+        for message, category in caught:
+            warnings.warn(f"cell {label}: {message}", category, stacklevel=2)
+        if error is not None:
+            errors[key] = error
+            warnings.warn(f"cell {label}: fit failed: {error}", stacklevel=2)
+        else:
+            fits[key] = fit
     if not fits:
         raise BayesmixError("no cell could be fitted" + (
             f" (first error: {next(iter(errors.values()))})" if errors else ""))
     return LmList(formula_fixed, groups, fits, errors, fam.name if fam.link ==
                   get_family(fam.name).link else str(fam), data_name)
+
+
+def _fit_cell(shared, cell):
+    """One cell's lm/glm (runs in a worker): (fit or None, error text or None, warnings)."""
+    formula_fixed, fam, weights, fitter = shared
+    _, sub = cell
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            design = build_design(formula_fixed, sub, family=fam, weights=weights)
+            fit = fit_glm(design, fitter=fitter)
+        return fit, None, [(str(w.message), w.category) for w in caught]
+    except (BayesmixError, np.linalg.LinAlgError) as exc:
+        return None, str(exc), []

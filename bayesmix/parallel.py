@@ -34,7 +34,39 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-__all__ = ["run_tasks", "spawn_seeds", "stan_seed", "n_workers", "default_executor"]
+__all__ = ["run_tasks", "spawn_seeds", "stan_seed", "n_workers", "default_executor",
+           "Portable"]
+
+
+class Portable:
+    """Carries an object between processes: plain pickle when it can, cloudpickle otherwise
+    (lambdas, functions defined in __main__ or a notebook, fits holding such functions).
+    Calling it calls the object (for a user's statistic)."""
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+    def __reduce__(self):
+        import pickle
+        try:
+            pickle.dumps(self.obj)
+            return (Portable, (self.obj,))
+        except Exception:
+            try:
+                import cloudpickle
+            except ImportError:  # pragma: no cover - dask brings cloudpickle
+                raise TypeError(f"cannot send {type(self.obj).__name__} to a worker process: "
+                                "it cannot be pickled (define functions at module level or "
+                                "install cloudpickle)") from None
+            return (_from_cloudpickle, (cloudpickle.dumps(self.obj),))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.obj(*args, **kwargs)
+
+
+def _from_cloudpickle(blob: bytes) -> Portable:
+    import cloudpickle
+    return Portable(cloudpickle.loads(blob))
 
 
 def spawn_seeds(seed: Any, n: int) -> list[np.random.SeedSequence]:
@@ -96,11 +128,12 @@ def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
 
 
-def _run_chunk(fn: Callable, shared: Any, chunk: Sequence) -> list:
-    """Worker side: one BLAS thread, then fn(shared, item) for the chunk's items in order."""
+def _run_chunk(fn: Callable, shared: Any, chunk: Sequence) -> Portable:
+    """Worker side: one BLAS thread, then fn(shared, item) for the chunk's items in order
+    (returned wrapped, so results holding lambdas travel back too)."""
     from .ml import one_blas_thread
     with one_blas_thread():
-        return [fn(shared, item) for item in chunk]
+        return Portable([fn(shared, item) for item in chunk])
 
 
 def _chunks(items: Sequence, size: int) -> list[tuple[int, list]]:
@@ -153,7 +186,7 @@ def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, execu
                     for start, chunk in chunks}
             from distributed import as_completed as dask_completed
             for fut in dask_completed(futs):
-                store(futs[fut], fut.result())
+                store(futs[fut], fut.result().obj)
             return results
         own = executor is None or isinstance(executor, int)
         pool: Executor = default_executor(None if executor is None else executor) if own \
@@ -162,7 +195,7 @@ def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, execu
             futs = {pool.submit(_run_chunk, fn, shared, chunk): start for start, chunk in chunks}
             try:
                 for fut in as_completed(futs):
-                    store(futs[fut], fut.result())
+                    store(futs[fut], fut.result().obj)
             except BaseException:
                 for f in futs:
                     f.cancel()

@@ -73,6 +73,7 @@ class LmmRefitter:
     X_names: tuple = ()
     stat_names: tuple = ()        # default statistic's names (sd_/cor_, sigma, fixef)
     design: Any = None            # the original Design (for full fits of custom statistics)
+    theta_names: tuple = ()       # the fit's theta names (fit.theta.index)
 
     @classmethod
     def from_fit(cls, fit: Any, reml: bool | None = None) -> "LmmRefitter":
@@ -103,7 +104,8 @@ class LmmRefitter:
             ones_coef=ss.ones_coef, terms=terms,
             offset=None if design.offset is None else np.asarray(design.offset, float),
             beta0=np.asarray(fit.estimates.beta, float).copy(), sigma0=float(fit.sigma()),
-            X_names=tuple(design.X_names), stat_names=tuple(default_names(fit)), design=design)
+            X_names=tuple(design.X_names), stat_names=tuple(default_names(fit)), design=design,
+            theta_names=tuple(fit.theta.index))
 
     # -- sizes -----------------------------------------------------------------------------
     @property
@@ -422,9 +424,10 @@ class LmmRefit:
         return beta, sigma
 
     @property
-    def theta(self) -> np.ndarray:
-        """lme4's representative theta (non-negative diagonals)."""
-        return normalize_theta(self.theta_raw, self._r.terms)
+    def theta(self) -> pd.Series:
+        """lme4's representative theta (non-negative diagonals), named like fit.theta."""
+        return pd.Series(normalize_theta(self.theta_raw, self._r.terms),
+                         index=list(self._r.theta_names) or None)
 
     def fixef(self) -> pd.Series:
         return pd.Series(self._pieces[0], index=list(self._r.X_names))
@@ -468,11 +471,11 @@ class LmmRefit:
         from .lmm import lmm_estimates
         from .results.mixed import MixedFit
         r = self._r
-        est = lmm_estimates(self.theta, r.X, self._rep["y"], r.terms, r.reml)
+        est = lmm_estimates(self.theta.to_numpy(), r.X, self._rep["y"], r.terms, r.reml)
         if r.offset is not None:
             est = replace(est, fitted=est.fitted + r.offset)
         return MixedFit(design=replace(r.design, y=self._rep["y_obs"]), estimates=est,
-                        reml=r.reml, run=None, gradient=np.full(len(self.theta), np.nan),
+                        reml=r.reml, run=None, gradient=np.full(len(self.theta_raw), np.nan),
                         converged=self.converged, stan_data={})
 
     def __getattr__(self, name: str):
