@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import StanError
 from .base import EngineInfo, RunResult, run_process, stan_messages, write_json
 from .bundled import OPTIMIZE_SOFT_FAILURE, _seed
-from .cache import atomic_build
+from .cache import atomic_build, run_compiler
 from .toolchain import cache_root
 
 logger = logging.getLogger("bayesmix")
@@ -225,8 +225,9 @@ class CmdStanEngineModel:
     def __init__(self, code: str, name: str = "model"):
         self.code, self.name = code, name
         self.setup = cmdstan_setup()
-        self.key = hashlib.sha256((code + "\0" + name + "\0" + self.setup.key).encode()
-                                  ).hexdigest()[:20]
+        # Keyed like the bundled engine's programs: by code and build settings, not by
+        # name (a bundle reruns its program as "model"; the name only labels the CSV).
+        self.key = hashlib.sha256((code + "\0" + self.setup.key).encode()).hexdigest()[:20]
         self.compile_seconds = 0.0
         self.built = False  # whether this instance ran make
         self.exe = self._compile()
@@ -242,12 +243,17 @@ class CmdStanEngineModel:
             with _timed(f"compiling {self.name} with CmdStan"):
                 _, self.built = atomic_build(target, self._build)
         self.compile_seconds = time.perf_counter() - start
-        return target / self.name
+        stans = sorted(target.glob("*.stan"))  # named as first compiled
+        exe = stans[0].with_suffix("") if stans else target / self.name
+        if not exe.exists():
+            raise StanError(f"the cached CmdStan build {target} is incomplete; delete it "
+                            "to rebuild")
+        return exe
 
     def _build(self, tmp: Path) -> None:
         (tmp / f"{self.name}.stan").write_text(self.code)
-        proc = subprocess.run([_make(), str(tmp / self.name)], cwd=self.setup.home,
-                              capture_output=True, text=True)
+        # make -C: CmdStan's makefile builds any `<path>` from `<path>.stan`
+        proc = run_compiler([_make(), "-C", str(self.setup.home), str(tmp / self.name)])
         transcript = proc.stdout + proc.stderr
         # The transcript (stanc's warnings included) is kept, not shown.
         (tmp / "compile.log").write_text(transcript)
