@@ -12,7 +12,7 @@ from .errors import BayesmixError
 from .families import get_family
 
 ML_METHODS = ("reml", "ml")
-BAYES_METHODS = ("nuts", "joint", "marginal")
+BAYES_METHODS = ("nuts", "joint", "generic", "marginal")
 
 
 class Model:
@@ -76,9 +76,13 @@ class Model:
         program: "auto" (default) samples gaussian identity-link mixed models with the
         marginal program (random effects integrated out, then drawn exactly; much faster,
         same priors, same result and InferenceData) and every other model with the joint
-        brms-style program; "joint" forces the joint program, "marginal" the marginal one.
-        "auto" falls back to the joint program (with an info log message) for prior
-        weights, centered= or very many crossed levels; see bayesmix.bayes.marginal."""
+        brms-style parameterisation, run by the generic joint program (compiled once for
+        every formula, family and prior). "joint" forces the joint parameterisation,
+        "generic" its generic program, "generated" the readable per-formula program
+        (`stan_code("nuts")`; compiles once per formula structure), "marginal" the
+        marginal one. "auto" falls back to the joint program (with an info log message)
+        for prior weights, centered= or very many crossed levels; see bayesmix.bayes.
+        Progress: a bar where a person watches; show_progress=True/False overrides."""
         from .bayes.marginal import sample_posterior
         kwargs.setdefault("engine", self.engine)
         return sample_posterior(self.design, self.priors, program=program, **kwargs)

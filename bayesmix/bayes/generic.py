@@ -440,7 +440,7 @@ class GenericPosteriorFit(PosteriorFit):
 def fit_generic(design, priors: Iterable[Prior] = (), *, chains: int = 4,
                 iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
                 adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
-                thin: int = 1, prior_only: bool = False, show_progress: bool = True,
+                thin: int = 1, prior_only: bool = False, show_progress: bool | None = None,
                 engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
                 save_y_rep: bool = True, centered: Any = False,
                 output_dir: str | None = None, diagnostics: bool = True) -> GenericPosteriorFit:
