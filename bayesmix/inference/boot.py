@@ -5,6 +5,10 @@ from __future__ import annotations
 from ..errors import BayesmixError
 
 
+def statistic_is_default(kwargs) -> bool:
+    return kwargs.get("statistic") is None
+
+
 def boot_confint(fit, level: float = 0.95, parm=None, nsim: int = 500, seed=None,
                  executor=None, type: str = "perc", **kwargs):
     """lme4's confint(fit, method = "boot", nsim = 500, boot.type = "perc"): percentile
@@ -19,6 +23,10 @@ def boot_confint(fit, level: float = 0.95, parm=None, nsim: int = 500, seed=None
     from .profile import select_parm
     res = bootstrap(fit, nsim, seed=seed, executor=executor, **kwargs)
     table = res.confint(level=level, type=type)
+    from .profile import varpar_names
+    names = varpar_names(fit) + list(fit.design.X_names)
+    if statistic_is_default(kwargs) and len(table) == len(names):
+        table.index = names  # same order; lme4's names for (x || g) terms
     rows = select_parm(fit, parm)
     missing = [r for r in rows if r not in table.index]
     if missing:

@@ -35,11 +35,12 @@ ZETA_TOL = 1e-6
 
 
 def varpar_names(fit) -> list[str]:
-    """lme4's confint(..., oldNames = FALSE) names of the variance parameters."""
-    labels = fit._group_labels() if hasattr(fit, "_group_labels") else [t.group for t in
-                                                                         fit.design.terms]
+    """lme4's confint(..., oldNames = FALSE) names of the variance parameters. The grouping
+    factor's own name, also for the repeated terms of ``(x || g)`` (lme4 writes
+    ``sd_(Intercept)|Subject``, ``sd_Days|Subject`` there, unlike VarCorr's ``Subject.1``)."""
     out = []
-    for label, t in zip(labels, fit.design.terms):
+    for t in fit.design.terms:
+        label = t.group
         cn = list(t.coef_names)
         for j in range(t.p):
             for i in range(j, t.p):
@@ -310,10 +311,121 @@ class ProfileProblem:
         return lo, hi
 
 
+class GlmmProfileProblem(ProfileProblem):
+    """The Laplace deviance of a glmer fit in lme4's profiling parameterisation: the SDs and
+    correlations of the random effects (no sigma) and the fixed effects, profiled jointly
+    (lme4's devfun2 for GLMMs, nAGQ = 1)."""
+
+    FAMILIES = ("binomial", "bernoulli", "poisson")
+
+    def __init__(self, fit):
+        from ..glmer import laplace
+        prob = fit.problem
+        if prob.family not in self.FAMILIES:
+            raise BayesmixError(
+                f"profile intervals for glmer fits need a family without a scale or shape "
+                f"parameter (binomial, poisson), as in lme4; this fit is {prob.family}: use "
+                "confint(method='Wald') or method='boot'")
+        self._laplace = laplace
+        self.fit, self.prob = fit, prob
+        self.p_term = [t.p for t in prob.terms]
+        self._u = None
+        est = fit.estimates
+        sv0 = self.theta_to_sv(np.asarray(est.theta, float), 1.0)[:-1]
+        self.nsv = len(sv0)
+        self.kind = []
+        for p in self.p_term:
+            for j in range(p):
+                for i in range(j, p):
+                    self.kind.append("sd" if i == j else "cor")
+        self.kind += ["beta"] * prob.p
+        se_beta = np.asarray(est.se, float)
+        self.scale = np.array([max(abs(v), 1e-2) if k == "sd" else 1.0
+                               for v, k in zip(sv0, self.kind)] + list(np.maximum(se_beta, 1e-8)))
+        w0 = np.concatenate([sv0, np.asarray(est.beta, float)])
+        # polish the optimum in this parameterisation (the base of the signed root deviance)
+        x, d, _ = minimize_smooth(lambda x: self.dev_full(self._from_x(x, range(len(w0)))),
+                                  self._to_x(w0, range(len(w0))))
+        self.w_opt = self._from_x(x, range(len(w0)))
+        self.base = min(d, self.dev_full(w0))
+        if d > self.dev_full(w0):
+            self.w_opt = w0
+        self.sv_opt = self.w_opt  # solve_end / _wald_se_sv work on the joint vector
+
+    def _to_x(self, vals, idx):
+        out = []
+        for v, k in zip(vals, idx):
+            if self.kind[k] == "cor":
+                out.append(np.arctanh(np.clip(v, -1 + 1e-9, 1 - 1e-9)))
+            else:
+                out.append(v / self.scale[k])
+        return np.array(out)
+
+    def _from_x(self, x, idx):
+        out = []
+        for z, k in zip(x, idx):
+            if self.kind[k] == "cor":
+                out.append(np.tanh(z))
+            elif self.kind[k] == "sd":
+                out.append(abs(z) * self.scale[k])
+            else:
+                out.append(z * self.scale[k])
+        return np.array(out)
+
+    def dev_full(self, w) -> float:
+        theta = self.sv_to_theta(np.append(w[:self.nsv], 1.0))
+        if theta is None:
+            return np.inf
+        try:
+            lap = self._laplace(self.prob, w[self.nsv:], theta, u0=self._u)
+        except (np.linalg.LinAlgError, FloatingPointError):
+            return np.inf
+        if not np.isfinite(lap.loglik):
+            return np.inf
+        self._u = lap.u
+        return float(lap.deviance)
+
+    dev_sv = dev_full  # the Hessian for starting steps (_wald_se_sv) is in the joint vector
+
+    def _joint_profile(self, i):
+        free = [k for k in range(len(self.w_opt)) if k != i]
+        cache = {}
+        hinv = [None]
+
+        def full(v, x):
+            w = np.empty(len(self.w_opt))
+            w[i] = v
+            w[free] = self._from_x(x, free)
+            return w
+
+        def zeta(v):
+            if cache:
+                near = min(cache, key=lambda u: abs(u - v))
+                x0 = cache[near]
+            else:
+                x0 = self._to_x(self.w_opt[free], free)
+            x, d, hinv[0] = minimize_smooth(lambda x: self.dev_full(full(v, x)), x0,
+                                            hess_inv0=hinv[0])
+            cache[v] = x
+            return float(np.sign(v - self.w_opt[i]) * np.sqrt(max(d - self.base, 0.0)))
+
+        return zeta
+
+    def interval(self, i, level):
+        z = stats.norm.ppf(0.5 + level / 2)
+        se = self._wald_se_sv()[i]
+        kd = self.kind[i]
+        lo_b, hi_b = {"sd": (0.0, None), "cor": (-1.0, 1.0), "beta": (None, None)}[kd]
+        v0 = self.w_opt[i]
+        lo = self.solve_end(self._joint_profile(i), v0, se, -z, lower=lo_b, upper=hi_b)
+        hi = self.solve_end(self._joint_profile(i), v0, se, z, lower=lo_b, upper=hi_b)
+        return lo, hi
+
+
 def _check(fit):
-    if getattr(fit, "kind", None) != "lmer":
-        raise BayesmixError("profile confidence intervals are implemented for linear mixed fits "
-                            f"(bayesmix.lmer); got {type(fit).__name__}: use method='Wald'")
+    if getattr(fit, "kind", None) not in ("lmer", "glmer"):
+        raise BayesmixError("profile confidence intervals are implemented for lmer and glmer "
+                            f"fits; got {type(fit).__name__}: use method='Wald'")
 
 
 def select_parm(fit, parm) -> list[str]:
@@ -350,6 +462,12 @@ def profile_confint(fit, level: float = 0.95, parm=None) -> pd.DataFrame:
     xnames = list(fit.design.X_names)
     lo_col, hi_col = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
     with one_blas_thread():
+        if fit.kind == "glmer":
+            prob = GlmmProfileProblem(fit)
+            allnames = vnames + xnames
+            out = [prob.interval(allnames.index(name), level) for name in rows]
+            return pd.DataFrame(np.array(out, dtype=float).reshape(-1, 2), index=rows,
+                                columns=[lo_col, hi_col])
         prob = ProfileProblem(fit)
         out = []
         for name in rows:

@@ -3,7 +3,9 @@
 #     (KR through pbkrtest, REML fits only),
 #   * lmerTest type III anova() tables with both ddf methods,
 #   * lme4 confint(method = "profile", oldNames = FALSE) at 95% (and one case at 90%),
-#   * lme4 confint(method = "Wald", oldNames = FALSE).
+#   * lme4 confint(method = "Wald", oldNames = FALSE),
+#   * for two glmer fits (cbpp binomial, a poisson random slope with an offset): lme4's profile
+#     and Wald intervals (Laplace, lme4's defaults).
 #
 #   Rscript tests/reference/inference_refs.R          (from the repository root)
 #
@@ -22,6 +24,8 @@ data_dir <- "bayesmix/datasets"
 out_file <- "tests/reference/inference_refs.json"
 
 factors <- list(
+  cbpp = c("herd", "period"),
+  glmm_pois_slope = c("g"),
   sleepstudy = c("Subject"),
   lmmdata = c("class", "school"),
   Penicillin = c("plate", "sample"),
@@ -29,7 +33,8 @@ factors <- list(
 )
 
 read_data <- function(name) {
-  d <- read.csv(file.path(data_dir, paste0(name, ".csv")),
+  dir <- if (startsWith(name, "glmm_")) "tests/reference" else data_dir
+  d <- read.csv(file.path(dir, paste0(name, ".csv")),
                 colClasses = setNames(rep("character", length(factors[[name]])),
                                       factors[[name]]))
   for (col in factors[[name]]) {
@@ -61,7 +66,20 @@ cases <- list(
                              levels = 0.95),
   lmmdata_factor_ML = list(data = "lmmdata", REML = FALSE,
                            formula = "extro ~ open + agree + class + (1 | school)",
-                           levels = numeric(0))
+                           levels = numeric(0)),
+  sleepstudy_uncorr_REML = list(data = "sleepstudy", REML = TRUE,
+                                formula = "Reaction ~ Days + (Days || Subject)", levels = 0.95),
+  lmmdata_interaction_REML = list(data = "lmmdata", REML = TRUE,
+                                  formula = "extro ~ open * agree + social + (1 | school)",
+                                  levels = numeric(0))
+)
+
+# glmer fits (Laplace): profile and Wald intervals only (no df/p-value methods for GLMMs)
+glmer_cases <- list(
+  cbpp_binomial = list(data = "cbpp", family = "binomial",
+                       formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+  pois_slope = list(data = "glmm_pois_slope", family = "poisson",
+                    formula = "count ~ x + offset(log(expo)) + (1 + x | g)")
 )
 
 table_json <- function(tab) {
@@ -118,6 +136,26 @@ for (key in names(cases)) {
     res$confint_profile[[length(res$confint_profile) + 1]] <- entry
   }
   out$cases[[key]] <- res
+  cat(key, "done\n")
+}
+
+out$glmer_cases <- list()
+for (key in names(glmer_cases)) {
+  spec <- glmer_cases[[key]]
+  dat <- read_data(spec$data)
+  fit <- glmer(as.formula(spec$formula), data = dat, family = spec$family)
+  res <- list(formula = spec$formula, data = spec$data, family = spec$family,
+              theta = unname(getME(fit, "theta")), fixef = as.list(fixef(fit)),
+              logLik = as.numeric(logLik(fit)))
+  res$confint_wald <- table_json(confint(fit, method = "Wald", oldNames = FALSE))
+  t0 <- proc.time()[["elapsed"]]
+  ci <- suppressWarnings(confint(fit, method = "profile", oldNames = FALSE))
+  el <- proc.time()[["elapsed"]] - t0
+  entry <- table_json(ci)
+  entry$level <- 0.95
+  entry$seconds <- el
+  res$confint_profile <- list(entry)
+  out$glmer_cases[[key]] <- res
   cat(key, "done\n")
 }
 
