@@ -35,7 +35,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 __all__ = ["run_tasks", "spawn_seeds", "stan_seed", "n_workers", "default_executor",
-           "Portable"]
+           "Portable", "use_cache", "ship_programs"]
 
 
 class Portable:
@@ -207,3 +207,88 @@ def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, execu
     finally:
         if bar is not None:
             bar.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled programs on Dask workers (see docs/parallel.md)
+# ---------------------------------------------------------------------------------------------
+
+
+def _set_cache(path: str | None) -> str:
+    from .engine import cache_root, compile_model
+    if path is None:
+        os.environ.pop("BAYESMIX_CACHE", None)
+    else:
+        os.environ["BAYESMIX_CACHE"] = str(path)
+    compile_model.cache_clear()  # programs found under the old folder are forgotten
+    return str(cache_root())
+
+
+def use_cache(client: Any, path: str | None) -> dict:
+    """Point every current worker of a Dask client at the compile cache ``path`` (a folder
+    all of them can read and write, e.g. on a shared file system); None restores each
+    worker's default. Workers started later need BAYESMIX_CACHE in their environment.
+    Returns {worker address: its cache folder}."""
+    return client.run(_set_cache, None if path is None else str(path))
+
+
+def _pack_programs(objects: bool, models: Sequence | None = None) -> bytes:
+    """A tar of the current toolchain's driver folder (libtbb) and compiled executables
+    (optionally their object files); models: only these compiled programs (their keys)."""
+    import io
+    import tarfile
+    from .engine import bundled_toolchain, cache_root
+    root, tc = cache_root(), bundled_toolchain()
+    keys = None if models is None else {getattr(m, "key", m) for m in models}
+    files = [p for p in (tc.home / f"driver-{tc.driver_key}").glob("*")
+             if objects or p.suffix != ".o"]
+    for entry in sorted((tc.home / "models").glob("*")):
+        if not entry.is_dir() or (keys is not None and entry.name not in keys):
+            continue
+        files += sorted((entry / f"bin-{tc.driver_key}").glob("*"))
+        if objects:
+            files += [entry / "model.o", entry / "model.o.sha256"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for path in files:
+            if path.is_file() and not path.name.endswith(".lock"):
+                tar.add(str(path), arcname=str(path.relative_to(root)))
+    return buf.getvalue()
+
+
+def _unpack_programs(blob: bytes) -> int:
+    import io
+    import tarfile
+    from .engine import cache_root, compile_model
+    root = cache_root()
+    n = 0
+    with tarfile.open(fileobj=io.BytesIO(blob), mode="r") as tar:
+        for member in tar.getmembers():
+            target = root / member.name
+            if not member.isfile() or target.exists() or ".." in member.name.split("/"):
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            tmp = target.with_name(f".{target.name}.part")
+            tmp.write_bytes(src.read())
+            os.chmod(tmp, member.mode)
+            os.replace(tmp, target)
+            n += 1
+    compile_model.cache_clear()
+    return n
+
+
+def ship_programs(client: Any, models: Sequence | None = None, objects: bool = False) -> dict:
+    """Copy this machine's compiled Stan programs into every Dask worker's own cache, so
+    workers run them without compiling: the executables of the current toolchain and driver
+    (all of them, or only ``models``: compiled programs from bayesmix.engine.compile_model,
+    or their keys) with the driver folder's runtime library; object files too with
+    objects=True (needed only to relink after a driver change). Files a worker already has
+    are kept.
+
+    The executables find the Stan runtime library (libtbb) through the absolute path of the
+    driver folder they were linked against, so this suits workers whose cache folder has
+    the same path as here (the same BAYESMIX_CACHE, or the same home folder); otherwise
+    share one cache folder (use_cache) or let each worker compile once.
+    Returns {worker address: files written}."""
+    return client.run(_unpack_programs, _pack_programs(objects, models))

@@ -329,3 +329,35 @@ def test_lmlist_cells_on_executors(dask_client):
     for other in (pooled, on_dask):
         pd.testing.assert_frame_equal(serial.coef(), other.coef(), check_exact=True)
         assert other.labels == serial.labels
+
+
+# ---------------------------------------------------------------- programs on Dask workers
+
+
+def _compile_lmer_here():
+    from bayesmix.engine import cache_root, compile_model
+    from bayesmix.ml import lmer_code
+    m = compile_model(lmer_code(), "lmer")
+    return str(cache_root()), bool(m.built), str(m.exe)
+
+
+def test_dask_workers_reuse_shipped_programs(dask_client, fit_reml, tmp_path):
+    """Workers pointed at an empty cache folder get the compiled lmer program from here
+    (ship_programs) and run it without compiling; refit="stan" replicates on Dask equal
+    the serial ones."""
+    from bayesmix.engine import compile_model
+    from bayesmix.ml import lmer_code
+    from bayesmix.parallel import ship_programs, use_cache
+    model = compile_model(lmer_code(), "lmer")
+    try:
+        roots = use_cache(dask_client, str(tmp_path))
+        assert set(roots.values()) == {str(tmp_path)}
+        written = ship_programs(dask_client, models=[model])
+        assert sum(written.values()) >= 3  # the workers share tmp_path: one writes
+        for root, built, exe in dask_client.run(_compile_lmer_here).values():
+            assert root == str(tmp_path) and not built and exe.startswith(str(tmp_path))
+        a = bootstrap(fit_reml, 4, seed=8, refit="stan", executor="serial")
+        b = bootstrap(fit_reml, 4, seed=8, refit="stan", executor=dask_client)
+        pd.testing.assert_frame_equal(a.replicates, b.replicates, check_exact=True)
+    finally:
+        use_cache(dask_client, None)
