@@ -268,9 +268,12 @@ def _unpack_programs(blob: bytes) -> int:
             if not member.isfile() or target.exists() or ".." in member.name.split("/"):
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(member)
-            tmp = target.with_name(f".{target.name}.part")
-            tmp.write_bytes(src.read())
+            # a private temporary name, then an atomic rename: workers sharing one folder
+            # may unpack the same file at once
+            import tempfile
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+            with os.fdopen(fd, "wb") as out:
+                out.write(tar.extractfile(member).read())
             os.chmod(tmp, member.mode)
             os.replace(tmp, target)
             n += 1

@@ -270,7 +270,7 @@ class LmmRefitter:
         Deterministic: ``seed`` is accepted for the refitter interface and not used."""
         rep = self.prepare(y)
         theta0 = self.theta0 if start is None else np.asarray(start, float)
-        theta, nfev = self._newton(theta0, rep)
+        theta, nfev, last = self._newton(theta0, rep)
         if theta is None:  # a bound became active or Newton stalled: L-BFGS-B from the start
             bounds = [(lo if np.isfinite(lo) else None, None) for lo in self.lower]
             res = minimize(self._value_and_grad, theta0, args=(rep,), jac=True,
@@ -278,7 +278,9 @@ class LmmRefitter:
                            options=dict(maxiter=1000, ftol=1e-15, gtol=1e-7))
             theta = np.asarray(res.x, float)
             nfev += int(res.nfev)
-        dev, grad = self._value_and_grad(theta, rep)
+            last = None
+        # the deviance and gradient at the optimum (Newton's last evaluation when it converged)
+        dev, grad = last if last is not None else self._value_and_grad(theta, rep)
         # lme4 checks the gradient; at a bound only its inward part counts
         at_bound = (theta <= self.lower + 1e-10) & (grad > 0)
         gmax = float(np.max(np.abs(np.where(at_bound, 0.0, grad)), initial=0.0))
@@ -307,8 +309,9 @@ class LmmRefitter:
 
     def _newton(self, theta: np.ndarray, rep: dict, max_iter: int = 50):
         """Newton's method with finite-difference derivatives, every iteration one batched
-        evaluation; backtracking on the deviance. Returns (theta, evaluations), or (None, n)
-        when a bound would become active or the iteration does not settle."""
+        evaluation; backtracking on the deviance. Returns (theta, evaluations, (deviance,
+        gradient) at theta), or (None, n, None) when a bound would become active or the
+        iteration does not settle."""
         k = len(theta)
         offs = self._newton_points
         h, H = FD_STEP, HESS_STEP
@@ -318,7 +321,7 @@ class LmmRefitter:
             dev = self.deviance(theta[None] + offs, rep)
             nfev += len(offs)
             if not np.all(np.isfinite(dev)):
-                return None, nfev
+                return None, nfev, None
             f0 = dev[0]
             d = dev[1:1 + 4 * k].reshape(k, 4)
             g = (d[:, 0] - d[:, 1]) / (2 * h)
@@ -330,19 +333,19 @@ class LmmRefitter:
                     hess[i, j] = hess[j, i] = (c[0] - c[1] - c[2] + c[3]) / (4 * H * H)
                     pos += 4
             if np.max(np.abs(g)) < NEWTON_GTOL:
-                return theta, nfev
+                return theta, nfev, (f0, g)
             try:  # Newton direction; an indefinite Hessian gets its eigenvalues' magnitudes
                 lam, vec = np.linalg.eigh(hess)
             except np.linalg.LinAlgError:
-                return None, nfev
+                return None, nfev, None
             pd_ = lam.min() > 0
             lam = np.maximum(np.abs(lam), 1e-8 * max(1.0, np.abs(lam).max()))
             step = -(vec @ ((vec.T @ g) / lam))
             decrement = -float(g @ step)
             if not (np.all(np.isfinite(step)) and decrement > 0):
-                return None, nfev
+                return None, nfev, None
             if pd_ and decrement < NEWTON_DECREMENT:
-                return theta, nfev
+                return theta, nfev, (f0, g)
             alpha = 1.0
             while True:
                 new = theta + alpha * step
@@ -354,9 +357,11 @@ class LmmRefitter:
                 alpha *= 0.5
                 if alpha < 1e-8:
                     # no decrease left: converged if the gradient is already small
-                    return (theta, nfev) if pd_ and np.max(np.abs(g)) < 1e-4 else (None, nfev)
+                    if pd_ and np.max(np.abs(g)) < 1e-4:
+                        return theta, nfev, (f0, g)
+                    return None, nfev, None
             theta = new
-        return None, nfev
+        return None, nfev, None
 
     # -- simulation -------------------------------------------------------------------------
     def simulate(self, rng: np.random.Generator) -> np.ndarray:
