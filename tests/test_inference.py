@@ -185,9 +185,14 @@ def test_boot_confint_goes_through_bayesmix_bootstrap():
     pd.testing.assert_frame_equal(ci, again)
 
 
-def test_type3_refuses_factor_marginal_to_interaction():
-    fit = bayesmix.lmer("extro ~ open * class + (1 | school)", load("lmmdata"))
-    with pytest.raises(BayesmixError, match="marginal to"):
+def test_type3_contained_term_needs_treatment_contrasts():
+    # lmerTest's orthogonalised type III contrasts are implemented for treatment coding (the
+    # case lmmdata_factor_interaction_REML checks them against lmerTest); sum contrasts on a
+    # factor in an interaction are refused with a message
+    data = load("sleepstudy")
+    data["half"] = np.where(data["Days"] < 5, "early", "late")
+    fit = bayesmix.lmer("Reaction ~ Days * C(half, contr.sum) + (1 | Subject)", data)
+    with pytest.raises(BayesmixError, match="treatment contrasts"):
         bayesmix.anova(fit)
 
 

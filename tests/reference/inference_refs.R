@@ -71,7 +71,10 @@ cases <- list(
                                 formula = "Reaction ~ Days + (Days || Subject)", levels = 0.95),
   lmmdata_interaction_REML = list(data = "lmmdata", REML = TRUE,
                                   formula = "extro ~ open * agree + social + (1 | school)",
-                                  levels = numeric(0))
+                                  levels = numeric(0)),
+  lmmdata_factor_interaction_REML = list(data = "lmmdata", REML = TRUE,
+                                         formula = "extro ~ open * class + agree + (1 | school)",
+                                         levels = numeric(0))
 )
 
 # glmer fits (Laplace): profile and Wald intervals only (no df/p-value methods for GLMMs)
