@@ -235,6 +235,7 @@ class ProfileProblem:
         k = len(x0)
         h = 1e-3 * np.maximum(np.abs(x0), 1e-2)
         H = np.empty((k, k))
+        np_err = np.seterr(invalid="ignore", over="ignore")
         f0 = self.dev_sv(x0)
         for a in range(k):
             for b in range(a, k):
@@ -246,6 +247,7 @@ class ProfileProblem:
                     H[a, b] = H[b, a] = (self.dev_sv(x0 + ea + eb) - self.dev_sv(x0 + ea - eb)
                                          - self.dev_sv(x0 - ea + eb)
                                          + self.dev_sv(x0 - ea - eb)) / (4 * h[a] * h[b])
+        np.seterr(**np_err)
         try:
             cov = 2 * np.linalg.inv(H)
             se = np.sqrt(np.where(np.diag(cov) > 0, np.diag(cov), np.nan))
