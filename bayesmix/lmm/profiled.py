@@ -388,12 +388,23 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         A1inv = A11_solve(np.broadcast_to(np.eye(p1), (l1, p1, p1)).reshape(l1 * p1, p1)
                           .copy()).reshape(l1, p1, p1)
         if q2:
-            # term 1: A_j^-1 + E_j S22^-1 E_j', E_j = A_j^-1 (A12)_j ; F = L22^-1 E'
-            E = A11_solve(A12.toarray())  # (q1, q2)
-            F = sla.solve_triangular(L22, E.T, lower=True)  # (q2, q1)
-            F3 = F.reshape(q2, l1, p1)
-            A1inv = A1inv + np.einsum("mji,mjk->jik", F3, F3)
+            # term 1: A_j^-1 + E_j S22^-1 E_j', E_j = A_j^-1 (A12)_j, E sparse like A12; the
+            # rows of E S22^-1 in chunks (memory bounded), only each level's own blocks kept
             L22inv = sla.solve_triangular(L22, np.eye(q2), lower=True)
+            S22inv = L22inv.T @ L22inv
+            E = (sp.bsr_matrix((A1inv, np.arange(l1), np.arange(l1 + 1)), shape=(ss.q1, ss.q1))
+                 @ sp.csr_matrix(A12)).tocsr()
+            extra = np.zeros((l1, p1, p1))
+            chunk = max(1, 2_000_000 // max(q2 * p1, 1)) * p1
+            for lo in range(0, ss.q1, chunk):
+                hi = min(ss.q1, lo + chunk)
+                Ec = E[lo:hi]
+                ESc = np.asarray(Ec @ S22inv)
+                for r in range(p1):
+                    for s_ in range(p1):
+                        extra[lo // p1:hi // p1, r, s_] = np.asarray(
+                            Ec[s_::p1].multiply(ESc[r::p1]).sum(axis=1)).ravel()
+            A1inv = A1inv + extra
         cv1 = s2 * np.einsum("ri,jik,sk->jrs", T1, A1inv, T1)
         condvars.append(cv1)
         pos = 0
