@@ -765,11 +765,10 @@ def _check_start(prob: GlmmProblem, inits: dict) -> None:
     """Fail before Stan runs when the Laplace likelihood is not finite at the start."""
     phi = float(np.exp(inits["log_phi"][0])) if prob.has_phi else 1.0
     try:
-        # as many Newton steps as the Stan program takes (NEWTON_STEPS), one BLAS thread
+        # one BLAS thread: many small factorizations (a multithreaded BLAS stalls on them)
         with np.errstate(all="ignore"), _one_blas_thread():
             value = laplace(prob, np.asarray(inits["beta"], float),
-                            np.asarray(inits["theta"], float), phi, tol=NEWTON_TOL,
-                            max_iter=NEWTON_STEPS).loglik
+                            np.asarray(inits["theta"], float), phi).loglik
     except (np.linalg.LinAlgError, ValueError):
         value = np.nan
     if not np.isfinite(value):
