@@ -232,3 +232,28 @@ def test_glmer_wald_confint_matches_lme4(case):
     # test_glmer.py), hence 2% there
     np.testing.assert_allclose(o.mean(axis=1), r.mean(axis=1), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(np.diff(o, axis=1), np.diff(r, axis=1), rtol=2e-2)
+
+
+@pytest.mark.slow
+def test_singular_fit_runs_at_the_boundary():
+    """Smoke test, no R numbers (lme4's optimizer stops short on this singular fit, so its
+    numbers are not a reference): every method runs at the boundary, the SDs estimated at zero
+    get the lower profile limit 0 and the correlations there the whole range."""
+    fit = bayesmix.lmer("extro ~ open + agree + social + (1 + open | school/class)",
+                        load("lmmdata"))
+    assert fit.is_singular()
+    for ddf in ("Satterthwaite", "Kenward-Roger"):
+        ct = fit.coef_table(ddf=ddf)
+        assert np.all(np.isfinite(ct.to_numpy())) and np.all(ct["df"] > 1)
+    ci = fit.confint(parm="theta_")
+    assert ci.loc["sd_open|school", "2.5 %"] == 0.0
+    assert ci.loc["cor_open.(Intercept)|school"].tolist() == [-1.0, 1.0]
+    assert np.all(ci.iloc[:, 0] <= ci.iloc[:, 1])
+
+
+def test_no_fixed_effects():
+    data = load("sleepstudy")
+    data["yc"] = data["Reaction"] - data["Reaction"].mean()
+    fit = bayesmix.lmer("yc ~ 0 + (1 | Subject)", data)
+    assert fit.coef_table().empty and bayesmix.anova(fit).empty
+    assert list(fit.confint().index) == ["sd_(Intercept)|Subject", "sigma"]

@@ -184,9 +184,10 @@ class MixedSummary:
         from ..inference.ddf import normalize_ddf
         self.fit = fit
         self.ddf = normalize_ddf(ddf)
+        self._table = fit.coef_table(ddf=self.ddf)  # errors (KR on an ML fit) surface here
 
     def coef_table(self) -> pd.DataFrame:
-        return self.fit.coef_table(ddf=self.ddf)
+        return self._table
 
     def __str__(self) -> str:
         f, est = self.fit, self.fit.estimates
