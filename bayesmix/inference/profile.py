@@ -277,8 +277,8 @@ class ProfileProblem:
             if at_bound:
                 return v
             slope = (z - z_prev) / (v - v_prev) if v != v_prev else np.nan
-            if not np.isfinite(slope) or slope <= 0:
-                slope = 1.0 / se if side * (z - target) < 0 else 1.0 / se
+            if not np.isfinite(slope) or slope <= 0:  # zeta increases with v: fall back
+                slope = 1.0 / se                      # to the Wald slope
             step = (target - z) / slope
             # keep steps sane: at most 3 Wald widths at once
             step = float(np.clip(step, -3 * abs(target) * se, 3 * abs(target) * se))
