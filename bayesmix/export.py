@@ -285,10 +285,18 @@ run the same Stan algorithms with these arguments and this seed.
 ```python
 import bayesmix
 fit = bayesmix.load("{target}")    # the saved fit, no refitting
-again = bayesmix.rerun("{target}")  # refit on the {engine} engine (the other one if
-                                    # it is missing here): the same draws or optimum
+again = bayesmix.rerun("{target}")  # refit: the same {'draws' if meta['method'] == 'sample' else 'optimum'}
 ```
+
+`rerun` reports the engine it uses: by default the bundle's own ({engine}){_rerun_note(engine)};
+`engine="bundled"` or `engine="cmdstan"` chooses.
 """
+
+
+def _rerun_note(engine: str) -> str:
+    if engine == "cmdstan":
+        return ", or the bundled one\nwhere no CmdStan installation is found"
+    return ""
 
 
 def _readme_closed(meta: dict, target: Path) -> str:
