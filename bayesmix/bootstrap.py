@@ -26,7 +26,7 @@ from scipy import stats
 
 from .errors import BayesmixError
 from .parallel import Portable, run_tasks, spawn_seeds, stan_seed
-from .refit import LmmRefitter, default_names
+from .refit import LmmRefitter, default_names, simulate_lmm
 
 __all__ = ["bootstrap", "BootstrapResult", "pb_modcomp", "PBModComp", "default_statistic",
            "norm_inter"]
@@ -65,12 +65,17 @@ class _StanLmmRefitter:
     """Every replicate through the Stan program (bayesmix.ml.fit_lmer): the slow reference."""
 
     def __init__(self, fit: Any, reml: bool | None = None):
+        from .lmm.suffstats import as_terms
         self.fit = fit
         self.reml = fit.reml if reml is None else bool(reml)
-        self.fast = LmmRefitter.from_fit(fit, reml=self.reml)  # for simulation only
+        d, est = fit.design, fit.estimates
+        self._sim = (np.asarray(d.X, float), np.asarray(est.beta, float), as_terms(d.terms),
+                     [np.asarray(T, float) for T in est.factors], float(fit.sigma()),
+                     None if d.offset is None else np.asarray(d.offset, float))
 
     def simulate(self, rng):
-        return self.fast.simulate(rng)
+        X, beta, terms, factors, sigma, offset = self._sim
+        return simulate_lmm(X, beta, terms, factors, sigma, rng, offset)
 
     def refit(self, y, seed: int = 1):
         from .ml import fit_lmer
@@ -103,7 +108,12 @@ def _refitter(fit: Any, refit: str, reml: bool | None = None):
         if fit.design.weights is not None:
             raise NotImplementedError("bootstrap of weighted lmer fits is not supported")
         if refit == "fast":
-            return LmmRefitter.from_fit(fit, reml=reml)
+            try:
+                return LmmRefitter.from_fit(fit, reml=reml)
+            except NotImplementedError as exc:  # too large for the dense fast path
+                warnings.warn(f"{exc}; refitting through Stan instead (refit='stan')",
+                              stacklevel=3)
+                return _StanLmmRefitter(fit, reml=reml)
         if refit == "stan":
             return _StanLmmRefitter(fit, reml=reml)
         raise BayesmixError(f"unknown refit={refit!r}; choose 'fast' or 'stan'")

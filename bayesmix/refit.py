@@ -346,7 +346,15 @@ class LmmRefitter:
                 return None, nfev, None
             if pd_ and decrement < NEWTON_DECREMENT:
                 return theta, nfev, (f0, g)
+            # stay inside lme4's bounds: at most 90% of the way to the nearest one; a bound
+            # within reach is left to L-BFGS-B
+            toward = has_lower & (step < 0)
             alpha = 1.0
+            if np.any(toward):
+                reach = float(np.min((theta[toward] - self.lower[toward]) / -step[toward]))
+                if reach < 1e-3:
+                    return None, nfev, None
+                alpha = min(1.0, 0.9 * reach)
             while True:
                 new = theta + alpha * step
                 feasible = not np.any(has_lower & (new < self.lower))

@@ -87,6 +87,25 @@ def test_fast_refit_matches_stan_refits_of_simulated_responses(fit_reml):
                                atol=1e-6, rtol=0)
 
 
+def test_fast_refit_at_the_boundary_matches_stan(sleep):
+    """Responses simulated from (1 | Subject) refitted with (Days | Subject): most refits are
+    singular (theta's last element at its bound 0, where the fast refit hands over from
+    Newton to L-BFGS-B); numpy and Stan agree to 1e-6 in logLik."""
+    from bayesmix.bootstrap import _refitter
+    m0 = bayesmix.lmer("Reaction ~ Days + (1 | Subject)", sleep, REML=False)
+    m1 = bayesmix.lmer(SLEEP, sleep, REML=False)
+    sim, fast, stan = LmmRefitter.from_fit(m0), _refitter(m1, "fast"), _refitter(m1, "stan")
+    rng = np.random.default_rng(3)
+    singular = 0
+    for _ in range(6):
+        y = sim.simulate(rng)
+        a, b = fast.refit(y), stan.refit(y, seed=1)
+        assert a.converged
+        assert abs(a.loglik() - b.loglik()) < 1e-6
+        singular += b.is_singular()
+    assert singular >= 3
+
+
 def test_simulation_follows_lme4s_simulate(fit_reml):
     """simulate_lmm (the bootstrap's simulation) and fit.simulate() both draw new random
     effects (lme4's use.u = FALSE): marginal mean X beta and variance diag(Z Sigma Z') +
