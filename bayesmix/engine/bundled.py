@@ -204,9 +204,9 @@ def _binary_value(name: str, value: Any) -> tuple[int, np.ndarray]:
     if arr.dtype.kind in "iu":
         if arr.size and (arr.max() > np.iinfo(np.int32).max or arr.min() < np.iinfo(np.int32).min):
             raise StanError(f"data variable {name!r} has integers outside Stan's int range")
-        return 1, arr.astype("<i4")
+        return 1, arr.astype("<i4", copy=False)
     if arr.dtype.kind == "f":
-        return 0, arr.astype("<f8")
+        return 0, arr.astype("<f8", copy=False)
     raise StanError(f"data variable {name!r} of type {arr.dtype} cannot be passed to Stan")
 
 

@@ -367,12 +367,14 @@ def _csr_stan(A: sp.csr_matrix, as_lists: bool = True) -> tuple:
     """A CSR triple with Stan's 1-based indices (w, v, u), as lists or numpy arrays."""
     A = sp.csr_matrix(A)
     A.sort_indices()
-    w = A.data.astype(float)
-    v = A.indices.astype(np.int64) + 1
-    u = A.indptr.astype(np.int64) + 1
     if as_lists:
-        return w.tolist(), v.tolist(), u.tolist()
-    return w, v, u
+        return (A.data.astype(float).tolist(), (A.indices.astype(np.int64) + 1).tolist(),
+                (A.indptr.astype(np.int64) + 1).tolist())
+    if A.nnz >= np.iinfo(np.int32).max:
+        raise ValueError("the system has more non-zeros than Stan's int indices can address")
+    # Stan's ints are 32-bit: one int32 copy each (no int64 temporaries)
+    return (A.data.astype(float, copy=False), np.add(A.indices, 1, dtype=np.int32),
+            np.add(A.indptr, 1, dtype=np.int32))
 
 
 def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
