@@ -18,7 +18,7 @@ import bayesmix
 from bayesmix.bootstrap import bootstrap, default_statistic, norm_inter, pb_modcomp
 from bayesmix.datasets import load
 from bayesmix.parallel import run_tasks, spawn_seeds, stan_seed
-from bayesmix.refit import LmmRefitter, simulate_lmm
+from bayesmix.refit import LmmRefitter
 
 REFS = json.loads((Path(__file__).parent / "reference" / "bootstrap_refs.json").read_text())
 SLEEP = "Reaction ~ Days + (Days | Subject)"

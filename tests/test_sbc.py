@@ -72,7 +72,7 @@ def test_sbc_binomial_uniform():
 def test_rank_uniformity_detects_bad_ranks():
     rng = np.random.default_rng(0)
     good = pd.DataFrame({"a": rng.integers(0, 20, size=200)})
-    piled = pd.DataFrame({"a": np.minimum(rng.integers(0, 20, size=200), 
+    piled = pd.DataFrame({"a": np.minimum(rng.integers(0, 20, size=200),
                                           rng.integers(0, 20, size=200))})  # skewed low
     assert rank_uniformity(good, 19)["p_value"].iloc[0] > 0.001
     assert rank_uniformity(piled, 19)["p_value"].iloc[0] < 1e-6
