@@ -122,6 +122,7 @@ class SbcResult:
     messages: dict
     seed: Any
     elapsed: float = 0.0
+    program: str = ""  # the program that ran: "marginal", "generic" or "generated"
 
     @property
     def n_sims(self) -> int:
@@ -145,7 +146,8 @@ class SbcResult:
 
     def __repr__(self) -> str:
         u = self.uniformity()
-        return (f"SBC: {self.n_sims} simulations, ranks 0..{self.max_rank}, failed fits "
+        return (f"SBC: {self.n_sims} simulations ({self.program} program), ranks "
+                f"0..{self.max_rank}, failed fits "
                 f"{self.n_failed}, divergent transitions {int(self.divergences.clip(0).sum())}\n"
                 + u.to_string(float_format=lambda v: f"{v:.4g}"))
 
@@ -202,4 +204,5 @@ def sbc(model, n_sims: int, executor: Any = None, seed: Any = None, *, n_draws: 
     return SbcResult(ranks=pd.DataFrame(ranks, columns=names),
                      truth=pd.DataFrame(truth, columns=names), max_rank=n_draws,
                      divergences=div, messages=messages, seed=seed,
-                     elapsed=time.perf_counter() - t_start)
+                     elapsed=time.perf_counter() - t_start,
+                     program=getattr(prior_fit, "program_kind", ""))

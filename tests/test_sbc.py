@@ -57,7 +57,8 @@ def test_sbc_gaussian_uniform_and_reproducible():
     assert (u["p_value"] > 0.001).all(), u
     # the true values come from the prior: exponential(1) sds, positive
     assert (res.truth["sigma"] > 0).all() and (res.truth["sd_g[(Intercept)]"] > 0).all()
-    assert "SBC: 50 simulations" in repr(res)
+    assert res.program == "marginal"
+    assert "SBC: 50 simulations (marginal program)" in repr(res)
 
 
 def test_sbc_binomial_uniform():
@@ -65,6 +66,7 @@ def test_sbc_binomial_uniform():
     res = bayesmix.sbc(model, 50, executor=2, seed=2, params=["b", "sd"])
     assert res.n_failed == 0, res.messages
     assert list(res.ranks.columns) == ["b[(Intercept)]", "b[x]", "sd_g[(Intercept)]"]
+    assert res.program == "generic"
     u = res.uniformity()
     assert (u["p_value"] > 0.001).all(), u
 
