@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -71,6 +72,11 @@ def _last_csv_row(path: str) -> tuple[list[str], np.ndarray]:
     return header, np.array([float(v) for v in last.split(",")])
 
 
+# With several chains Stan prefixes its lines "Chain [k] " (both engines): the progress
+# display counts `Iteration:` lines.
+_CHAIN_PREFIX = re.compile(r"^Chain \[\d+\] ")
+
+
 def run_process(cmd: Sequence[str], *, progress_total: int = 0,
                 show_progress: bool | None = False, chains: int = 1,
                 env: dict | None = None) -> tuple[int, str]:
@@ -87,7 +93,7 @@ def run_process(cmd: Sequence[str], *, progress_total: int = 0,
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
-                progress.update(line)
+                progress.update(_CHAIN_PREFIX.sub("", line, count=1))
             proc.wait()
         except BaseException:
             try:
