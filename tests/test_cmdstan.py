@@ -127,6 +127,12 @@ def test_compile_key_follows_build_flags(cmdstan_home, monkeypatch):
     assert cmdstan_setup().key != base
 
 
+def test_stanc_error_is_a_stan_error(cmdstan_home):
+    with pytest.raises(StanError, match=r"(?s)could not compile 'broken'.*undefined_thing"):
+        compile_model("parameters { real mu; } model { mu ~ normal(0, undefined_thing); }",
+                      "broken", "cmdstan")
+
+
 def test_fit_accepts_engine(sleep_model, cmdstan_home):
     # Model.fit(engine=...) used to raise "got multiple values for keyword argument 'engine'"
     fit = sleep_model.fit(engine="cmdstan")
