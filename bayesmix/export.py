@@ -256,6 +256,7 @@ def _readme(meta: dict, target: Path) -> str:
     init = meta["inits"] is not None
     written = ", ".join(cmdstan_output_files(meta["method"], meta["args"], RERUN_OUTPUT))
     engine = meta["engine"]["name"]
+    result = "draws" if meta["method"] == "sample" else "optimum"
     return f"""# bayesmix export: {meta['formula']}
 
 Family {meta['family']}({meta['link']}), {meta['kind']} fit by Stan `{meta['method']}`;
@@ -277,7 +278,7 @@ make -C "$CMDSTAN" "$PWD/model"
 ```
 
 It writes {written} beside the saved {', '.join(meta['outputs'])}: the same
-{'draws' if meta['method'] == 'sample' else 'optimum'}, since CmdStan and bayesmix's bundled engine
+{result}, since CmdStan and bayesmix's bundled engine
 run the same Stan algorithms with these arguments and this seed.
 
 ## Rerun or reload with Python
@@ -285,7 +286,7 @@ run the same Stan algorithms with these arguments and this seed.
 ```python
 import bayesmix
 fit = bayesmix.load("{target}")    # the saved fit, no refitting
-again = bayesmix.rerun("{target}")  # refit: the same {'draws' if meta['method'] == 'sample' else 'optimum'}
+again = bayesmix.rerun("{target}")  # refit: the same {result}
 ```
 
 `rerun` reports the engine it uses: by default the bundle's own ({engine}){_rerun_note(engine)};

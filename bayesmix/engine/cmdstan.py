@@ -36,7 +36,7 @@ from .toolchain import cache_root
 
 logger = logging.getLogger("bayesmix")
 
-# Keys of a run record that are not CmdStan arguments (file names are given separately).
+# L-BFGS/BFGS settings: CmdStan takes them right after `algorithm=lbfgs|bfgs`.
 _OPTIMIZER_SETTINGS = ("init_alpha", "tol_obj", "tol_rel_obj", "tol_grad", "tol_rel_grad",
                        "tol_param", "history_size")
 
@@ -168,12 +168,13 @@ def _setup(home_str: str, env_key: str) -> CmdStanSetup:
         compiler = cxx
     flags = _flags(settings.get("CXXFLAGS", "") + " " + settings.get("CPPFLAGS", ""))
     local = home / "make" / "local"
-    stanc = home / "bin" / "stanc"
     h = hashlib.sha256()
     for part in (str(home.resolve()), _stan_version(home), compiler, printed, env_key,
-                 local.read_text() if local.exists() else "",
-                 str(stanc.stat().st_mtime_ns) if stanc.exists() else ""):
+                 local.read_text() if local.exists() else ""):
         h.update(part.encode() + b"\0")
+    for built in (home / "bin" / "stanc", home / "src" / "cmdstan" / "main.o"):
+        # a CmdStan rebuilt in place (same folder, new stanc or main) gets new programs
+        h.update(str(built.stat().st_mtime_ns if built.exists() else 0).encode() + b"\0")
     return CmdStanSetup(home, _stan_version(home), compiler, flags, h.hexdigest()[:16])
 
 
