@@ -502,14 +502,20 @@ class LmmRefit:
 
 
 def default_names(fit: Any) -> list[str]:
-    """lme4's confint(oldNames = FALSE) names: per term sd_/cor_ (theta order), sigma, fixef."""
-    names = []
-    labels = fit._group_labels()
-    for label, t in zip(labels, fit.design.terms):
+    """lme4's confint(oldNames = FALSE) names: per term sd_/cor_ (theta order), sigma, fixef.
+    Terms of one grouping factor split by ``||`` keep the factor's plain name, as in lme4
+    (``sd_(Intercept)|Subject``, ``sd_Days|Subject``); a name that would repeat gets a
+    ``.1``, ``.2`` suffix."""
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for t in fit.design.terms:
         for j in range(t.p):
             for i in range(j, t.p):
                 a, b = t.coef_names[i], t.coef_names[j]
-                names.append(f"sd_{a}|{label}" if i == j else f"cor_{a}.{b}|{label}")
+                name = f"sd_{a}|{t.group}" if i == j else f"cor_{a}.{b}|{t.group}"
+                k = seen.get(name, 0)
+                seen[name] = k + 1
+                names.append(name if k == 0 else f"{name}.{k}")
     if getattr(fit, "has_scale", True):
         names.append("sigma")
     names.extend(fit.design.X_names)

@@ -263,6 +263,16 @@ def test_default_statistic_of_the_original_fit(fit_reml, boot500):
     assert "500 replicates" in repr(boot500)
 
 
+def test_default_names_follow_lme4_for_split_terms(sleep):
+    """(Days || Subject): lme4 names the two SDs sd_(Intercept)|Subject and sd_Days|Subject
+    (confint(fm, oldNames = FALSE))."""
+    fit = bayesmix.lmer("Reaction ~ Days + (Days || Subject)", sleep)
+    assert list(default_statistic(fit).index) == [
+        "sd_(Intercept)|Subject", "sd_Days|Subject", "sigma", "(Intercept)", "Days"]
+    res = bootstrap(fit, 3, seed=1, executor="serial")
+    assert list(res.confint().index) == list(default_statistic(fit).index)
+
+
 def test_failed_refits_are_counted(fit_reml):
     """A statistic that fails on some replicates: NaN rows, counted, messages kept (bootMer
     keeps going and reports the failures)."""
