@@ -99,7 +99,9 @@ class BundledModel:
         tc = self.toolchain
         proc = run_compiler([tc.cxx, "-pthread", str(driver / "driver.o"),
                              str(entry / "model.o"), "-o", str(tmp / "model"),
-                             f"-L{tc.lib}", *LIBS, f"-Wl,-rpath,{driver}"])
+                             f"-L{tc.lib}", *LIBS,
+                             # relative: a copied cache folder (e.g. on cluster workers) works
+                             f"-Wl,-rpath,$ORIGIN/../../../{driver.name}"])
         if proc.returncode != 0:
             raise StanError(f"linking {self.name!r} failed:\n{proc.stderr[-4000:]}")
         _seal(tmp, "model")
