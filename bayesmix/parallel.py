@@ -289,9 +289,8 @@ def ship_programs(client: Any, models: Sequence | None = None, objects: bool = F
     objects=True (needed only to relink after a driver change). Files a worker already has
     are kept.
 
-    The executables find the Stan runtime library (libtbb) through the absolute path of the
-    driver folder they were linked against, so this suits workers whose cache folder has
-    the same path as here (the same BAYESMIX_CACHE, or the same home folder); otherwise
-    share one cache folder (use_cache) or let each worker compile once.
+    The executables find the Stan runtime library (libtbb) through a path relative to
+    themselves, so the workers' cache folder may be anywhere (same OS image and compiler);
+    otherwise share one cache folder (use_cache) or let each worker compile once.
     Returns {worker address: files written}."""
     return client.run(_unpack_programs, _pack_programs(objects, models))
