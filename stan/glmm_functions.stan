@@ -66,21 +66,46 @@ vector glmm_eta(vector eta0, matrix zl, data array[,] int col, vector u) {
 }
 
 /**
- * Lower triangle of (Z Lambda)' diag(w) (Z Lambda) + I_q, symmetrised.
+ * H = (Z Lambda)' diag(w) (Z Lambda) + I_Q in the blocks that the elimination of the first term
+ * (q1 columns, p1 per level) uses, never as a Q x Q matrix:
+ *   A   (q1 x p1): row (j - 1) p1 + r holds row r of the level-j diagonal block,
+ *   H21 (Q - q1 x q1): the other terms' rows against the first term's columns,
+ *   H22 (Q - q1 x Q - q1): the other terms' block, symmetrised.
+ * Columns of a row of Z Lambda increase with r (terms in order), so col[s, i] <= col[r, i].
  */
-matrix glmm_hessian(matrix zl, data array[,] int col, vector w, int Q) {
+tuple(matrix, matrix, matrix) glmm_hessian_blocks(matrix zl, data array[,] int col, vector w,
+                                                  int Q, int q1, int p1) {
   int N = rows(zl);
   int R = cols(zl);
-  matrix[Q, Q] H = diag_matrix(rep_vector(1, Q));
+  int q2 = Q - q1;
+  matrix[q1, p1] A = rep_matrix(0, q1, p1);
+  matrix[q2, q1] H21 = rep_matrix(0, q2, q1);
+  matrix[q2, q2] H22 = diag_matrix(rep_vector(1, q2));
   for (i in 1:N) {
     for (r in 1:R) {
       real a = w[i] * zl[i, r];
+      int cr = col[r, i];
       for (s in 1:r) {
-        H[col[r, i], col[s, i]] += a * zl[i, s];
+        int cs = col[s, i];
+        real v = a * zl[i, s];
+        if (cr <= q1) {
+          // both in the first term, same level: rows cr and cs of A
+          A[cr, (cs - 1) % p1 + 1] += v;
+          if (cs != cr) {
+            A[cs, (cr - 1) % p1 + 1] += v;
+          }
+        } else if (cs <= q1) {
+          H21[cr - q1, cs] += v;
+        } else {
+          H22[cr - q1, cs - q1] += v;
+        }
       }
     }
   }
-  return symmetrize_from_lower_tri(H);
+  for (j in 1:q1) {
+    A[j, (j - 1) % p1 + 1] += 1;
+  }
+  return (A, H21, symmetrize_from_lower_tri(H22));
 }
 
 /**
@@ -233,28 +258,27 @@ real glmm_lp_const(int family, vector y, vector ntr) {
 }
 
 /**
- * Solve H x = r for H = Lambda'Z'WZ Lambda + I and return (x, log|H| / 2), by elimination of the
- * first term: H's leading q1 x q1 block is block diagonal (one p1 x p1 block per level of the
- * first term), so H = L L' with L = [[L_A, 0], [B L_A^-T, L_S]], L_A the per-level factors,
- * B = H[(q1 + 1):Q, 1:q1] and L_S the factor of the Schur complement
- * S = C - (B L_A^-T)(B L_A^-T)' of the other terms' q - q1 columns: one dense factorization of
- * size Q - q1 instead of Q.
+ * Solve H x = r for H = Lambda'Z'WZ Lambda + I (given by glmm_hessian_blocks) and return
+ * (x, log|H| / 2), by elimination of the first term: H's leading q1 x q1 block is block
+ * diagonal (one p1 x p1 block A_j per level), so H = L L' with L = [[L_A, 0], [H21 L_A^-T, L_S]],
+ * L_A the per-level factors and L_S the factor of the Schur complement
+ * S = H22 - (H21 L_A^-T)(H21 L_A^-T)': one dense factorization of size Q - q1 instead of Q.
  */
-tuple(vector, real) glmm_block_solve(matrix H, vector r, int q1, int p1) {
-  int Q = rows(H);
+tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, int q1, int p1) {
+  int Q = rows(r);
   int q2 = Q - q1;
   int l1 = q1 %/% p1;
   vector[Q] x;
   real half_logdet;
   if (p1 == 1) {
-    vector[q1] la = sqrt(diagonal(H)[1:q1]);
+    vector[q1] la = sqrt(H.1[ : , 1]);
     vector[q1] y1 = r[1:q1] ./ la;
     half_logdet = sum(log(la));
     if (q2 == 0) {
       return (y1 ./ la, half_logdet);
     }
-    matrix[q2, q1] L21 = diag_post_multiply(H[(q1 + 1):Q, 1:q1], inv(la));
-    matrix[q2, q2] LS = cholesky_decompose(H[(q1 + 1):Q, (q1 + 1):Q] - tcrossprod(L21));
+    matrix[q2, q1] L21 = diag_post_multiply(H.2, inv(la));
+    matrix[q2, q2] LS = cholesky_decompose(H.3 - tcrossprod(L21));
     vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q] - L21 * y1);
     vector[q2] x2 = mdivide_right_tri_low(y2', LS)';
     x[(q1 + 1):Q] = x2;
@@ -269,16 +293,16 @@ tuple(vector, real) glmm_block_solve(matrix H, vector r, int q1, int p1) {
   for (j in 1:l1) {
     int a = (j - 1) * p1 + 1;
     int b = j * p1;
-    LA[j] = cholesky_decompose(H[a:b, a:b]);
+    LA[j] = cholesky_decompose(symmetrize_from_lower_tri(H.1[a:b, 1:p1]));
     y1[a:b] = mdivide_left_tri_low(LA[j], r[a:b]);
     half_logdet += sum(log(diagonal(LA[j])));
     if (q2 > 0) {
-      L21[ : , a:b] = mdivide_left_tri_low(LA[j], H[(q1 + 1):Q, a:b]')';
+      L21[ : , a:b] = mdivide_left_tri_low(LA[j], H.2[ : , a:b]')';
     }
   }
   vector[q1] z1 = y1;
   if (q2 > 0) {
-    matrix[q2, q2] LS = cholesky_decompose(H[(q1 + 1):Q, (q1 + 1):Q] - tcrossprod(L21));
+    matrix[q2, q2] LS = cholesky_decompose(H.3 - tcrossprod(L21));
     vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q] - L21 * y1);
     vector[q2] x2 = mdivide_right_tri_low(y2', LS)';
     x[(q1 + 1):Q] = x2;
@@ -311,7 +335,7 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
       = glmm_obs(family, link, eta, y, ntr, phi);
   real g = sum(ob.1);
   for (it in 1:max_iter) {
-    vector[Q] delta = glmm_block_solve(glmm_hessian(zl, col, ob.3, Q),
+    vector[Q] delta = glmm_block_solve(glmm_hessian_blocks(zl, col, ob.3, Q, q1, p1),
                                        glmm_gradient(zl, col, ob.2, u), q1, p1).1;
     real step = 1;
     vector[Q] u_new = u + delta;
@@ -333,8 +357,8 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
       break;
     }
   }
-  real half_logdet = glmm_block_solve(glmm_hessian(zl, col, ob.4, Q), rep_vector(0, Q), q1,
-                                      p1).2;
+  real half_logdet = glmm_block_solve(glmm_hessian_blocks(zl, col, ob.4, Q, q1, p1),
+                                      rep_vector(0, Q), q1, p1).2;
   real value = g;
   if (family == 4) {
     // lme4's Gamma: u* and W above with shape 1 (Var = mu^2); the conditional density with
