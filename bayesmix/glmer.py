@@ -298,9 +298,14 @@ class LaplaceFit:
     cond_loglik: float       # log p(y | u*)
     ussq: float              # ||u*||^2
     ldL2: float              # log|L|^2 (Fisher weights)
-    L: np.ndarray            # lower Cholesky factor of Lambda'Z'WZ Lambda + I
+    factor: "BlockedCholesky"  # of Lambda'Z'WZ Lambda + I (Fisher weights)
     ZL: "ZLambda"              # Z Lambda by rows
     iterations: int
+
+    @cached_property
+    def L(self) -> np.ndarray:
+        """Lower Cholesky factor of Lambda'Z'WZ Lambda + I (dense, built on first use)."""
+        return self.factor.dense()
 
     @property
     def deviance(self) -> float:
@@ -360,7 +365,7 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
     it = 0
     for it in range(1, max_iter + 1):
         grad = ZL.rmatvec(s) - u
-        delta = sla.cho_solve((blocked_cholesky(ZL.crossprod(wn), q1, p1), True), grad)
+        delta = BlockedCholesky(ZL.crossprod(wn), q1, p1).solve(grad)
         step = 1.0
         for _ in range(40):
             cand = evaluate(u + step * delta)
@@ -371,8 +376,8 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         eta, lp, s, wn, wf, g = cand
         if step * np.max(np.abs(delta), initial=0.0) < tol * (1 + np.max(np.abs(u), initial=0.0)):
             break
-    L = blocked_cholesky(ZL.crossprod(wf), q1, p1)
-    ldL2 = 2.0 * float(np.sum(np.log(np.diag(L))))
+    factor = BlockedCholesky(ZL.crossprod(wf), q1, p1)
+    ldL2 = factor.logdet
     mu = linkinv(prob.link, eta)
     cond = float(np.sum(lp))
     if prob.family == "Gamma":
@@ -381,41 +386,71 @@ def laplace(prob: GlmmProblem, beta, theta, phi: float = 1.0, u0=None, tol: floa
         cond = float(np.sum(obs_terms("Gamma", prob.link, eta, prob.y, prob.ntr, 1 / disp)[0]))
         g = cond - 1.0 - 0.5 * float(u @ u)
     return LaplaceFit(loglik=g - 0.5 * ldL2, u=u, eta=eta, mu=mu, cond_loglik=cond,
-                      ussq=float(u @ u), ldL2=ldL2, L=L, ZL=ZL, iterations=it)
+                      ussq=float(u @ u), ldL2=ldL2, factor=factor, ZL=ZL, iterations=it)
+
+
+class BlockedCholesky:
+    """Cholesky factor of H = Lambda'Z'WZ Lambda + I by elimination of the first term.
+
+    The first term's block of H is block diagonal (one p1 x p1 block per level), so the factor
+    is [[L_A, 0], [L21, L_S]] with L_A the per-level factors, L21 = B L_A^-T (B = H[q1:, :q1])
+    and L_S the factor of the Schur complement S = C - L21 L21': one dense factorization of the
+    q - q1 columns of the other terms instead of all q. Solves and the log-determinant use the
+    blocks; ``dense()`` assembles the full lower factor."""
+
+    def __init__(self, H: np.ndarray, q1: int, p1: int):
+        q = H.shape[0]
+        self.q, self.q1, self.p1 = q, q1, p1
+        self.l1 = l1 = q1 // p1
+        lev = np.arange(l1)
+        if p1 == 1:
+            la = np.sqrt(np.diagonal(H)[:q1].copy())
+            if not np.all(np.isfinite(la)) or np.any(la <= 0):
+                raise np.linalg.LinAlgError("matrix is not positive definite")
+            self.LA = la.reshape(l1, 1, 1)
+            self.L21 = H[q1:, :q1] / la[None, :]
+        else:
+            A = H[:q1, :q1].reshape(l1, p1, l1, p1)[lev, :, lev, :]  # (l1, p1, p1)
+            self.LA = np.linalg.cholesky(A)
+            LAinv = np.linalg.inv(self.LA)
+            self.L21 = np.einsum("qjr,jsr->qjs", H[q1:, :q1].reshape(q - q1, l1, p1),
+                                 LAinv).reshape(q - q1, q1)
+        self.LS = (np.linalg.cholesky(H[q1:, q1:] - self.L21 @ self.L21.T) if q > q1
+                   else np.zeros((0, 0)))
+        self.logdet = 2.0 * float(np.sum(np.log(np.diagonal(self.LA, axis1=1, axis2=2)))
+                                  + np.sum(np.log(np.diag(self.LS))))
+
+    def _la_solve(self, r: np.ndarray, trans: bool) -> np.ndarray:
+        if self.p1 == 1:
+            return r / self.LA[:, 0, 0]
+        R = r.reshape(self.l1, self.p1, 1)
+        LA = np.swapaxes(self.LA, 1, 2) if trans else self.LA
+        return np.linalg.solve(LA, R).reshape(-1)
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        """H^-1 r."""
+        q1 = self.q1
+        y1 = self._la_solve(r[:q1], trans=False)
+        if self.q == q1:
+            return self._la_solve(y1, trans=True)
+        y2 = sla.solve_triangular(self.LS, r[q1:] - self.L21 @ y1, lower=True)
+        x2 = sla.solve_triangular(self.LS, y2, lower=True, trans="T")
+        x1 = self._la_solve(y1 - self.L21.T @ x2, trans=True)
+        return np.concatenate([x1, x2])
+
+    def dense(self) -> np.ndarray:
+        q, q1, p1 = self.q, self.q1, self.p1
+        L = np.zeros((q, q))
+        blk = np.arange(self.l1)[:, None] * p1 + np.arange(p1)[None, :]
+        L[blk[:, :, None], blk[:, None, :]] = self.LA
+        L[q1:, :q1] = self.L21
+        L[q1:, q1:] = self.LS
+        return L
 
 
 def blocked_cholesky(H: np.ndarray, q1: int, p1: int) -> np.ndarray:
-    """Lower Cholesky factor of H = Lambda'Z'WZ Lambda + I by elimination of the first term.
-
-    The first term's block of H is block diagonal (one p1 x p1 block per level), so the
-    factor is [[L_A, 0], [B L_A^-T, L_S]] with L_A the per-level factors, B = H[q1:, :q1] and
-    L_S the factor of the Schur complement S = C - (B L_A^-T)(B L_A^-T)': one dense
-    factorization of the q - q1 columns of the other terms instead of all q."""
-    q = H.shape[0]
-    l1 = q1 // p1 if p1 else 0
-    if l1 == 0 or q1 == q and p1 == q:
-        return np.linalg.cholesky(H)
-    L = np.zeros_like(H)
-    lev = np.arange(l1)
-    if p1 == 1:
-        la = np.sqrt(np.diagonal(H)[:q1].copy())
-        if not np.all(np.isfinite(la)) or np.any(la <= 0):
-            raise np.linalg.LinAlgError("matrix is not positive definite")
-        L[lev, lev] = la
-        L21 = H[q1:, :q1] / la[None, :]
-    else:
-        A = H[:q1, :q1].reshape(l1, p1, l1, p1)[lev, :, lev, :]  # (l1, p1, p1)
-        LA = np.linalg.cholesky(A)
-        blk = (lev[:, None] * p1 + np.arange(p1)[None, :])
-        L[blk[:, :, None], blk[:, None, :]] = LA
-        LAinv = np.linalg.inv(LA)
-        q2 = q - q1
-        L21 = np.einsum("qjr,jsr->qjs", H[q1:, :q1].reshape(q2, l1, p1), LAinv).reshape(q2, q1)
-    L[q1:, :q1] = L21
-    if q > q1:
-        S = H[q1:, q1:] - L21 @ L21.T
-        L[q1:, q1:] = np.linalg.cholesky(S)
-    return L
+    """The dense lower Cholesky factor of H by elimination of the first term (BlockedCholesky)."""
+    return BlockedCholesky(H, q1, p1).dense()
 
 
 def gamma_dispersion(y, mu) -> float:
