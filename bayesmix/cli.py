@@ -33,6 +33,8 @@ def _fit(args: argparse.Namespace) -> int:
     if args.method == "nuts":
         fit = model.sample(chains=args.chains, iter_warmup=args.iter_warmup,
                            iter_sampling=args.iter_sampling, seed=args.seed)
+    elif args.method == "laplace":
+        fit = model.laplace(draws=args.draws, seed=args.seed)
     else:
         fit = model.fit(method=args.method)
     print(fit.summary())
@@ -96,12 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--method", choices=methods, default=default)
 
     f = sub.add_parser("fit", help="fit a model and print its summary")
-    model_args(f, ("reml", "ml", "nuts"), "reml")
+    model_args(f, ("reml", "ml", "nuts", "laplace"), "reml")
     f.add_argument("--out", help="export the fit as a reproducible Stan bundle to this folder")
     f.add_argument("--chains", type=int, default=4)
     f.add_argument("--iter-warmup", type=int, default=1000)
     f.add_argument("--iter-sampling", type=int, default=1000)
     f.add_argument("--seed", type=int, default=1)
+    f.add_argument("--draws", type=int, default=1000,
+                   help="--method laplace: draws from the normal approximation")
     f.set_defaults(run=_fit)
 
     s = sub.add_parser("stancode", help="print the generated Stan program")

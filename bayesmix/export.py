@@ -32,8 +32,9 @@ def _fit_classes() -> dict[str, Any]:
     from .results.mixed import MixedFit
     classes = {"lmer": MixedFit}
     try:
-        from .bayes import PosteriorFit
+        from .bayes import LaplaceFit, PosteriorFit
         classes["nuts"] = PosteriorFit
+        classes["laplace"] = LaplaceFit
     except ImportError:
         pass
     try:
@@ -73,6 +74,8 @@ def export(fit: Any, path: str | os.PathLike) -> str:
                 name = f"output_{i + 1}.csv" if len(run.csv_files) > 1 else "output.csv"
                 shutil.copy2(csv, tmp / name)
                 outputs.append(name)
+            for name, src in getattr(fit, "export_files", dict)().items():
+                shutil.copy2(src, tmp / name)  # e.g. a Laplace fit's mode.csv
         rows = design.data.copy()
         if design.weights is not None:
             rows[WEIGHTS_COLUMN] = design.weights
@@ -93,6 +96,8 @@ def export(fit: Any, path: str | os.PathLike) -> str:
             "inits": "inits.json" if run is not None and fit.inits is not None else None,
             "fit": fit.export_meta(),
         }
+        if hasattr(fit, "export_runs"):  # a Laplace fit's optimize run ("mode")
+            meta["mode"] = fit.export_runs()
         (tmp / "README.md").write_text(_readme(meta, target) if run else _readme_closed(meta, target))
         meta["files"] = {f.name: _sha256(f) for f in sorted(tmp.iterdir())}
         meta["checksum"] = _meta_checksum(meta)
@@ -134,10 +139,10 @@ def verify_bundle(folder: Path, meta: dict) -> None:
 
 
 def _json_default(v: Any) -> Any:
+    if hasattr(v, "tolist"):  # numpy arrays and scalars (an array's .item() needs size 1)
+        return v.tolist()
     if hasattr(v, "item"):
         return v.item()
-    if hasattr(v, "tolist"):
-        return v.tolist()
     raise TypeError(f"not JSON serialisable: {type(v).__name__}")
 
 
@@ -191,11 +196,21 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
                                              tuple(e["flags"])),
                     "", meta["return_code"], meta["elapsed"])
     data = json.loads((folder / "data.json").read_text())
+    extra = {"mode_run": _mode_run(folder, meta)} if meta.get("mode") else {}
     try:
-        return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
+        return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data,
+                                                       **extra)
     except (ValueError, KeyError, IndexError) as exc:
         raise BayesmixError(f"the bundle {str(folder)!r}: its formula and rows do not match "
                             f"its saved Stan outputs ({type(exc).__name__}: {exc})") from None
+
+
+def _mode_run(folder: Path, meta: dict) -> RunResult:
+    """The optimize run a Laplace bundle's draws are centred on (run.json's "mode")."""
+    m, e = meta["mode"], meta["engine"]
+    return RunResult(m["method"], (str(folder / m["output"]),), m["args"],
+                     EngineInfo(e["name"], e["stan_version"], e["compiler"], tuple(e["flags"])),
+                     "", m["return_code"], m["elapsed"])
 
 
 def rerun(path: str | os.PathLike, output_dir: str | None = None,
@@ -225,6 +240,15 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
     inits = json.loads((folder / "inits.json").read_text()) if meta["inits"] else None
     cls = CmdStanEngineModel if chosen == "cmdstan" else BundledModel
     model = cls(code, _program_name(meta))
+    if meta["method"] == "laplace":  # the mode first, then the draws, each with its seed
+        mode = model.rerun("optimize", data, meta["mode"]["args"], inits,
+                           str(Path(output_dir) / "optimize") if output_dir else None)
+        a = meta["args"]
+        run = model.laplace(data, mode, draws=int(a["draws"]), jacobian=bool(a["jacobian"]),
+                            seed=int(a["seed"]),
+                            output_dir=str(Path(output_dir) / "laplace") if output_dir else None)
+        return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data,
+                                                       mode_run=mode)
     run = model.rerun(meta["method"], data, meta["args"], inits, output_dir)
     return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
 
@@ -240,6 +264,7 @@ def _program_name(meta: dict) -> str:
 
 
 RERUN_OUTPUT = "rerun.csv"  # the README's CmdStan output: never the bundle's own CSV
+RERUN_MODE = "rerun-mode.csv"  # a Laplace bundle's rerun optimize output (not mode.csv)
 
 
 def _cmdstan_args(meta: dict) -> str:
@@ -251,12 +276,28 @@ def _cmdstan_args(meta: dict) -> str:
                                     output=RERUN_OUTPUT, mode="mode.csv"))
 
 
+def _cmdstan_lines(meta: dict) -> str:
+    """The README's run line(s): a Laplace bundle runs optimize (the mode, into
+    rerun-mode.csv), then laplace from that mode; every other bundle one line."""
+    if meta["method"] != "laplace":
+        return f"./model {_cmdstan_args(meta)}"
+    from .engine.cmdstan import cmdstan_command
+    init = "inits.json" if meta["inits"] else None
+    opt = cmdstan_command("optimize", meta["mode"]["args"], data="data.json", init=init,
+                          output=RERUN_MODE)
+    lap = cmdstan_command("laplace", meta["args"], data="data.json", output=RERUN_OUTPUT,
+                          mode=RERUN_MODE)
+    return f"./model {' '.join(opt)}\n./model {' '.join(lap)}"
+
+
 def _readme(meta: dict, target: Path) -> str:
     from .engine.cmdstan import cmdstan_output_files
     init = meta["inits"] is not None
     written = ", ".join(cmdstan_output_files(meta["method"], meta["args"], RERUN_OUTPUT))
+    if meta["method"] == "laplace":
+        written = f"{RERUN_MODE} (the mode) and {written} (the draws)"
     engine = meta["engine"]["name"]
-    result = "draws" if meta["method"] == "sample" else "optimum"
+    result = "draws" if meta["method"] in ("sample", "laplace") else "optimum"
     return f"""# bayesmix export: {meta['formula']}
 
 Family {meta['family']}({meta['link']}), {meta['kind']} fit by Stan `{meta['method']}`;
@@ -264,7 +305,7 @@ engine {engine} (Stan {meta['engine']['stan_version']}), bayesmix
 {meta['bayesmix_version']}, seed {meta['args'].get('seed')}.
 
 Files: `model.stan` (self-contained program), `data.json`, {'`inits.json`, ' if init else ''}\
-the Stan CSV outputs ({', '.join(meta['outputs'])}), `run.json` (every argument, seeds,
+the Stan CSV outputs ({', '.join(meta['outputs'] + ([meta['mode']['output']] if meta.get('mode') else []))}), `run.json` (every argument, seeds,
 versions, compiler flags) and `model_data.csv` (the rows the model used).
 
 ## Rerun with CmdStan
@@ -274,9 +315,9 @@ In this folder (or a copy of it), with `CMDSTAN` set to a CmdStan installation
 
 ```bash
 make -C "$CMDSTAN" "$PWD/model"
-./model {_cmdstan_args(meta)}
+{_cmdstan_lines(meta)}
 ```
-
+{_laplace_note(meta)}
 It writes {written} beside the saved {', '.join(meta['outputs'])}: the same
 {result}, since CmdStan and bayesmix's bundled engine
 run the same Stan algorithms with these arguments and this seed.
@@ -291,6 +332,18 @@ again = bayesmix.rerun("{target}")  # refit: the same {result}
 
 `rerun` reports the engine it uses: by default the bundle's own ({engine}){_rerun_note(engine)};
 `engine="bundled"` or `engine="cmdstan"` chooses.
+"""
+
+
+def _laplace_note(meta: dict) -> str:
+    if meta["method"] != "laplace":
+        return ""
+    return f"""
+A Laplace approximation is two Stan runs: `optimize` with jacobian=1 finds the posterior
+mode on the unconstrained scale (saved here as `mode.csv`, seed {meta['mode']['args'].get('seed')}),
+then `laplace` draws from the normal approximation there (saved as
+{', '.join(meta['outputs'])}, seed {meta['args'].get('seed')}). The second line alone with
+`mode=mode.csv` redraws from the saved mode.
 """
 
 

@@ -87,6 +87,16 @@ class Model:
         kwargs.setdefault("engine", self.engine)
         return sample_posterior(self.design, self.priors, program=program, **kwargs)
 
+    def laplace(self, draws: int = 1000, seed: int | None = None, **kwargs: Any):
+        """The Laplace approximation of the joint posterior (same priors as sample()):
+        Stan's optimize with jacobian=True finds the posterior mode on the unconstrained
+        scale, then Stan's laplace method draws from the normal there. Runs the generic
+        joint program (no per-formula compile). Returns a `bayesmix.bayes.LaplaceFit`,
+        with the accessors of a sample() fit; see bayesmix.bayes.laplace.fit_laplace."""
+        from .bayes.laplace import fit_laplace
+        kwargs.setdefault("engine", self.engine)
+        return fit_laplace(self.design, self.priors, draws=draws, seed=seed, **kwargs)
+
     def prior_summary(self) -> pd.DataFrame:
         from .priors import prior_summary
         return prior_summary(self.design, self.priors)

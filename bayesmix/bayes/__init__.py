@@ -9,6 +9,7 @@ from ..errors import BayesmixError
 from .diagnostics import Diagnostics, SamplingWarning, diagnose, warn_diagnostics
 from .fit import PosteriorFit, PosteriorSummary, fit_nuts
 from .generic import GenericPosteriorFit, fit_generic
+from .laplace import LaplaceFit, fit_laplace
 from .idata import group_layouts, named_draws, response_name, to_inference_data
 
 _JOINT = ("nuts", "joint")
@@ -69,7 +70,7 @@ def stan_data_for(design, priors: Iterable = (), method: str = "nuts",
                         f"choose one of {', '.join(_JOINT)}, generic, marginal")
 
 
-__all__ = ["Diagnostics", "GenericPosteriorFit", "PosteriorFit", "PosteriorSummary",
-           "SamplingWarning", "diagnose", "fit_generic", "fit_nuts", "generic_programs",
-           "group_layouts", "named_draws", "response_name", "stan_code_for", "stan_data_for",
-           "to_inference_data", "warn_diagnostics"]
+__all__ = ["Diagnostics", "GenericPosteriorFit", "LaplaceFit", "PosteriorFit",
+           "PosteriorSummary", "SamplingWarning", "diagnose", "fit_generic", "fit_laplace",
+           "fit_nuts", "generic_programs", "group_layouts", "named_draws", "response_name",
+           "stan_code_for", "stan_data_for", "to_inference_data", "warn_diagnostics"]

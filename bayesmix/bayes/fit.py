@@ -445,6 +445,29 @@ class PosteriorFit:
         return predictive_interval(self, prob, newdata, **kwargs)
 
     # -- printed summary -------------------------------------------------------
+    convergence = True  # R-hat / ESS columns (MCMC); False for independent draws (laplace)
+    inference_label = "Stan NUTS"
+
+    def summary_lines(self) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """The summary's (draws/method header lines, footer lines, warnings) for this fit
+        kind: here NUTS's draws, sampler settings, R-hat / ESS note and diagnostics."""
+        a = self.run.args
+        warmup, nsamp, thin = a.get("num_warmup"), a.get("num_samples"), a.get("thin", 1)
+        draws = (
+            f"  Draws: {self.chains} chains, each with iter = {warmup + nsamp}; "
+            f"warmup = {warmup}; thin = {thin};",
+            f"         total post-warmup draws = {self.chains * self.ndraws}",
+            f"Sampler: NUTS, {self.run.engine.name} Stan {self.run.engine.stan_version}, "
+            f"adapt_delta = {a.get('adapt_delta')}, seed = {a.get('seed')}, "
+            f"{self.run.elapsed:.1f} s"
+            + ("  [PRIOR ONLY: no likelihood]" if self.prior_only else ""),
+        )
+        footer = ("Draws were sampled using NUTS. Bulk_ESS and Tail_ESS are effective "
+                  "sample sizes; Rhat is the",
+                  "potential scale reduction factor on split chains (at convergence, "
+                  "Rhat = 1).")
+        return draws, footer, tuple(self.diagnostics().problems)
+
     def summary(self, prob: float = 0.95) -> "PosteriorSummary":
         return PosteriorSummary.of(self, prob)
 
@@ -464,17 +487,19 @@ class PosteriorSummary:
     fixed: pd.DataFrame
     family_pars: pd.DataFrame
     notes: tuple[str, ...]
+    footer: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, fit: PosteriorFit, prob: float = 0.95) -> "PosteriorSummary":
         lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
         pct = f"{100 * prob:g}"
-        cols = ["Estimate", "Est.Error", f"l-{pct}% CI", f"u-{pct}% CI",
-                "Rhat", "Bulk_ESS", "Tail_ESS"]
+        conv = fit.convergence
+        cols = ["Estimate", "Est.Error", f"l-{pct}% CI", f"u-{pct}% CI"] + (
+            ["Rhat", "Bulk_ESS", "Tail_ESS"] if conv else [])
 
         def row(arr):
             m, s, ql, qh = _summarise(arr, (lo, hi))
-            return [m, s, ql, qh, *_convergence(arr)]
+            return [m, s, ql, qh, *(_convergence(arr) if conv else ())]
 
         d = fit.design
         post = fit.named_draws().posterior
@@ -499,26 +524,17 @@ class PosteriorSummary:
         fam = [p for p in ("sigma", "phi", "shape") if p in post]
         family_pars = pd.DataFrame([row(post[p]) for p in fam], index=fam, columns=cols)
 
-        a = fit.run.args
-        warmup, nsamp, thin = a.get("num_warmup"), a.get("num_samples"), a.get("thin", 1)
-        chains = fit.chains
         links = [f"mu = {d.family.link}"] + [f"{p} = identity" for p in fam]
+        draws, footer, notes = fit.summary_lines()
         header = (
             f" Family: {d.family.name}",
             f"  Links: {'; '.join(links)}",
             f"Formula: {d.formula.text.strip()}",
             f"   Data: {d.n} observations"
             + (f" ({d.dropped_na} rows with missing values dropped)" if d.dropped_na else ""),
-            f"  Draws: {chains} chains, each with iter = {warmup + nsamp}; warmup = {warmup}; "
-            f"thin = {thin};",
-            f"         total post-warmup draws = {chains * fit.ndraws}",
-            f"Sampler: NUTS, {fit.run.engine.name} Stan {fit.run.engine.stan_version}, "
-            f"adapt_delta = {a.get('adapt_delta')}, seed = {a.get('seed')}, "
-            f"{fit.run.elapsed:.1f} s"
-            + ("  [PRIOR ONLY: no likelihood]" if fit.prior_only else ""),
+            *draws,
         )
-        notes = tuple(fit.diagnostics().problems)
-        return cls(header, random, fixed, family_pars, notes)
+        return cls(header, random, fixed, family_pars, notes, footer)
 
     def _sections(self):
         if self.random:
@@ -536,10 +552,7 @@ class PosteriorSummary:
             if df is not None:
                 lines.append(_table_text(df))
                 lines.append("")
-        lines.append("Draws were sampled using NUTS. Bulk_ESS and Tail_ESS are effective "
-                     "sample sizes; Rhat is the")
-        lines.append("potential scale reduction factor on split chains (at convergence, "
-                     "Rhat = 1).")
+        lines.extend(self.footer)
         for n in self.notes:
             lines.append(f"Warning: {n}")
         return "\n".join(lines)
@@ -553,8 +566,10 @@ class PosteriorSummary:
             if df is not None:
                 dec = _decimals(df[["Estimate", "Est.Error"]].to_numpy()) if len(df) else 2
                 fmt = {c: (lambda x, d=dec: f"{x:.{d}f}") for c in df.columns[:4]}
-                fmt["Rhat"] = lambda x: f"{x:.2f}"
-                fmt["Bulk_ESS"] = fmt["Tail_ESS"] = lambda x: f"{x:.0f}" if np.isfinite(x) else "NA"
+                if "Rhat" in df.columns:
+                    fmt["Rhat"] = lambda x: f"{x:.2f}"
+                    fmt["Bulk_ESS"] = fmt["Tail_ESS"] = (
+                        lambda x: f"{x:.0f}" if np.isfinite(x) else "NA")
                 parts.append(df.to_html(formatters=fmt, border=0))
         parts += [f"<p style='color:#b00'>Warning: {html.escape(n)}</p>" for n in self.notes]
         return "\n".join(parts)

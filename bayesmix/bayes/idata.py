@@ -31,6 +31,8 @@ SAMPLE_STATS = {
     "n_leapfrog__": "n_steps",
     "divergent__": "diverging",
     "energy__": "energy",
+    "log_p__": "lp",     # laplace: the log density of each draw (as NUTS's lp__) ...
+    "log_q__": "log_q",  # ... and of the normal approximation
 }
 
 
@@ -143,12 +145,12 @@ def to_inference_data(fit) -> "az.InferenceData":
     design = fit.design
     yname = response_name(design)
     cfit = fit.cmdstan_fit
-    chains = cfit.chains
+    chains = fit.chains
     stats = {}
     for col, name in SAMPLE_STATS.items():
         arr = cfit.method_variables().get(col)
         if arr is not None:
-            arr = np.asarray(arr).T  # (draws, chains) -> (chains, draws)
+            arr = np.asarray(arr).reshape(-1, chains).T  # (draws, chains) -> (chains, draws)
             stats[name] = arr.astype(bool) if name == "diverging" else (
                 arr.astype(np.int64) if name in ("tree_depth", "n_steps") else arr)
     coords = dict(nd.coords)
@@ -166,7 +168,8 @@ def to_inference_data(fit) -> "az.InferenceData":
         dims["trials"] = ["obs"]
     idata = az.from_dict(posterior=nd.posterior, sample_stats=stats, observed_data={yname: y},
                          coords=coords, dims=dims, **kwargs)
-    attrs = {"inference_library": "bayesmix (Stan NUTS)", "engine": fit.run.engine.name,
+    label = getattr(fit, "inference_label", "Stan NUTS")
+    attrs = {"inference_library": f"bayesmix ({label})", "engine": fit.run.engine.name,
              "stan_version": fit.run.engine.stan_version, "formula": design.formula.text.strip(),
              "family": str(design.family), "chains": chains}
     for grp in idata.groups():
