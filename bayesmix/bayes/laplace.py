@@ -21,6 +21,7 @@ posterior (k < 0.7: usable for importance sampling; larger: the approximation is
 from __future__ import annotations
 
 import logging
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,8 +30,9 @@ import numpy as np
 
 from ..errors import BayesmixError
 from ..priors import Prior, default_scales
-from .generic import (GenericLayout, GenericPosteriorFit, generic_inits, generic_program,
-                      generic_stan_data, generic_unsupported)
+from .diagnostics import SamplingWarning
+from .generic import (GENERIC_NAME, GenericLayout, GenericPosteriorFit, generic_code,
+                      generic_inits, generic_program, generic_stan_data, generic_unsupported)
 
 MODE_FILE = "mode.csv"   # the optimize run's CSV inside an exported bundle
 OPTIMIZE_ITER = 10000
@@ -251,6 +253,13 @@ def centred_start(model, design, priors, data: dict, centered: Any, seed: int,
     return out
 
 
+def _collapsed(mode) -> bool:
+    """Whether an optimize run ended in the funnel's neck (a group-level sd ~ 0)."""
+    from ..engine.bundled import mode_values
+    sd = np.asarray(mode_values(mode.csv_files[0]).get("sd_all", []), float)
+    return bool(sd.size and (not np.all(np.isfinite(sd)) or sd.min() < 1e-6))
+
+
 def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
                 seed: int | None = None, engine: str = "auto", inits: dict | None = None,
                 prior_only: bool = False, save_log_lik: bool = True, save_y_rep: bool = True,
@@ -278,24 +287,33 @@ def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
         raise BayesmixError(f"the generic joint program cannot run this model: {why}")
     if centered is True:
         centered = [t.group for t in design.terms]
-    program = generic_program(design, priors, centered)
-    data = generic_stan_data(design, priors, prior_only=prior_only,
-                             save_log_lik=save_log_lik, save_y_rep=save_y_rep,
-                             centered=centered)
-    start = time.perf_counter()
-    model = compile_model(program.code, program.name, engine)
-    compile_seconds = time.perf_counter() - start
     seed = _seed(seed)
-    if inits is not None:
-        inits = generic_inits(design, inits, centered)
-    elif any(data["cen_term"]):
-        inits = centred_start(model, design, priors, data, centered, seed, int(iter))
-    else:
-        inits = generic_inits(design, laplace_inits(design, priors, centered), centered)
     out = Path(output_dir) if output_dir else None
-    mode = model.optimize(data, jacobian=True, seed=seed, inits=inits, iter=int(iter),
-                          output_dir=str(out / "optimize") if out else None,
-                          accept_line_search_failure=True)
+    start = time.perf_counter()
+    model = compile_model(generic_code(), GENERIC_NAME, engine)
+    compile_seconds = time.perf_counter() - start
+    user_inits = inits
+    while True:
+        program = generic_program(design, priors, centered)
+        data = generic_stan_data(design, priors, prior_only=prior_only,
+                                 save_log_lik=save_log_lik, save_y_rep=save_y_rep,
+                                 centered=centered)
+        if user_inits is not None:
+            inits = generic_inits(design, user_inits, centered)
+        elif any(data["cen_term"]):
+            inits = centred_start(model, design, priors, data, centered, seed, int(iter))
+        else:
+            inits = generic_inits(design, laplace_inits(design, priors, centered), centered)
+        mode = model.optimize(data, jacobian=True, seed=seed, inits=inits, iter=int(iter),
+                              output_dir=str(out / "optimize") if out else None,
+                              accept_line_search_failure=True)
+        if not any(data["cen_term"]) or not _collapsed(mode):
+            break
+        warnings.warn(SamplingWarning(
+            "the centred joint mode collapsed to zero group-level sds (too little data per "
+            "level for a local mode); approximating at the non-centred mode instead, whose "
+            "sds are inflated: treat this Laplace approximation as rough, or use sample()"))
+        centered = False
     run = model.laplace(data, mode, draws=int(draws), jacobian=True, seed=seed,
                         output_dir=str(out / "laplace") if out else None)
     return LaplaceFit(design, priors, run, program, data, mode,
