@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 from dataclasses import dataclass
@@ -72,9 +71,6 @@ def _last_csv_row(path: str) -> tuple[list[str], np.ndarray]:
     return header, np.array([float(v) for v in last.split(",")])
 
 
-# With several chains Stan prefixes its lines "Chain [k] " (both engines): the progress
-# display counts `Iteration:` lines.
-_CHAIN_PREFIX = re.compile(r"^Chain \[\d+\] ")
 
 
 def run_process(cmd: Sequence[str], *, progress_total: int = 0,
@@ -93,7 +89,7 @@ def run_process(cmd: Sequence[str], *, progress_total: int = 0,
             assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
-                progress.update(_CHAIN_PREFIX.sub("", line, count=1))
+                progress.update(line)
             proc.wait()
         except BaseException:
             try:

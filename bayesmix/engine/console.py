@@ -8,6 +8,7 @@ and only once a run has lasted a couple of seconds."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -67,13 +68,17 @@ def _tqdm() -> Any:
     return tqdm
 
 
+_ITERATION = re.compile(r"^(?:Chain \[(\d+)\] )?Iteration:\s*(\d+)\s*/\s*(\d+)")
+
+
 @dataclass
 class SamplingProgress:
-    """A progress bar fed by Stan's `Iteration: k / n` console lines (all chains)."""
-    total: int
+    """A progress bar over all chains, fed by Stan's console lines
+    (`Iteration: k / n`, prefixed `Chain [c] ` when several chains run)."""
+    total: int = 0  # unused: the bar's length comes from Stan's own `/ n`
     show: bool | None = None  # None: only where a person is watching
     chains: int = 1
-    seen: int = 0
+    done: dict = field(default_factory=dict)  # chain -> last iteration reported
     _bar: Any = None
     _start: float = field(default_factory=time.monotonic)
 
@@ -82,21 +87,22 @@ class SamplingProgress:
             self.show = watched()
 
     def update(self, line: str) -> None:
-        if not self.show or not line.startswith("Iteration:"):
+        m = _ITERATION.match(line) if self.show else None
+        if m is None:
             return
-        self.seen += 1
+        self.done[m.group(1) or "1"] = int(m.group(2))
         if self._bar is None:
             if time.monotonic() - self._start < BAR_DELAY:
                 return
-            self._bar = _tqdm()(total=self.total, desc=f"sampling {self.chains} chain"
+            self._bar = _tqdm()(total=self.chains * int(m.group(3)),
+                                desc=f"sampling {self.chains} chain"
                                 f"{'s' if self.chains != 1 else ''}", file=sys.stderr,
-                                leave=True, dynamic_ncols=True,
+                                leave=True, dynamic_ncols=True, unit="it",
                                 bar_format="{desc}: {percentage:3.0f}%|{bar}| "
-                                           "{elapsed}<{remaining}")
-            self._bar.update(self.seen - 1)
-        self._bar.update(1)
+                                           "{n_fmt}/{total_fmt} [{elapsed}<{remaining}]")
+        self._bar.update(sum(self.done.values()) - self._bar.n)
 
     def close(self) -> None:
         if self._bar is not None:
-            self._bar.update(max(0, self.total - self._bar.n))
+            self._bar.update(self._bar.total - self._bar.n)  # Stan's last report may precede n
             self._bar.close()
