@@ -46,7 +46,6 @@ functions {
     if (dist == 10) return lognormal_lupdf(x | a[1], a[2]);
     if (dist == 11) return weibull_lupdf(x | a[1], a[2]);
     reject("unknown prior code ", dist);
-    return 0;  // unreachable
   }
 
   /**
