@@ -34,11 +34,12 @@ from bayesmix.model import glmer
 REF_DIR = Path(__file__).parent / "reference"
 LME4 = json.loads((REF_DIR / "lme4_refs.json").read_text())["cases"]
 GLMM = json.loads((REF_DIR / "glmm_refs.json").read_text())
+# the exact Laplace optimum (docs/math.md 4): lme4 with tolPwrss = 1e-12 reaches it
+EXACT_CBPP_LOGLIK = GLMM["cases"]["cbpp_binomial"]["tight"]["logLik"]
 CASES = GLMM["cases"]
 LEVELS = GLMM["meta"]["levels"]
 CBPP = LME4["cbpp_binomial"]["results"]
 CBPP_FORMULA = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
-EXACT_CBPP_LOGLIK = -92.02628187  # the Laplace optimum (DESIGN.md 4); lme4: -92.02656639
 
 
 def case_data(name: str) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def cases():
 def test_objective(case):
     ref, fit = GAUSSIAN[case]["results"], fitted(case)
     if ref["isSingular"]:
-        # lme4's default optimizer can stop short on singular fits (DESIGN.md 4)
+        # lme4's default optimizer can stop short on singular fits (docs/math.md 2)
         assert fit.loglik() >= ref["logLik"] - 1e-3
     else:
         assert fit.loglik() == pytest.approx(ref["logLik"], abs=1e-3)

@@ -1,6 +1,6 @@
 """Sufficient statistics of a linear mixed model and the data of the generic ML/REML program.
 
-Notation follows Bates, Maechler, Bolker and Walker (2015), section 3, and ``DESIGN.md`` section 4.
+Notation follows Bates, Maechler, Bolker and Walker (2015), section 3, and docs/math.md section 2.
 
 A model is given by plain arrays: ``X`` (n, p), ``y`` (n,) and a sequence of random-effect terms,
 each either a tuple ``(index, Z, n_levels)`` or any object with those three attributes (such as
