@@ -792,7 +792,6 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
     # the same stages as lmer fits (fit.timings): here suffstats = problem, data and start
     fit.timing.update(suffstats=tc - t0, compile=t1 - tc, postprocess=t3 - t2, total=t3 - t0,
                       **run_timings(run, t2 - t1))
-    object.__setattr__(fit, "timings", fit.timing)
     return fit
 
 

@@ -59,10 +59,9 @@ def fit_lmer(design: Design, reml: bool = True, engine: str = "auto",
     t3 = time.perf_counter()
     fit = lmer_result(design, reml, run, data, ss=ss)
     t4 = time.perf_counter()
-    object.__setattr__(fit, "timings", dict(
+    return replace(fit, timings=dict(
         suffstats=t1 - t0, compile=t2 - t1, postprocess=t4 - t3, total=t4 - t0,
         **run_timings(run, t3 - t2)))
-    return fit
 
 
 def lmer_result(design: Design, reml: bool, run, data: dict, ss=None):

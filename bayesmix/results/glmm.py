@@ -42,6 +42,11 @@ class GlmmFit(MerFitMixin):
     method = "Laplace"
     reml = False
 
+    @property
+    def timings(self) -> dict:
+        """Seconds per stage, named as lmer fits name them (see ml.fit_lmer)."""
+        return self.timing
+
     def export_meta(self) -> dict:
         return {"nAGQ": 1}
 

@@ -29,6 +29,7 @@ class MixedFit(MerFitMixin):
     objective_stan: float = float("nan")  # -2 lp__ reported by Stan
     stan_code: str = field(default="", repr=False)
     inits: dict | None = field(default=None, repr=False)
+    timings: dict = field(default_factory=dict, repr=False)  # seconds per stage (ml.fit_lmer)
 
     kind = "lmer"
 
