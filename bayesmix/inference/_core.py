@@ -105,7 +105,7 @@ def _reduce_dense(theta, ss, d):
     S = 0.5 * (S + S.T)
     q2 = ss.q2
     if q2:
-        pos, blocks = 0, []
+        blocks = []
         for T, l in zip(factors[1:], l_term[1:]):
             blocks.append(np.kron(np.eye(l), T))
         Lam2 = sla.block_diag(*blocks)

@@ -120,40 +120,6 @@ class GlmmFit(MerFitMixin):
         raise ValueError(f"unknown residual type {type!r}; choose one of: deviance, pearson, "
                          "response, working, scaled_pearson")
 
-    def confint(self, level: float = 0.95, method: str = "profile", parm=None,
-                **boot_args) -> pd.DataFrame:
-        """Confidence intervals like lme4's confint.merMod, rows named as its
-        ``oldNames = FALSE`` (``sd_(Intercept)|herd``, ..., then the fixed effects).
-
-        method="profile" (lme4's default): profiles of the Laplace deviance (binomial and
-        poisson fits, as lme4); "Wald": normal intervals for the fixed effects, NaN for the
-        variance parameters; "boot": percentile intervals through ``bayesmix.bootstrap``
-        (keyword arguments nsim, seed, executor go there). ``parm``: names, positions, or
-        "theta_" / "beta_"."""
-        from ..inference.profile import profile_confint, select_parm, varpar_names
-        key = str(method).lower()
-        if key == "profile":
-            if boot_args:
-                raise TypeError(f"unexpected arguments for method='profile': {sorted(boot_args)}")
-            return profile_confint(self, level=level, parm=parm)
-        if key == "wald":
-            if boot_args:
-                raise TypeError(f"unexpected arguments for method='Wald': {sorted(boot_args)}")
-            z = stats.norm.ppf(0.5 + level / 2)
-            est, se = self.estimates.beta, self.estimates.se
-            lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
-            nv = len(varpar_names(self))
-            table = pd.DataFrame({lo: np.concatenate([np.full(nv, np.nan), est - z * se]),
-                                  hi: np.concatenate([np.full(nv, np.nan), est + z * se])},
-                                 index=varpar_names(self) + list(self.design.X_names))
-            return table.loc[select_parm(self, parm)]
-        if key == "boot":
-            from ..inference.boot import boot_confint
-            return boot_confint(self, level=level, parm=parm, **boot_args)
-        from ..errors import BayesmixError
-        raise BayesmixError(f"unknown confint method {method!r}: choose 'profile', 'Wald' "
-                            "or 'boot'")
-
     # -- predictions -------------------------------------------------------
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 type: str = "link", allow_new_levels: bool = False) -> np.ndarray:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import norm
 
 from .format import signif_str
 
@@ -115,6 +116,42 @@ class MerFitMixin:
 
     def is_singular(self, tol: float = 1e-4) -> bool:
         return any(np.any(np.abs(np.diag(T)) < tol) for T in self.estimates.factors)
+
+    def confint(self, level: float = 0.95, method: str = "profile", parm=None,
+                **boot_args) -> pd.DataFrame:
+        """Confidence intervals like lme4's confint.merMod, rows named as its
+        ``oldNames = FALSE`` (``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ...,
+        ``sigma``, then the fixed effects).
+
+        method="profile" (lme4's default): likelihood profiles of the ML deviance (a REML fit is
+        refitted by ML first) or of the Laplace deviance (binomial and poisson glmer fits, as
+        lme4); "Wald": normal intervals for the fixed effects, NaN for the variance parameters;
+        "boot": parametric bootstrap percentile intervals through ``bayesmix.bootstrap`` (extra
+        keyword arguments such as nsim, seed, executor go there). ``parm``: names or positions
+        of rows, or lme4's "theta_" (variance parameters) / "beta_" (fixed effects)."""
+        from ..inference.profile import profile_confint, select_parm, varpar_names
+        key = str(method).lower()
+        if key == "profile":
+            if boot_args:
+                raise TypeError(f"unexpected arguments for method='profile': {sorted(boot_args)}")
+            return profile_confint(self, level=level, parm=parm)
+        if key == "wald":
+            if boot_args:
+                raise TypeError(f"unexpected arguments for method='Wald': {sorted(boot_args)}")
+            z = norm.ppf(0.5 + level / 2)
+            est, se = self.estimates.beta, self.estimates.se
+            lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
+            nv = len(varpar_names(self))
+            table = pd.DataFrame({lo: np.concatenate([np.full(nv, np.nan), est - z * se]),
+                                  hi: np.concatenate([np.full(nv, np.nan), est + z * se])},
+                                 index=varpar_names(self) + list(self.design.X_names))
+            return table.loc[select_parm(self, parm)]
+        if key == "boot":
+            from ..inference.boot import boot_confint
+            return boot_confint(self, level=level, parm=parm, **boot_args)
+        from ..errors import BayesmixError
+        raise BayesmixError(f"unknown confint method {method!r}: choose 'profile', 'Wald' "
+                            "or 'boot'")
 
 
 def random_effects_table(f) -> list[str]:

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from ..design import Design, design_for_newdata
 from ..engine import RunResult
@@ -70,42 +69,6 @@ class MixedFit(MerFitMixin):
 
     def residuals(self) -> np.ndarray:
         return self.design.y - self.fitted()
-
-    def confint(self, level: float = 0.95, method: str = "profile", parm=None,
-                **boot_args) -> pd.DataFrame:
-        """Confidence intervals like lme4's confint.merMod (oldNames = FALSE row names:
-        ``sd_(Intercept)|Subject``, ``cor_Days.(Intercept)|Subject``, ..., ``sigma``, then the
-        fixed effects; columns ``2.5 %`` and ``97.5 %`` for level 0.95).
-
-        method="profile" (lme4's default): likelihood-profile intervals of the ML deviance (a
-        REML fit is refitted by ML first, as lme4 does). method="Wald": normal intervals for
-        the fixed effects, NaN for the variance parameters (as lme4). method="boot":
-        parametric bootstrap percentile intervals through ``bayesmix.bootstrap`` (extra keyword
-        arguments such as nsim, seed, executor go there). ``parm``: names or positions of
-        rows, or lme4's "theta_" (variance parameters) / "beta_" (fixed effects)."""
-        from ..inference.profile import profile_confint, select_parm, varpar_names
-        key = str(method).lower()
-        if key == "profile":
-            if boot_args:
-                raise TypeError(f"unexpected arguments for method='profile': {sorted(boot_args)}")
-            return profile_confint(self, level=level, parm=parm)
-        if key == "wald":
-            if boot_args:
-                raise TypeError(f"unexpected arguments for method='Wald': {sorted(boot_args)}")
-            z = stats.norm.ppf(0.5 + level / 2)
-            est, se = self.estimates.beta, self.estimates.se
-            lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
-            nv = len(varpar_names(self))
-            table = pd.DataFrame({lo: np.concatenate([np.full(nv, np.nan), est - z * se]),
-                                  hi: np.concatenate([np.full(nv, np.nan), est + z * se])},
-                                 index=varpar_names(self) + list(self.design.X_names))
-            return table.loc[select_parm(self, parm)]
-        if key == "boot":
-            from ..inference.boot import boot_confint
-            return boot_confint(self, level=level, parm=parm, **boot_args)
-        from ..errors import BayesmixError
-        raise BayesmixError(f"unknown confint method {method!r}: choose 'profile', 'Wald' "
-                            "or 'boot'")
 
     # -- predictions and simulation ---------------------------------------
     def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
