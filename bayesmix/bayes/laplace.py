@@ -254,10 +254,27 @@ def centred_start(model, design, priors, data: dict, centered: Any, seed: int,
 
 
 def _collapsed(mode) -> bool:
-    """Whether an optimize run ended in the funnel's neck (a group-level sd ~ 0)."""
+    """Whether an optimize run ended in the funnel's neck (a group-level sd ~ 0) or
+    failed on its way there (line search failed away from a stationary point)."""
     from ..engine.bundled import mode_values
     sd = np.asarray(mode_values(mode.csv_files[0]).get("sd_all", []), float)
-    return bool(sd.size and (not np.all(np.isfinite(sd)) or sd.min() < 1e-6))
+    if sd.size and (not np.all(np.isfinite(sd)) or sd.min() < 1e-6):
+        return True
+    if mode.return_code != 0:
+        grad = _gradient(mode.console)
+        return grad is None or not np.all(np.isfinite(grad)) or np.abs(grad).max() > 1.0
+    return False
+
+
+def _gradient(console: str) -> np.ndarray | None:
+    """The gradient at the optimum as the bundled driver prints it (None: not printed)."""
+    for line in console.splitlines():
+        if line.startswith("optimum_gradient = "):
+            try:
+                return np.array([float(v) for v in line.split("=", 1)[1].split(",") if v.strip()])
+            except ValueError:
+                return None
+    return None
 
 
 def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
@@ -310,9 +327,10 @@ def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
         if not any(data["cen_term"]) or not _collapsed(mode):
             break
         warnings.warn(SamplingWarning(
-            "the centred joint mode collapsed to zero group-level sds (too little data per "
-            "level for a local mode); approximating at the non-centred mode instead, whose "
-            "sds are inflated: treat this Laplace approximation as rough, or use sample()"))
+            "the centred joint mode collapsed to zero group-level sds or was not found (too "
+            "little data per level for a local mode); approximating at the non-centred mode "
+            "instead, whose sds are inflated: treat this Laplace approximation as rough, or "
+            "use sample()"))
         centered = False
     run = model.laplace(data, mode, draws=int(draws), jacobian=True, seed=seed,
                         output_dir=str(out / "laplace") if out else None)
