@@ -127,6 +127,18 @@ def test_cbpp_against_glmer():
     assert ep.shape == (400, 56) and np.all((ep > 0) & (ep < 1))
 
 
+def test_sleepstudy_falls_back_and_says_the_approximation_is_poor():
+    """sleepstudy (18 subjects x 10 days, correlated slopes): L-BFGS finds no centred local
+    mode (it fails on the way to sd -> 0), so the fit falls back to the non-centred mode and
+    its summary reports the large Pareto k of the importance ratios (seen: ~10)."""
+    model = bayesmix.Model("Reaction ~ Days + (Days | Subject)", load("sleepstudy"),
+                           engine="bundled")
+    with pytest.warns(SamplingWarning, match="non-centred mode"):
+        fit = model.laplace(draws=400, seed=1)
+    assert fit.stan_data["cen_term"] == [0] and fit.pareto_k() > 0.7
+    assert "Pareto k of the importance ratios" in str(fit.summary())
+
+
 def test_fit_object_is_a_laplace_approximation(gaussian):
     _, _, lap = gaussian
     summ = lap.summary()
