@@ -70,19 +70,28 @@ def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     program = joint_program(design, priors, centered)  # validates priors before compiling
     data = joint_stan_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
                            save_y_rep=save_y_rep)
+    if inits is None:
+        inits = joint_inits(design, priors, centered)
+    fit = sample_program(PosteriorFit, design, priors, program, data, inits=inits,
+                         engine=engine, diagnostics=diagnostics, chains=chains,
+                         iter_warmup=iter_warmup, iter_sampling=iter_sampling, seed=seed,
+                         adapt_delta=adapt_delta, max_treedepth=max_treedepth, metric=metric,
+                         thin=thin, show_progress=show_progress, output_dir=output_dir)
+    fit.fallback = fallback
+    return fit
+
+
+def sample_program(fit_class, design, priors, program, data, *, inits, engine: str,
+                   diagnostics: bool, **sampler: Any):
+    """The steps every NUTS method shares: compile `program` (cached), sample `data`,
+    wrap the run in `fit_class` and warn about what the diagnostics find."""
     from ..engine import compile_model
     start = time.perf_counter()
     model = compile_model(program.code, program.name, engine)
     compile_seconds = time.perf_counter() - start
-    if inits is None:
-        inits = joint_inits(design, priors, centered)
-    run = model.sample(data, chains=chains, iter_warmup=iter_warmup,
-                       iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
-                       max_treedepth=max_treedepth, metric=metric, thin=thin, inits=inits,
-                       show_progress=show_progress, output_dir=output_dir)
-    fit = PosteriorFit(design, priors, run, program, data, compile_seconds=compile_seconds,
-                       inits=inits)
-    fit.fallback = fallback
+    run = model.sample(data, inits=inits, **sampler)
+    fit = fit_class(design, priors, run, program, data, compile_seconds=compile_seconds,
+                    inits=inits)
     if diagnostics:
         warn_diagnostics(fit.diagnostics())
     return fit

@@ -446,11 +446,8 @@ def fit_generic(design, priors: Iterable[Prior] = (), *, chains: int = 4,
                 output_dir: str | None = None, diagnostics: bool = True) -> GenericPosteriorFit:
     """Sample the joint posterior with the generic program; arguments as `fit_nuts`
     (inits may use the generated program's names: `generic_inits` translates them)."""
-    import time
-
-    from ..engine import compile_model
     from ..stancode import joint_inits
-    from .diagnostics import warn_diagnostics
+    from .fit import sample_program
     check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
     priors = tuple(priors)
     why = generic_unsupported(design, priors)
@@ -460,21 +457,14 @@ def fit_generic(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     data = generic_stan_data(design, priors, prior_only=prior_only,
                              save_log_lik=save_log_lik, save_y_rep=save_y_rep,
                              centered=centered)
-    start = time.perf_counter()
-    model = compile_model(program.code, program.name, engine)
-    compile_seconds = time.perf_counter() - start
     if inits is None:
         inits = joint_inits(design, priors, centered)
-    inits = generic_inits(design, inits, centered)
-    run = model.sample(data, chains=chains, iter_warmup=iter_warmup,
-                       iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
-                       max_treedepth=max_treedepth, metric=metric, thin=thin, inits=inits,
-                       show_progress=show_progress, output_dir=output_dir)
-    fit = GenericPosteriorFit(design, priors, run, program, data,
-                              compile_seconds=compile_seconds, inits=inits)
-    if diagnostics:
-        warn_diagnostics(fit.diagnostics())
-    return fit
+    return sample_program(GenericPosteriorFit, design, priors, program, data,
+                          inits=generic_inits(design, inits, centered), engine=engine,
+                          diagnostics=diagnostics, chains=chains, iter_warmup=iter_warmup,
+                          iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
+                          max_treedepth=max_treedepth, metric=metric, thin=thin,
+                          show_progress=show_progress, output_dir=output_dir)
 
 
 __all__ = ["FALLBACK_CODES", "FAMILY_CODES", "Fallback", "GENERIC_PROGRAM", "GenericLayout",

@@ -34,7 +34,6 @@ columns in all (the exact draws are dense in q, batched over draws); the joint p
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Sequence
@@ -555,20 +554,12 @@ def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     program = marginal_program(design, priors)
     data = marginal_stan_data(design, priors, prior_only=prior_only,
                               save_log_lik=save_log_lik, save_y_rep=save_y_rep)
-    from ..engine import compile_model
-    from ..bayes.diagnostics import warn_diagnostics
-    start = time.perf_counter()
-    model = compile_model(program.code, program.name, engine)
-    compile_seconds = time.perf_counter() - start
-    run = model.sample(data, chains=chains, iter_warmup=iter_warmup,
-                       iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
-                       max_treedepth=max_treedepth, metric=metric, thin=thin, inits=inits,
-                       show_progress=show_progress, output_dir=output_dir)
-    fit = MarginalPosteriorFit(design, priors, run, program, data,
-                               compile_seconds=compile_seconds, inits=inits)
-    if diagnostics:
-        warn_diagnostics(fit.diagnostics())
-    return fit
+    from .fit import sample_program
+    return sample_program(MarginalPosteriorFit, design, priors, program, data, inits=inits,
+                          engine=engine, diagnostics=diagnostics, chains=chains,
+                          iter_warmup=iter_warmup, iter_sampling=iter_sampling, seed=seed,
+                          adapt_delta=adapt_delta, max_treedepth=max_treedepth, metric=metric,
+                          thin=thin, show_progress=show_progress, output_dir=output_dir)
 
 
 def choose_program(design, priors: Iterable[Prior] = (), program: str = "auto",
