@@ -30,7 +30,7 @@ def build(names: list[str] | None = None, jobs: int | None = None) -> dict[str, 
                             f"choose from {', '.join(programs)}")
     chosen = list(names or programs)
     start = time.perf_counter()
-    bundled_toolchain().prepare()
+    bundled_toolchain().start()  # driver and header; programs compile as the header is ready
     jobs = jobs or os.cpu_count() or 1
 
     def one(name: str) -> float:

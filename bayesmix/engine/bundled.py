@@ -17,7 +17,7 @@ from .base import (EngineInfo, RunResult, _last_csv_row, run_process, stan_messa
                    write_json)
 from .cache import atomic_build, cache_errors, run_compiler
 from .console import timed
-from .toolchain import LIBS, Toolchain, bundled_toolchain
+from .toolchain import LIBS, Toolchain, bundled_toolchain, wait_for
 
 # Stan's optimizer exits with 70 when the line search fails, which at the
 # optimum of a flat objective is not a failure: callers decide (see lmer).
@@ -52,8 +52,9 @@ class BundledModel:
         entry = tc.home / "models" / self.key
         exe_dir = entry / f"bin-{tc.driver_key}"
         if not _intact(exe_dir):
+            driver_build, pch_build = tc.start()  # in the background, once
             self._check_syntax()  # stanc errors before waiting on the C++ builds
-            driver, pch = tc.prepare()
+            pch = wait_for(pch_build)
             with cache_errors(entry.parent):
                 entry.parent.mkdir(parents=True, exist_ok=True)
                 with FileLock(str(entry) + ".check.lock"):
@@ -61,7 +62,9 @@ class BundledModel:
                         shutil.rmtree(exe_dir)  # damaged: rebuild rather than run it
                     if not _intact(entry, "model.o"):
                         shutil.rmtree(entry, ignore_errors=True)
+                    # the object needs only the header: it compiles while the driver builds
                     _, compiled = atomic_build(entry, lambda tmp: self._build_object(tmp, pch))
+                    driver = wait_for(driver_build)
                     _, linked = atomic_build(exe_dir,
                                              lambda tmp: self._link(tmp, entry, driver))
             self.built = compiled or linked

@@ -7,7 +7,8 @@ import hashlib
 import os
 import shutil
 import subprocess
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,6 +27,19 @@ CXX_FLAGS = (
 LIBS = ("-ltbb", "-lsundials_cvodes", "-lsundials_idas", "-lsundials_kinsol",
         "-lsundials_nvecserial")
 DRIVER_SOURCE = Path(__file__).with_name("driver.cpp")
+
+
+_STARTED: dict[str, tuple[Future, Future]] = {}  # toolchain builds under way, per process
+_STARTED_LOCK = threading.Lock()
+
+
+def wait_for(future: Future):
+    """A background build's result; Ctrl-C while waiting stops every compiler."""
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        stop_compilers()
+        raise
 
 
 def cache_root() -> Path:
@@ -102,20 +116,29 @@ class Toolchain:
                           "precompiling the Stan model header")
         return atomic_build(self.home / "pch", build)[0]
 
+    def start(self) -> tuple[Future, Future]:
+        """Start the one-time builds (driver, precompiled header) side by side in the
+        background, once per process; returns their futures (driver folder, header
+        folder or None). A program's object file needs only the header, so it can
+        compile while the driver is still building."""
+        with _STARTED_LOCK:
+            key = self.key + self.driver_key
+            futures = _STARTED.get(key)
+            if futures is None or any(f.done() and f.exception() for f in futures):
+                if not self.ready:
+                    say("building the Stan toolchain for this machine, once "
+                        f"(cache: {cache_root()})")
+                pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bayesmix-build")
+                futures = _STARTED[key] = (pool.submit(self.driver_dir),
+                                           pool.submit(self.pch_dir))
+                pool.shutdown(wait=False)
+            return futures
+
     def prepare(self) -> tuple[Path, Path | None]:
-        """Build the driver and the precompiled header side by side (once per
-        machine); returns (driver folder, header folder or None)."""
-        if self.ready:
-            return self.driver_dir(), self.pch_dir()
-        say(f"building the Stan toolchain for this machine, once (cache: {cache_root()})")
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            driver = pool.submit(self.driver_dir)
-            pch = pool.submit(self.pch_dir)
-            try:
-                return driver.result(), pch.result()
-            except BaseException:
-                stop_compilers()  # e.g. Ctrl-C: do not wait for the other build
-                raise
+        """Build the driver and the precompiled header (once per machine) and wait for
+        both; returns (driver folder, header folder or None)."""
+        driver, pch = self.start()
+        return wait_for(driver), wait_for(pch)
 
     def _run(self, cmd: list[str], what: str) -> None:
         proc = run_compiler(cmd)
