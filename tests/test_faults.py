@@ -155,7 +155,9 @@ def read_only_folder(tmp_path):
 
 
 def test_unwritable_cache_names_the_folder_and_the_variable(read_only_folder, monkeypatch):
+    from bayesmix.engine import compile_model
     monkeypatch.setenv("BAYESMIX_CACHE", str(read_only_folder))
+    compile_model.cache_clear()  # programs compiled earlier in this process live elsewhere
     model = bayesmix.Model("Reaction ~ Days + (1 | Subject)",
                            load("sleepstudy"))
     with pytest.raises(ToolchainError) as err:

@@ -122,7 +122,7 @@ class Toolchain:
         folder or None). A program's object file needs only the header, so it can
         compile while the driver is still building."""
         with _STARTED_LOCK:
-            key = self.key + self.driver_key
+            key = f"{self.home}/{self.driver_key}"  # the cache folder may change
             futures = _STARTED.get(key)
             if futures is None or any(f.done() and f.exception() for f in futures):
                 if not self.ready:
