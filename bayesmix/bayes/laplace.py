@@ -29,6 +29,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import BayesmixError
+from ..ml import stan_gradient
 from ..priors import Prior, default_scales
 from .diagnostics import SamplingWarning
 from .generic import (GENERIC_NAME, GenericLayout, GenericPosteriorFit, generic_code,
@@ -261,20 +262,9 @@ def _collapsed(mode) -> bool:
     if sd.size and (not np.all(np.isfinite(sd)) or sd.min() < 1e-6):
         return True
     if mode.return_code != 0:
-        grad = _gradient(mode.console)
+        grad = stan_gradient(mode)
         return grad is None or not np.all(np.isfinite(grad)) or np.abs(grad).max() > 1.0
     return False
-
-
-def _gradient(console: str) -> np.ndarray | None:
-    """The gradient at the optimum as the bundled driver prints it (None: not printed)."""
-    for line in console.splitlines():
-        if line.startswith("optimum_gradient = "):
-            try:
-                return np.array([float(v) for v in line.split("=", 1)[1].split(",") if v.strip()])
-            except ValueError:
-                return None
-    return None
 
 
 def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
