@@ -11,25 +11,20 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor",
                         category=FutureWarning)
 
-# Submodules whose names match the shortcut functions below are imported
-# first, so the package attributes end up bound to the functions.
-from . import export as _export_module, glm as _glm_module, glmer as _glmer_module  # noqa: F401
-from . import lmlist as _lmlist_module  # noqa: F401
-from . import bootstrap as _bootstrap_module, sbc as _sbc_module  # noqa: F401
-from .compare import AnovaTable, anova
+from .anovatable import AnovaTable, anova
 from .bayes.compare import compare  # the function, not the anova module
-from .bootstrap import BootstrapResult, PBModComp, bootstrap, pb_modcomp
+from .parboot import BootstrapResult, PBModComp, bootstrap, pb_modcomp
 from .design import Design, build_design
 from .errors import (BayesmixError, DataError, FamilyError, FormulaError,
                      StanError, ToolchainError)
-from .export import export, load, rerun
+from .bundle import export, load, rerun
 from .families import Family, get_family
 from .formula import ParsedFormula, parse_formula
-from .lmlist import LmList, lmlist
+from .lmlistfit import LmList, lmlist
 from .model import Model, glm, glmer, lm, lmer
 from .priors import Prior, prior
 from .results.glm import GlmFit
-from .sbc import SbcResult, sbc
+from .calibration import SbcResult, sbc
 
 __version__ = "0.1.0"
 

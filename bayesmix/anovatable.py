@@ -237,7 +237,7 @@ def _add_pb_test(out: AnovaTable, fits: list, nsim: int, seed: Any, executor: An
     """PBmodcomp for a two-model likelihood-ratio table: adds the column Pr(PB)."""
     if len(fits) != 2:
         raise BayesmixError("anova(..., bootstrap=N) compares exactly two mixed fits")
-    from .bootstrap import pb_modcomp
+    from .parboot import pb_modcomp
     pb = pb_modcomp(fits[0], fits[1], nsim=int(nsim), seed=seed, executor=executor)
     out["Pr(PB)"] = [np.nan, pb.p_value]
     out.bootstrap = pb

@@ -188,7 +188,7 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
     (a bundle never supplies code)."""
     folder, meta, design = _read(path, verify, transforms)
     if meta["kind"] in ("lm", "glm"):
-        from .glm import fit_glm
+        from .glmfit import fit_glm
         return fit_glm(design, **meta["fit"])
     e = meta["engine"]
     run = RunResult(meta["method"], tuple(str(folder / o) for o in meta["outputs"]),
@@ -226,7 +226,7 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
     from .engine import BundledModel, CmdStanEngineModel, cmdstan_available, resolve_engine
     folder, meta, design = _read(path, verify, transforms)
     if meta["kind"] in ("lm", "glm"):  # closed form: refitting is all a rerun can do
-        from .glm import fit_glm
+        from .glmfit import fit_glm
         return fit_glm(design, **meta["fit"])
     made_on = meta["engine"]["name"]
     if engine is None:

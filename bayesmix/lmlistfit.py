@@ -13,7 +13,7 @@ import pandas as pd
 from .design import build_design
 from .errors import BayesmixError, DataError, FormulaError
 from .families import get_family
-from .glm import fit_glm
+from .glmfit import fit_glm
 from .results.format import html_pre
 from .results.glm import GlmFit, format1, format_real, print_matrix
 

@@ -60,13 +60,13 @@ class Model:
         method: "reml" (default for gaussian mixed models) or "ml"."""
         method = self._ml_method(method)
         if not self.design.terms:
-            from .glm import fit_glm
+            from .glmfit import fit_glm
             return fit_glm(self.design, **kwargs)
         kwargs.setdefault("engine", self.engine)  # fit(engine=...) overrides the model's
         if self.is_lmm:
             from .ml import fit_lmer
             return fit_lmer(self.design, reml=method == "reml", **kwargs)
-        from .glmer import fit_glmer
+        from .glmerfit import fit_glmer
         return fit_glmer(self.design, **kwargs)
 
     # -- Bayesian ------------------------------------------------------------
@@ -111,7 +111,7 @@ class Model:
                 from .ml import lmer_code
                 return lmer_code()
             if self.design.terms:
-                from .glmer import glmer_code
+                from .glmerfit import glmer_code
                 return glmer_code(self.design)
             raise BayesmixError("models without random effects are fitted in closed form "
                                 "(IRLS), not by a Stan program; use method='nuts'")
@@ -129,7 +129,7 @@ class Model:
                 from .ml import lmer_data
                 return lmer_data(self.design, reml=method == "reml")[0]
             if self.design.terms:
-                from .glmer import glmer_data
+                from .glmerfit import glmer_data
                 return glmer_data(self.design)
             raise BayesmixError("models without random effects have no ML Stan program")
         if method in BAYES_METHODS:

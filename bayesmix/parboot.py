@@ -97,7 +97,7 @@ class _GlmmRefitter:
         return self.fit.simulate(1, seed=rng)[0]
 
     def refit(self, y, seed: int = 1):
-        from .glmer import fit_glmer
+        from .glmerfit import fit_glmer
         return fit_glmer(replace(self.fit.design, y=np.asarray(y, float)), seed=seed,
                          inits=self.inits)
 

@@ -13,12 +13,12 @@ import pytest
 from scipy import stats
 
 import bayesmix
-from bayesmix.compare import REFIT_MESSAGE, AnovaTable, anova
+from bayesmix.anovatable import REFIT_MESSAGE, AnovaTable, anova
 from bayesmix.datasets import load
 from bayesmix.design import build_design
 from bayesmix.errors import BayesmixError
 from bayesmix.families import get_family
-from bayesmix.glm import fit_glm
+from bayesmix.glmfit import fit_glm
 
 REFS = json.loads((Path(__file__).parent / "reference" / "lme4_refs.json").read_text())
 GLM = REFS["glm_cases"]

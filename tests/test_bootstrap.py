@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import bayesmix
-from bayesmix.bootstrap import bootstrap, default_statistic, norm_inter, pb_modcomp
+from bayesmix.parboot import bootstrap, default_statistic, norm_inter, pb_modcomp
 from bayesmix.datasets import load
 from bayesmix.parallel import run_tasks, spawn_seeds, stan_seed
 from bayesmix.refit import LmmRefitter
@@ -91,7 +91,7 @@ def test_fast_refit_at_the_boundary_matches_stan(sleep):
     """Responses simulated from (1 | Subject) refitted with (Days | Subject): most refits are
     singular (theta's last element at its bound 0, where the fast refit hands over from
     Newton to L-BFGS-B); numpy and Stan agree to 1e-6 in logLik."""
-    from bayesmix.bootstrap import _refitter
+    from bayesmix.parboot import _refitter
     m0 = bayesmix.lmer("Reaction ~ Days + (1 | Subject)", sleep, REML=False)
     m1 = bayesmix.lmer(SLEEP, sleep, REML=False)
     sim, fast, stan = LmmRefitter.from_fit(m0), _refitter(m1, "fast"), _refitter(m1, "stan")

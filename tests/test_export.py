@@ -51,7 +51,7 @@ def test_export_refuses_existing_target_and_leaves_nothing(lmer_fit, tmp_path):
 
 
 def test_interrupted_export_leaves_no_folder(lmer_fit, tmp_path, monkeypatch):
-    ex = sys.modules["bayesmix.export"]
+    ex = sys.modules["bayesmix.bundle"]
 
     def boom(*a, **k):
         raise KeyboardInterrupt

@@ -18,7 +18,7 @@ from bayesmix import datasets
 from bayesmix.design import build_design
 from bayesmix.errors import BayesmixError, FamilyError
 from bayesmix.families import get_family
-from bayesmix.glm import fit_glm
+from bayesmix.glmfit import fit_glm
 from bayesmix.results.format import Display
 from bayesmix.results.glm import GlmFit
 

@@ -171,7 +171,7 @@ def test_boot_confint_goes_through_bayesmix_bootstrap():
     """method='boot' hands over to bayesmix.bootstrap (percentile intervals); the statistics
     are checked against lme4 in that module's tests, here only the plumbing and the names."""
     try:
-        import bayesmix.bootstrap  # noqa: F401
+        import bayesmix.parboot  # noqa: F401
     except ImportError:
         with pytest.raises(BayesmixError, match="bayesmix.bootstrap"):
             fitted("sleepstudy_intercept_REML").confint(method="boot", nsim=5, seed=1)

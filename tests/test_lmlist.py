@@ -8,7 +8,7 @@ import pytest
 
 from bayesmix.datasets import load
 from bayesmix.errors import BayesmixError, DataError
-from bayesmix.lmlist import LmList, lmlist
+from bayesmix.lmlistfit import LmList, lmlist
 from bayesmix.results.glm import GlmFit
 
 FORMULA = "extro ~ open + agree + social"

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 import bayesmix
-from bayesmix.sbc import rank_uniformity
+from bayesmix.calibration import rank_uniformity
 
 
 def _gaussian_model():
@@ -95,7 +95,7 @@ def test_sbc_detects_a_mismatched_prior(monkeypatch):
     the truths were drawn from (exponential(1)) shrink sigma below its true value, so the
     true sigma ranks high and the check fails."""
     import sys
-    sbc_module = sys.modules["bayesmix.sbc"]  # the attribute bayesmix.sbc is the function
+    sbc_module = sys.modules["bayesmix.calibration"]  # the attribute bayesmix.sbc is the function
     real = sbc_module._sbc_task
 
     def wrong_prior_task(shared, item):

@@ -20,7 +20,7 @@ def generic_programs() -> dict[str, str]:
     the fits compile them (`bayesmix.engine.compile_model(code, name)`): the ML programs
     ``lmer`` and ``glmer``, the gaussian marginal posterior ``lmm_marginal`` and the joint
     posterior of every family ``glmm_joint``. Precompile these and no fit compiles."""
-    from ..glmer import glmer_code
+    from ..glmerfit import glmer_code
     from ..ml import lmer_code
     from .generic import GENERIC_NAME, generic_code
     from .marginal import marginal_code

@@ -194,7 +194,7 @@ class PosteriorFit:
     # -- reproducible bundles (bayesmix.export) ------------------------------
     def export(self, path: str) -> str:
         """Write a reproducible Stan bundle (see bayesmix.export)."""
-        from ..export import export
+        from ..bundle import export
         return export(self, path)
 
     def export_meta(self) -> dict:

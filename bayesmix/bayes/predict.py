@@ -187,7 +187,7 @@ def epred_draws(fit, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 seed: int | None = None, ndraws: int | None = None,
                 trials: Any = None) -> np.ndarray:
     """Draws (n_draws, n_rows) of the expected response (inverse link applied)."""
-    from ..glmer import linkinv
+    from ..glmerfit import linkinv
     eta = linpred_draws(fit, newdata, re_form, allow_new_levels, sample_new_levels, seed,
                         ndraws)
     mu = linkinv(fit.design.family.link, eta)
@@ -202,7 +202,7 @@ def predict_draws(fit, newdata: pd.DataFrame | None = None, re_form: Any = None,
                   trials: Any = None) -> np.ndarray:
     """Posterior predictive draws (n_draws, n_rows): the family's distribution around
     each draw's expected response (binomial: successes out of the trials)."""
-    from ..glmer import linkinv
+    from ..glmerfit import linkinv
     rng = np.random.default_rng(seed)
     # one generator for both stages: new-level effects first, then the noise
     sub_seed = int(rng.integers(2 ** 63 - 1))

@@ -15,7 +15,7 @@ def boot_confint(fit, level: float = 0.95, parm=None, nsim: int = 500, seed=None
     intervals of the SDs/correlations, sigma and fixed effects over ``nsim`` parametric
     bootstrap refits (``bayesmix.bootstrap``; seed and executor are passed on)."""
     try:
-        from ..bootstrap import bootstrap
+        from ..parboot import bootstrap
     except ImportError as exc:  # the bootstrap module is not part of this installation
         raise BayesmixError("confint(method='boot') needs bayesmix.bootstrap(fit, nsim, ...), "
                             f"which is not available here ({exc}); use method='profile' or "

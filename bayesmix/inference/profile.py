@@ -321,7 +321,7 @@ class GlmmProfileProblem(ProfileProblem):
     FAMILIES = ("binomial", "bernoulli", "poisson")
 
     def __init__(self, fit):
-        from ..glmer import laplace
+        from ..glmerfit import laplace
         prob = fit.problem
         if prob.family not in self.FAMILIES:
             raise BayesmixError(

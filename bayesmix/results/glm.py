@@ -280,7 +280,7 @@ class GlmFit:
     def export(self, path: str) -> str:
         """Write a bundle (formula, rows, levels, weights; see bayesmix.export).
         There is no Stan program: loading it refits in closed form."""
-        from ..export import export
+        from ..bundle import export
         return export(self, path)
 
     def export_meta(self) -> dict:

@@ -52,7 +52,7 @@ class GlmmFit(MerFitMixin):
 
     @classmethod
     def from_export(cls, design: Design, meta: dict, run: RunResult, stan_data: dict):
-        from ..glmer import glmer_result
+        from ..glmerfit import glmer_result
         return glmer_result(design, run, stan_data)
 
     # -- lme4 accessors ----------------------------------------------------
@@ -100,7 +100,7 @@ class GlmmFit(MerFitMixin):
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """Residuals like lme4: "deviance" (default), "pearson", "response", "working", or
         "scaled_pearson" (Pearson over sigma, the summary's scaled residuals)."""
-        from ..glmer import pearson_residuals
+        from ..glmerfit import pearson_residuals
         prob, mu = self.problem, self.estimates.mu
         if type == "deviance":
             return self.estimates.deviance_resid
@@ -113,7 +113,7 @@ class GlmmFit(MerFitMixin):
                 return prob.y / prob.ntr - mu
             return prob.y - mu
         if type == "working":
-            from ..glmer import obs_terms
+            from ..glmerfit import obs_terms
             _, s, _, wf = obs_terms(prob.family, prob.link, self.estimates.eta, prob.y,
                                     prob.ntr, self.estimates.phi)
             return s / wf
@@ -125,7 +125,7 @@ class GlmmFit(MerFitMixin):
                 type: str = "link", allow_new_levels: bool = False) -> np.ndarray:
         """Predictions on the link (default, as lme4) or response scale, with all random
         effects (re_form=None), none ("~0" or NA-like) or a subset, e.g. "~(1|herd)"."""
-        from ..glmer import linkinv
+        from ..glmerfit import linkinv
         if type not in ("link", "response"):
             raise ValueError(f"unknown prediction type {type!r}; choose one of: link, response")
         groups = _re_form_groups(re_form, self.design)
@@ -146,7 +146,7 @@ class GlmmFit(MerFitMixin):
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
         """Responses (nsim x n) simulated from the fitted model with new random effects
         b_k ~ N(0, T_k T_k') (the Laplace model's scale; successes for binomial)."""
-        from ..glmer import linkinv
+        from ..glmerfit import linkinv
         rng = np.random.default_rng(seed)
         prob, est = self.problem, self.estimates
         base = prob.X @ est.beta + prob.offset

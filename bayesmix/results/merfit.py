@@ -17,7 +17,7 @@ class MerFitMixin:
 
     def export(self, path: str) -> str:
         """Write a reproducible Stan bundle (see bayesmix.export)."""
-        from ..export import export
+        from ..bundle import export
         return export(self, path)
 
     @property

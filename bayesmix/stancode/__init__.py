@@ -1,6 +1,6 @@
 """Stage 3: Stan code generation. Generators return named blocks (`Blocks`);
 `assemble` is the one place that orders and lays out a program."""
-from .assemble import BLOCK_ORDER, Blocks, assemble, indent_lines, merge
+from .blocks import BLOCK_ORDER, Blocks, assemble, indent_lines, merge
 from .joint import (JointProgram, Structure, joint_inits, joint_program, joint_stan_data,
                     joint_stancode, structure_of)
 

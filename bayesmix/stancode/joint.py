@@ -42,7 +42,7 @@ import numpy as np
 
 from ..errors import BayesmixError
 from ..priors import (Prior, PriorSlot, default_scales, resolve_priors, slope_names)
-from .assemble import Blocks, assemble, merge
+from .blocks import Blocks, assemble, merge
 
 # (family, link) pairs with a Stan *_glm likelihood: name, extra arguments
 _GLM = {
