@@ -1,19 +1,276 @@
-"""Response families and their link functions, named like R/lme4."""
+"""Response families and their links: the one home of their mathematics.
+
+`Family(name, link)` is what a model carries (R's spellings, printed ``binomial(logit)``). Its
+methods are R's ``family()`` object: ``linkfun``, ``linkinv`` and ``mu_eta`` with R's numerical
+guards, ``variance``, ``dev_resids``, plus the log density and random draws of one observation,
+the codes the generic Stan programs read, and which fitting methods support it. Everything is
+looked up in two tables, `LINKS` and `FAMILIES`; docs/architecture.md ("Adding a family") says
+how to add an entry.
+
+Conventions (as R's glm for ``dev_resids`` and ``variance``, Stan's for densities and draws):
+
+* ``dev_resids(y, mu, wt, phi)``: R's unsigned deviance contributions with y on R's scale (a
+  proportion for binomial, ``wt`` = prior weights x trials).
+* ``log_density(y, mu, trials, phi)`` and ``draw(rng, mu, trials, phi)``: y in counts for
+  binomial; ``phi`` is the family parameter named by ``dispersion`` (gaussian ``sigma``, negative
+  binomial ``phi`` with Var = mu + mu^2 / phi as Stan's neg_binomial_2 and lme4's glmer.nb
+  theta, Gamma ``shape`` with Var = mu^2 / shape).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy import special, stats
 
 from .errors import FamilyError
 
-# family -> valid links; the first one is R's default link.
-_LINKS: dict[str, tuple[str, ...]] = {
-    "gaussian": ("identity", "log", "inverse"),
-    "binomial": ("logit", "probit", "cloglog", "log"),
-    "bernoulli": ("logit", "probit", "cloglog", "log"),
-    "poisson": ("log", "identity", "sqrt"),
-    "negbinomial": ("log", "identity", "sqrt"),
-    "Gamma": ("inverse", "log", "identity"),
-}
+_EPS = np.finfo(float).eps
+_INVEPS = 1.0 / _EPS
+_THRESH = 30.0                            # R's logit guards (family.c)
+_PROBIT_THRESH = -stats.norm.ppf(_EPS)    # R's probit guard: qnorm(eps)
+
+# The fitting methods a family can declare (`Family.supports`).
+METHODS = ("glm", "lmer", "glmer", "nuts_joint", "nuts_marginal", "laplace")
+
+
+# ---------------------------------------------------------------- links
+
+
+@dataclass(frozen=True)
+class Link:
+    """One link function g (mu = g^-1(eta)) with R's guards (make.link / family.c)."""
+
+    name: str
+    code: int  # `link` data of stan/glmm_functions.stan, glmm_joint.stan (same codes)
+    linkfun: Callable[[np.ndarray], np.ndarray]
+    linkinv: Callable[[np.ndarray], np.ndarray]
+    mu_eta: Callable[[np.ndarray], np.ndarray]   # d mu / d eta
+    valideta: Callable[[np.ndarray], bool] = lambda eta: True
+
+
+def _logit_inv(eta):
+    tmp = np.where(eta < -_THRESH, _EPS,
+                   np.where(eta > _THRESH, _INVEPS, np.exp(np.clip(eta, -_THRESH, _THRESH))))
+    return tmp / (1.0 + tmp)
+
+
+def _logit_mu_eta(eta):
+    e = np.exp(np.clip(eta, -_THRESH, _THRESH))
+    return np.where((eta > _THRESH) | (eta < -_THRESH), _EPS, e / (1.0 + e) ** 2)
+
+
+def _cloglog_mu_eta(eta):
+    e = np.minimum(eta, 700.0)  # R: pmax(exp(eta) * exp(-exp(eta)), eps), no overflow
+    return np.maximum(np.exp(e) * np.exp(-np.exp(e)), _EPS)
+
+
+def _positive_finite(eta) -> bool:
+    return bool(np.all(np.isfinite(eta)) and np.all(eta > 0))
+
+
+def _nonzero_finite(eta) -> bool:
+    return bool(np.all(np.isfinite(eta)) and np.all(eta != 0))
+
+
+LINKS: dict[str, Link] = {link.name: link for link in (
+    Link("logit", 1, lambda mu: np.log(mu / (1.0 - mu)), _logit_inv, _logit_mu_eta),
+    Link("probit", 2, stats.norm.ppf,
+         lambda eta: stats.norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH)),
+         lambda eta: np.maximum(stats.norm.pdf(eta), _EPS)),
+    Link("cloglog", 3, lambda mu: np.log(-np.log1p(-mu)),
+         lambda eta: np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS), _cloglog_mu_eta),
+    Link("log", 4, np.log, lambda eta: np.maximum(np.exp(eta), _EPS),
+         lambda eta: np.maximum(np.exp(eta), _EPS)),
+    Link("identity", 5, lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta)),
+    Link("inverse", 6, lambda mu: 1.0 / mu, lambda eta: 1.0 / eta, lambda eta: -1.0 / eta ** 2,
+         _nonzero_finite),
+    Link("sqrt", 7, np.sqrt, lambda eta: eta ** 2, lambda eta: 2.0 * eta, _positive_finite),
+)}
+
+
+def get_link(link: str) -> Link:
+    """The `Link` named ``link``; FamilyError naming the choices otherwise."""
+    try:
+        return LINKS[link]
+    except (KeyError, TypeError):
+        raise FamilyError(f"unknown link {link!r}; choose one of: {', '.join(LINKS)}") from None
+
+
+# ---------------------------------------------------------------- per-family maths
+
+
+def _ylogy(y, mu):
+    """y * log(y / mu), 0 where y == 0 (R's y_log_y)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
+
+
+def _xlogy(x, y):
+    """x * log(y), 0 where x == 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x == 0, 0.0, x * np.log(np.where(x == 0, 1.0, y)))
+
+
+# R's dev.resids (wt: prior weights, x trials for binomial; y a proportion for binomial)
+def _dev_gaussian(y, mu, wt, phi=1.0):
+    return wt * (y - mu) ** 2
+
+
+def _dev_binomial(y, mu, wt, phi=1.0):
+    return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
+
+
+def _dev_poisson(y, mu, wt, phi=1.0):
+    return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
+
+
+def _dev_negbinomial(y, mu, wt, phi=1.0):
+    # MASS::negative.binomial(theta = phi)$dev.resids
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 2.0 * wt * (_ylogy(y, mu) - (y + phi) * np.log((y + phi) / (mu + phi)))
+
+
+def _dev_gamma(y, mu, wt, phi=1.0):
+    with np.errstate(divide="ignore"):
+        return -2.0 * wt * (np.log(np.where(y == 0, 1.0, y / mu)) - (y - mu) / mu)
+
+
+# log density of one observation (y in counts for binomial); written with special functions
+# so that tests/test_families.py can check them against scipy.stats
+def _lp_gaussian(y, mu, trials, sigma):
+    return -0.5 * ((y - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi)
+
+
+def _lp_binomial(y, mu, trials, phi=None):
+    lchoose = special.gammaln(trials + 1) - special.gammaln(y + 1) - special.gammaln(trials - y + 1)
+    return lchoose + _xlogy(y, mu) + _xlogy(trials - y, 1.0 - mu)
+
+
+def _lp_poisson(y, mu, trials, phi=None):
+    return _xlogy(y, mu) - mu - special.gammaln(y + 1)
+
+
+def _lp_negbinomial(y, mu, trials, phi):
+    with np.errstate(divide="ignore"):
+        return (special.gammaln(y + phi) - special.gammaln(phi) - special.gammaln(y + 1)
+                + phi * (np.log(phi) - np.log(phi + mu)) + _xlogy(y, mu / (phi + mu)))
+
+
+def _lp_gamma(y, mu, trials, shape):
+    with np.errstate(divide="ignore"):
+        return (shape * (np.log(shape) - np.log(mu)) - special.gammaln(shape)
+                + (shape - 1) * np.log(y) - shape * y / mu)
+
+
+# random draws with numpy's Generator (the order of calls is part of the seeded output)
+def _draw_gaussian(rng, mu, trials, sigma):
+    return mu + sigma * rng.standard_normal(np.shape(mu))
+
+
+def _draw_binomial(rng, mu, trials, phi=None):
+    p = np.clip(mu, 0.0, 1.0)
+    return rng.binomial(np.broadcast_to(np.asarray(trials).astype(np.int64), np.shape(p)),
+                        p).astype(float)
+
+
+def _draw_poisson(rng, mu, trials, phi=None):
+    return rng.poisson(mu).astype(float)
+
+
+def _draw_negbinomial(rng, mu, trials, phi):
+    phi = np.broadcast_to(phi, np.shape(mu))
+    lam = rng.gamma(phi, mu / phi)  # neg_binomial_2(mu, phi) as a gamma-poisson mixture
+    return rng.poisson(lam).astype(float)
+
+
+def _draw_gamma(rng, mu, trials, shape):
+    shape = np.broadcast_to(shape, np.shape(mu))
+    return rng.gamma(shape, mu / shape)
+
+
+# R's family()$aic (-2 log likelihood without the parameter count); glm's AIC adds 2 * rank
+def _aic_gaussian(y, n, mu, wt, dev):
+    nobs = len(y)  # R: all observations count, zero weights included
+    with np.errstate(divide="ignore"):
+        return nobs * (np.log(2 * np.pi * dev / nobs) + 1) + 2 - np.sum(np.log(wt))
+
+
+def _aic_binomial(y, n, mu, wt, dev):
+    m = n if np.any(n > 1) else wt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
+        ll = stats.binom.logpmf(np.round(m * y), np.round(m), mu)
+    return -2.0 * np.sum(np.where(scale > 0, scale * ll, 0.0))
+
+
+def _aic_poisson(y, n, mu, wt, dev):
+    ll = stats.poisson.logpmf(y, mu)
+    return -2.0 * np.sum(np.where(wt > 0, ll * wt, 0.0))
+
+
+def _aic_gamma(y, n, mu, wt, dev):
+    disp = dev / np.sum(wt)
+    ll = stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
+    return -2.0 * np.sum(np.where(wt > 0, ll * wt, 0.0)) + 2.0
+
+
+def _valid_probability(mu) -> bool:
+    return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """Everything bayesmix knows about one response family (an entry of `FAMILIES`)."""
+
+    name: str
+    links: tuple[str, ...]      # valid links; the first is R's default
+    r_name: str                 # R's family()$family ("binomial" for bernoulli too)
+    variance: Callable          # V(mu, phi)
+    validmu: Callable[[np.ndarray], bool]
+    dev_resids: Callable        # (y, mu, wt, phi) -> R's unsigned deviance contributions
+    log_density: Callable       # (y, mu, trials, phi) -> log p(y)
+    draw: Callable              # (rng, mu, trials, phi) -> one draw per mu
+    aic: Callable | None        # R's family()$aic, for glm fits
+    dispersion: str | None      # the family parameter's name in Stan and the priors
+    fixed_dispersion: bool      # glm: dispersion 1 (z tests) rather than estimated (t tests)
+    joint_code: int             # `family` data of stan/glmm_joint.stan
+    glmer_code: int | None      # `family` data of stan/glmer.stan (glmm_functions.stan)
+    methods: frozenset          # of METHODS; lmer / nuts_marginal: identity link only
+
+
+_ALL_BUT_ML = frozenset({"nuts_joint", "laplace"})
+
+FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
+    FamilySpec("gaussian", ("identity", "log", "inverse"), "gaussian",
+               lambda mu, phi=1.0: np.ones_like(mu), lambda mu: True,
+               _dev_gaussian, _lp_gaussian, _draw_gaussian, _aic_gaussian,
+               "sigma", False, 1, None, _ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
+    FamilySpec("binomial", ("logit", "probit", "cloglog", "log"), "binomial",
+               lambda mu, phi=1.0: mu * (1 - mu), _valid_probability,
+               _dev_binomial, _lp_binomial, _draw_binomial, _aic_binomial,
+               None, True, 2, 1, _ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec("bernoulli", ("logit", "probit", "cloglog", "log"), "binomial",
+               lambda mu, phi=1.0: mu * (1 - mu), _valid_probability,
+               _dev_binomial, _lp_binomial, _draw_binomial, _aic_binomial,
+               None, True, 3, 1, _ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec("poisson", ("log", "identity", "sqrt"), "poisson",
+               lambda mu, phi=1.0: mu, _positive_finite,
+               _dev_poisson, _lp_poisson, _draw_poisson, _aic_poisson,
+               None, True, 4, 2, _ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec("negbinomial", ("log", "identity", "sqrt"), "Negative Binomial",
+               lambda mu, phi=1.0: mu + mu ** 2 / phi, _positive_finite,
+               _dev_negbinomial, _lp_negbinomial, _draw_negbinomial, None,
+               "phi", True, 5, 3, _ALL_BUT_ML | {"glmer"}),
+    FamilySpec("Gamma", ("inverse", "log", "identity"), "Gamma",
+               lambda mu, phi=1.0: mu ** 2, _positive_finite,
+               _dev_gamma, _lp_gamma, _draw_gamma, _aic_gamma,
+               "shape", False, 6, 4, _ALL_BUT_ML | {"glm", "glmer"}),
+)}
 
 # lower-cased spellings accepted for each family
 _ALIASES: dict[str, str] = {
@@ -29,15 +286,88 @@ _ALIASES: dict[str, str] = {
     "nb": "negbinomial",
     "gamma": "Gamma",
 }
+_LINKS = {name: spec.links for name, spec in FAMILIES.items()}  # family -> valid links
 
 
 @dataclass(frozen=True)
 class Family:
+    """A family and its link, as a model carries it (``get_family`` resolves spellings)."""
+
     name: str
     link: str
 
     def __str__(self) -> str:
         return f"{self.name}({self.link})"
+
+    @property
+    def spec(self) -> FamilySpec:
+        return FAMILIES[self.name]
+
+    @property
+    def link_spec(self) -> Link:
+        return LINKS[self.link]
+
+    # R's family() functions
+    def linkfun(self, mu):
+        return self.link_spec.linkfun(np.asarray(mu, dtype=float))
+
+    def linkinv(self, eta):
+        return self.link_spec.linkinv(np.asarray(eta, dtype=float))
+
+    def mu_eta(self, eta):
+        return self.link_spec.mu_eta(np.asarray(eta, dtype=float))
+
+    def variance(self, mu, phi: float = 1.0):
+        return self.spec.variance(np.asarray(mu, dtype=float), phi)
+
+    def dev_resids(self, y, mu, wt, phi: float = 1.0):
+        return self.spec.dev_resids(np.asarray(y, float), np.asarray(mu, float), wt, phi)
+
+    def log_density(self, y, mu, trials=1.0, phi=None):
+        """log p(y | mu[, phi]) per observation (y in counts for binomial)."""
+        self._need_phi(phi)
+        return self.spec.log_density(np.asarray(y, float), np.asarray(mu, float),
+                                     np.asarray(trials, float), phi)
+
+    def draw(self, rng: np.random.Generator, mu, trials=1.0, phi=None):
+        """One random response per entry of mu (binomial: successes out of trials)."""
+        self._need_phi(phi)
+        return self.spec.draw(rng, np.asarray(mu, float), trials, phi)
+
+    def _need_phi(self, phi) -> None:
+        if self.spec.dispersion is not None and phi is None:
+            raise FamilyError(f"the {self} density needs its {self.spec.dispersion}")
+
+    # what the Stan programs read and who can fit it
+    @property
+    def dispersion(self) -> str | None:
+        """The family parameter (Stan and prior class name): sigma, phi, shape or None."""
+        return self.spec.dispersion
+
+    def stan_codes(self, program: str = "joint") -> dict[str, int]:
+        """{"family": ..., "link": ...} data of the generic program ("joint" or "glmer")."""
+        code = self.spec.joint_code if program == "joint" else self.spec.glmer_code
+        if code is None or program not in ("joint", "glmer"):
+            raise FamilyError(f"no {program} program code for family {self.name!r}")
+        return {"family": code, "link": self.link_spec.code}
+
+    def supports(self, method: str) -> bool:
+        """Whether a fitting method (one of METHODS) fits this family and link."""
+        if method not in METHODS:
+            raise FamilyError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}")
+        if method in ("lmer", "nuts_marginal") and self.link != "identity":
+            return False
+        return method in self.spec.methods
+
+
+def families_for(method: str) -> dict[str, tuple[str, ...]]:
+    """family -> the links a method supports (for messages naming the choices)."""
+    out = {}
+    for name, spec in FAMILIES.items():
+        links = tuple(lk for lk in spec.links if Family(name, lk).supports(method))
+        if links:
+            out[name] = links
+    return out
 
 
 def get_family(family: str | Family = "gaussian", link: str | None = None) -> Family:
