@@ -248,7 +248,7 @@ class PosteriorFit:
         return int(self.cmdstan_fit.num_draws_sampling)
 
     def draws(self, name: str) -> np.ndarray:
-        """A Stan variable's draws as (chain, draw, *shape)."""
+        """A Stan variable's draws as ``(chain, draw, *shape)``."""
         cf = self.cmdstan_fit
         try:
             a = np.asarray(cf.stan_variable(name))

@@ -417,7 +417,7 @@ class GenericPosteriorFit(PosteriorFit):
         return np.linalg.cholesky(cor)
 
     def draws(self, name: str) -> np.ndarray:
-        """A variable's draws as (chain, draw, *shape), under the generated program's names."""
+        """A variable's draws as ``(chain, draw, *shape)``, under the generated program's names."""
         cache = self._mapped
         if name not in cache:
             mapped = self._map(name)

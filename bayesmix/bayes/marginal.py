@@ -520,7 +520,7 @@ class MarginalPosteriorFit(PosteriorFit):
         return {k: v.reshape((C, D) + v.shape[1:]) for k, v in out.items()}
 
     def draws(self, name: str) -> np.ndarray:
-        """A variable's draws as (chain, draw, *shape), under the joint program's names."""
+        """A variable's draws as ``(chain, draw, *shape)``, under the joint program's names."""
         if name in self._derived:
             return self._derived[name]
         return PosteriorFit.draws(self, name)
