@@ -78,22 +78,37 @@ def test_idata_names_and_coords(sleep_fit, sleep_design):
                   "observed_data"):
         assert group in idata.groups()
     post = idata.posterior
-    assert set(post.data_vars) == {"b", "sd_Subject", "cor_Subject", "r_Subject", "sigma"}
-    assert list(post["b"].coords["coef"].values) == ["(Intercept)", "Days"]
-    assert list(post["sd_Subject"].coords["Subject_coef"].values) == ["(Intercept)", "Days"]
-    assert list(post["cor_Subject"].coords["Subject_pair"].values) == ["(Intercept), Days"]
-    r = post["r_Subject"]
-    assert r.dims == ("chain", "draw", "Subject_level", "Subject_coef")
+    # one variable per scalar with its own scale (docs/results.md); random effects by level
+    assert list(post.data_vars) == ["Intercept", "Days", "sd(1|Subject)", "sd(Days|Subject)",
+                                    "cor(1,Days|Subject)", "1|Subject", "Days|Subject", "sigma"]
+    for name in ("Intercept", "Days", "sd(1|Subject)", "cor(1,Days|Subject)", "sigma"):
+        assert post[name].dims == ("chain", "draw"), name
+    r = post["Days|Subject"]
+    assert r.dims == ("chain", "draw", "Subject_level")
     assert list(r.coords["Subject_level"].values) == list(load("sleepstudy")["Subject"]
                                                           .cat.categories)
-    assert r.sel(Subject_level="308", Subject_coef="Days").shape == (4, 1000)
+    assert r.sel(Subject_level="308").shape == (4, 1000)
+    # the same draws as the internal arrays (lme4-named accessors read those)
+    nd = sleep_fit.named_draws().posterior
+    np.testing.assert_array_equal(post["Days"].values, nd["b"][..., 1])
+    np.testing.assert_array_equal(post["sd(Days|Subject)"].values, nd["sd_Subject"][..., 1])
+    np.testing.assert_array_equal(post["cor(1,Days|Subject)"].values, nd["cor_Subject"][..., 0])
+    np.testing.assert_array_equal(r.values, nd["r_Subject"][..., 1])
+    np.testing.assert_array_equal(sleep_fit.ranef_draws("Subject").values, nd["r_Subject"])
+    subj = idata.constant_data["Subject"].values
+    prior = sleep_fit.to_arviz(prior=True).prior  # exact prior draws (tests/test_prior_draws.py)
+    assert list(prior.data_vars) == list(post.data_vars)
+    assert prior["Days|Subject"].shape == (4, 1000, 18)
+    assert list(subj) == list(load("sleepstudy")["Subject"].astype(str))
     assert idata.log_likelihood["Reaction"].dims == ("chain", "draw", "obs")
     assert idata.posterior_predictive["Reaction"].shape == (4, 1000, 180)
     np.testing.assert_allclose(idata.observed_data["Reaction"].values, sleep_design.y)
     assert {"diverging", "tree_depth", "energy", "lp"} <= set(idata.sample_stats.data_vars)
     # the pointwise log-likelihood is the model's: at a draw, sum = normal density
     one = idata.posterior.isel(chain=0, draw=0)
-    b, r, s = one["b"].values, one["r_Subject"].values, float(one["sigma"])
+    b = np.array([float(one["Intercept"]), float(one["Days"])])
+    r = np.column_stack([one["1|Subject"].values, one["Days|Subject"].values])
+    s = float(one["sigma"])
     d = sleep_design
     mu = d.X @ b + np.einsum("nm,nm->n", d.terms[0].Z, r[d.terms[0].index])
     ll = stats.norm.logpdf(d.y, mu, s)
@@ -107,14 +122,21 @@ def test_arviz_functions_work(sleep_fit):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     idata = sleep_fit.to_arviz()
-    summ = az.summary(idata, var_names=["b", "sd_Subject", "cor_Subject", "sigma"])
-    assert "b[Days]" in summ.index and "cor_Subject[(Intercept), Days]" in summ.index
+    summ = az.summary(idata)  # no arguments: every variable, one row per scalar or level
+    assert list(summ.index[:5]) == ["Intercept", "Days", "sd(1|Subject)", "sd(Days|Subject)",
+                                    "cor(1,Days|Subject)"]
+    assert "Days|Subject[308]" in summ.index and summ.index[-1] == "sigma"
+    assert len(summ) == 2 + 2 + 1 + 2 * 18 + 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loo = az.loo(idata)
     assert np.isfinite(loo.elpd_loo) and loo.n_data_points == 180
-    az.plot_trace(idata, var_names=["b", "sigma"])
-    az.plot_forest(idata, var_names=["r_Subject"], coords={"Subject_coef": ["Days"]})
+    axes = az.plot_trace(idata)
+    # intercept and slope on separate rows (their scales differ by a factor of 25)
+    assert axes.shape == (8, 2) and axes[0, 0].get_title() == "Intercept" \
+        and axes[1, 0].get_title() == "Days"
+    az.plot_forest(idata, var_names=["Days|Subject"])
+    az.plot_posterior(idata, var_names=["Intercept", "Days", "sigma"])
     az.plot_ppc(idata, num_pp_samples=20)
     plt.close("all")
 
@@ -202,7 +224,7 @@ def test_prior_only_draws_from_the_prior(sleep_design):
     post = fit.to_arviz().posterior
     probs = np.array([0.25, 0.5, 0.75])
     half_t = stats.t.ppf(0.5 + probs / 2, 3) * scale
-    for draws in (post["sigma"].values, post["sd_Subject"].sel(Subject_coef="Days").values):
+    for draws in (post["sigma"].values, post["sd(Days|Subject)"].values):
         np.testing.assert_allclose(np.quantile(draws, probs), half_t, rtol=0.1)
     yrep = fit.to_arviz().posterior_predictive["Reaction"].values
     assert yrep.shape == (4, 1000, 180) and np.all(np.isfinite(yrep))
@@ -234,7 +256,8 @@ def test_bad_arguments_fail_before_compiling(sleep_design):
 @pytest.mark.slow
 def test_confint_is_the_central_posterior_interval(sleep_fit):
     ci = sleep_fit.confint(0.9)
-    b = sleep_fit.to_arviz().posterior["b"].values.reshape(-1, 2)
+    post = sleep_fit.to_arviz().posterior
+    b = np.column_stack([post["Intercept"].values.reshape(-1), post["Days"].values.reshape(-1)])
     np.testing.assert_allclose(ci.to_numpy(), np.quantile(b, [0.05, 0.95], axis=0).T,
                                rtol=1e-10)
     assert list(ci.columns) == ["Q5", "Q95"]

@@ -135,7 +135,7 @@ def test_poisson_re_form_subset():
     posterior = post.named_draws().posterior
     b = _flat(posterior["b"])
     X = np.column_stack([np.ones(len(data)), data["x"]])
-    levels_a = list(post.to_arviz().posterior["r_a"].coords["a_level"].values)
+    levels_a = list(post.to_arviz().posterior["1|a"].coords["a_level"].values)
     ia = np.array([levels_a.index(v) for v in data["a"]])
     r_a = _flat(posterior["r_a"])[:, :, 0]
     expect = b @ X.T + r_a[:, ia]

@@ -151,7 +151,8 @@ def test_fit_object_is_a_laplace_approximation(gaussian):
     idata = lap.to_arviz()
     assert {"posterior", "log_likelihood", "posterior_predictive"} <= set(idata.groups())
     assert "diverging" not in idata.sample_stats and "lp" in idata.sample_stats
-    assert idata.posterior["b"].shape == (1, 1000, 2)
+    assert idata.posterior["Intercept"].shape == (1, 1000)
+    assert idata.posterior["x"].shape == (1, 1000)
     assert idata.posterior.attrs["inference_library"] == "bayesmix (Stan laplace)"
     with pytest.raises(BayesmixError, match="no sampler diagnostics"):
         lap.diagnostics()

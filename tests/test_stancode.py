@@ -325,9 +325,13 @@ def test_program_compiles_and_samples(sim, label, formula, dataset, family, link
         fit = fit_nuts(d, chains=2, iter_warmup=60, iter_sampling=30, seed=3,
                        show_progress=False)
     post = fit.to_arviz().posterior
-    assert post["b"].shape == (2, 30, d.p)
-    assert np.all(np.isfinite(post["b"].values))
+    b = fit.named_draws().posterior["b"]
+    assert b.shape == (2, 30, d.p) and np.all(np.isfinite(b))
+    for name in ("Intercept" if n == "(Intercept)" else n for n in d.X_names):
+        assert post[name].shape == (2, 30)
     for t in d.terms:
-        assert post[f"r_{t.group}"].shape[2:] == (t.n_levels, t.p)
+        for c in t.coef_names:
+            r = post[f"{'1' if c == '(Intercept)' else c}|{t.group}"]
+            assert r.dims == ("chain", "draw", f"{t.group}_level") and r.shape[2] == t.n_levels
     yrep = fit.to_arviz().posterior_predictive[list(fit.to_arviz().observed_data)[0]]
     assert yrep.shape == (2, 30, d.n)

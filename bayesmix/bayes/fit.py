@@ -269,10 +269,22 @@ class PosteriorFit:
     def _idata(self):
         return to_inference_data(self)
 
-    def to_arviz(self):
-        """arviz.InferenceData with model-named variables and coordinates
-        (see bayesmix.bayes.idata)."""
-        return self._idata
+    def to_arviz(self, prior: bool = False):
+        """arviz.InferenceData: one readable variable per fixed effect, sd, correlation and
+        family parameter, random effects with their factor's levels as a coordinate
+        (docs/results.md, bayesmix.bayes.idata). prior=True adds a ``prior`` group of exact
+        draws from the declared priors (`prior_draws`)."""
+        if not prior:
+            return self._idata
+        return to_inference_data(self, prior=self.prior_draws())
+
+    def prior_draws(self, seed: int | None = None) -> NamedDraws:
+        """Exact draws from the declared priors (numpy, no sampler), as many as the fit
+        has, under `named_draws`'s names; seeded from the run's seed unless given."""
+        from .priordraws import prior_named_draws
+        if seed is None:
+            seed = int(self.run.args.get("seed", 0) or 0) + 1
+        return prior_named_draws(self.design, self.priors, self.chains, self.ndraws, seed)
 
     def diagnostics(self) -> Diagnostics:
         """Divergences, R-hat, bulk/tail ESS, tree depth and E-BFMI of the run."""
@@ -317,7 +329,14 @@ class PosteriorFit:
 
     def ranef_draws(self, group: str):
         """Draws of one group's effects: xarray DataArray (chain, draw, level, coef)."""
-        return self.to_arviz().posterior[f"r_{self._check_group(group)}"]
+        import xarray as xr
+        lay = next(lay for lay in self._named.layouts if lay.group == self._check_group(group))
+        r = self._named.posterior[f"r_{group}"]
+        return xr.DataArray(r, dims=("chain", "draw", lay.level_dim, lay.coef_dim),
+                            coords={"chain": np.arange(r.shape[0]),
+                                    "draw": np.arange(r.shape[1]),
+                                    lay.level_dim: list(lay.levels),
+                                    lay.coef_dim: list(lay.coefs)}, name=f"r_{group}")
 
     def _check_group(self, group: str) -> str:
         groups = [lay.group for lay in self._named.layouts]

@@ -1,20 +1,29 @@
 """Draws of a joint fit under the model's own names, and the ArviZ InferenceData.
 
-Posterior variables (dims after chain, draw):
+Two namings. Inside bayesmix (`named_draws`: predictions, summaries, SBC) the posterior is
+a few arrays: ``b`` (coef), ``sd_<group>``, ``cor_<group>``, ``r_<group>`` (level, coef)
+and the family parameter. The InferenceData a user plots (`to_inference_data`) gives every
+scalar with its own scale its own variable, so ArviZ's defaults (plot_trace, plot_forest,
+plot_posterior, summary) never draw an intercept of 58 and a slope of 0.01 on one axis:
 
-* ``b``            (coef)                  lme4 names: "(Intercept)", "Days", ...
-* ``sd_<group>``   (<group>_coef)          e.g. sd_Subject with coef "(Intercept)", "Days"
-* ``cor_<group>``  (<group>_pair)          correlations, pairs labelled "(Intercept), Days"
-* ``r_<group>``    (<group>_level, <group>_coef)   factor levels and coefficient names
-* ``sigma`` / ``phi`` / ``shape``          family parameter (gaussian / negbinomial / Gamma)
+* fixed effects      ``Intercept``, ``open``, ``period2``, ``open:agree`` (X's column names;
+                     R's "(Intercept)" becomes ``Intercept``; a name that collides with
+                     another variable gets brms's prefix: ``b_sigma``)
+* group-level sds    ``sd(1|school)``, ``sd(open|school)`` (``1`` is the intercept, as in
+                     the formula)
+* correlations       ``cor(1,Days|Subject)``
+* random effects     ``1|school``, ``open|school`` with dim ``school_level`` (the factor's
+                     levels, in R's order)
+* family parameter   ``sigma`` (gaussian), ``phi`` (negative binomial), ``shape`` (Gamma)
 
-Terms that share a grouping factor (lme4's `||` splits) are merged into one
-set of ``sd_``/``r_`` variables. The response-named variable (e.g.
-``Reaction``; binomial cbind: the successes) holds the pointwise
-log-likelihood in ``log_likelihood``, the posterior predictive draws in
-``posterior_predictive`` and the data in ``observed_data``, with dim ``obs``
--- ArviZ matches these groups by name (az.loo, az.plot_ppc, az.loo_pit).
-Binomial models also carry ``trials`` in ``constant_data``.
+Terms that share a grouping factor (lme4's `||` splits) share its names. The
+response-named variable (e.g. ``Reaction``; binomial cbind: the successes) holds the
+pointwise log-likelihood in ``log_likelihood``, the posterior predictive draws in
+``posterior_predictive`` and the data in ``observed_data``, with dim ``obs`` -- ArviZ
+matches these groups by name (az.loo, az.plot_ppc, az.loo_pit). ``constant_data`` holds
+each grouping factor's level per observation and, where the model has them, ``trials``,
+``offset`` and ``weights``. ``prior`` (on request) holds exact draws from the declared
+priors under the same names. docs/results.md describes the scheme.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ SAMPLE_STATS = {
     "log_p__": "lp",     # laplace: the log density of each draw (as NUTS's lp__) ...
     "log_q__": "log_q",  # ... and of the normal approximation
 }
+FAMILY_PARAMS = ("sigma", "phi", "shape")
 
 
 @dataclass(frozen=True)
@@ -136,13 +146,102 @@ def named_draws(design, var) -> NamedDraws:
     return NamedDraws(post, dims, coords, tuple(layouts))
 
 
-def to_inference_data(fit) -> "az.InferenceData":
-    """InferenceData of a PosteriorFit: posterior, sample_stats, log_likelihood,
-    posterior_predictive, observed_data (the last three when they were saved)."""
+# ---------------------------------------------------------------- readable names
+
+
+def fixed_label(column: str) -> str:
+    """A design column as a variable: "(Intercept)" -> "Intercept", others unchanged."""
+    return "Intercept" if column == "(Intercept)" else column
+
+
+def _term_label(coef: str) -> str:
+    return "1" if coef == "(Intercept)" else coef
+
+
+def ranef_name(coef: str, group: str) -> str:
+    """The variable of one coefficient's group-level effects: "1|school", "open|school"."""
+    return f"{_term_label(coef)}|{group}"
+
+
+def sd_name(coef: str, group: str) -> str:
+    return f"sd({ranef_name(coef, group)})"
+
+
+def cor_name(coef_a: str, coef_b: str, group: str) -> str:
+    return f"cor({_term_label(coef_a)},{_term_label(coef_b)}|{group})"
+
+
+def fixed_names(design) -> list[str]:
+    """The variable of each design column, in X's order (collisions prefixed with "b_")."""
+    taken = set(FAMILY_PARAMS)
+    for lay in group_layouts(design):
+        taken.update(ranef_name(c, lay.group) for c in lay.coefs)
+        taken.update(sd_name(c, lay.group) for c in lay.coefs)
+    return [("b_" + fixed_label(c)) if fixed_label(c) in taken else fixed_label(c)
+            for c in design.X_names]
+
+
+@dataclass(frozen=True)
+class ReadableDraws:
+    """The user-facing posterior (or prior): one variable per scalar, except random
+    effects, which carry their factor's levels as a coordinate."""
+
+    variables: dict[str, np.ndarray]
+    dims: dict[str, list[str]]
+    coords: dict[str, list]
+
+
+def readable_draws(design, nd: NamedDraws) -> ReadableDraws:
+    """Split the internal arrays of `named_draws` into readable variables (module doc)."""
+    out: dict[str, np.ndarray] = {}
+    dims: dict[str, list[str]] = {}
+    coords: dict[str, list] = {}
+    b = nd.posterior["b"]
+    for j, name in enumerate(fixed_names(design)):
+        out[name] = b[..., j]
+    for lay in nd.layouts:
+        g = lay.group
+        sd = nd.posterior[f"sd_{g}"]
+        for m, c in enumerate(lay.coefs):
+            out[sd_name(c, g)] = sd[..., m]
+        for p, label in enumerate(lay.pair_labels):
+            a, c = label.split(", ", 1)
+            out[cor_name(a, c, g)] = nd.posterior[f"cor_{g}"][..., p]
+        r = nd.posterior[f"r_{g}"]
+        coords[lay.level_dim] = list(lay.levels)
+        for m, c in enumerate(lay.coefs):
+            name = ranef_name(c, g)
+            out[name], dims[name] = r[..., m], [lay.level_dim]
+    for p in FAMILY_PARAMS:
+        if p in nd.posterior:
+            out[p] = nd.posterior[p]
+    return ReadableDraws(out, dims, coords)
+
+
+def _constant_data(design, stan_data: dict) -> tuple[dict, dict]:
+    data: dict[str, np.ndarray] = {}
+    seen = set()
+    for t in design.terms:
+        if t.group not in seen:  # each grouping factor's level of every observation
+            seen.add(t.group)
+            data[t.group] = np.asarray(t.levels, dtype=object)[np.asarray(t.index)].astype(str)
+    if "trials" in stan_data and design.family.name == "binomial":
+        data["trials"] = np.asarray(stan_data["trials"])
+    if design.offset is not None:
+        data["offset"] = np.asarray(design.offset, dtype=float)
+    if design.weights is not None:
+        data["weights"] = np.asarray(design.weights, dtype=float)
+    return data, {k: ["obs"] for k in data}
+
+
+def to_inference_data(fit, prior: NamedDraws | None = None) -> "az.InferenceData":
+    """InferenceData of a PosteriorFit: posterior, sample_stats, observed_data,
+    constant_data, and log_likelihood / posterior_predictive when they were saved;
+    `prior` (internal names, e.g. from `bayesmix.bayes.priordraws`) adds a prior group."""
     import arviz as az
 
-    nd = fit.named_draws()
     design = fit.design
+    readable = readable_draws(design, fit.named_draws())
     yname = response_name(design)
     cfit = fit.cmdstan_fit
     chains = fit.chains
@@ -153,21 +252,24 @@ def to_inference_data(fit) -> "az.InferenceData":
             arr = np.asarray(arr).reshape(-1, chains).T  # (draws, chains) -> (chains, draws)
             stats[name] = arr.astype(bool) if name == "diverging" else (
                 arr.astype(np.int64) if name in ("tree_depth", "n_steps") else arr)
-    coords = dict(nd.coords)
+    coords = dict(readable.coords)
     coords["obs"] = list(range(design.n))
-    dims = dict(nd.dims)
+    dims = dict(readable.dims)
     dims[yname] = ["obs"]
     kwargs = {}
     if fit.stan_data.get("save_log_lik", 0):
         kwargs["log_likelihood"] = {yname: fit.draws("log_lik")}
     if fit.stan_data.get("save_y_rep", 0):
         kwargs["posterior_predictive"] = {yname: fit.draws("y_rep")}
+    constant, cdims = _constant_data(design, fit.stan_data)
+    if constant:
+        kwargs["constant_data"] = constant
+        dims.update(cdims)
+    if prior is not None:
+        kwargs["prior"] = readable_draws(design, prior).variables
     y = np.asarray(fit.stan_data["Y"])
-    if "trials" in fit.stan_data:  # binomial: the number of trials of each observation
-        kwargs["constant_data"] = {"trials": np.asarray(fit.stan_data["trials"])}
-        dims["trials"] = ["obs"]
-    idata = az.from_dict(posterior=nd.posterior, sample_stats=stats, observed_data={yname: y},
-                         coords=coords, dims=dims, **kwargs)
+    idata = az.from_dict(posterior=readable.variables, sample_stats=stats,
+                         observed_data={yname: y}, coords=coords, dims=dims, **kwargs)
     label = getattr(fit, "inference_label", "Stan NUTS")
     attrs = {"inference_library": f"bayesmix ({label})", "engine": fit.run.engine.name,
              "stan_version": fit.run.engine.stan_version, "formula": design.formula.text.strip(),
@@ -177,5 +279,6 @@ def to_inference_data(fit) -> "az.InferenceData":
     return idata
 
 
-__all__ = ["GroupLayout", "NamedDraws", "group_layouts", "named_draws", "response_name",
-           "to_inference_data"]
+__all__ = ["FAMILY_PARAMS", "GroupLayout", "NamedDraws", "ReadableDraws", "cor_name",
+           "fixed_label", "fixed_names", "group_layouts", "named_draws", "ranef_name",
+           "readable_draws", "response_name", "sd_name", "to_inference_data"]

@@ -1,0 +1,69 @@
+"""Exact prior draws (bayesmix.bayes.priordraws) against scipy's distributions: the
+declared priors' quantiles, the LKJ marginal of a correlation, the half-distributions of
+sds, and the restored intercept. Numpy only: nothing compiles or samples here."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bayesmix.bayes.priordraws import lkj_cholesky, prior_named_draws
+from bayesmix.datasets import load
+from bayesmix.design import build_design
+from bayesmix.errors import BayesmixError
+from bayesmix.priors import default_scales, prior
+
+SLEEP = "Reaction ~ Days + (Days | Subject)"
+PROBS = np.array([0.1, 0.25, 0.5, 0.75, 0.9])
+
+
+@pytest.fixture(scope="module")
+def sleep():
+    return build_design(SLEEP, load("sleepstudy"))
+
+
+def test_default_priors_have_the_declared_quantiles(sleep):
+    nd = prior_named_draws(sleep, chains=4, ndraws=10_000, seed=1)
+    post = nd.posterior
+    sc = default_scales(sleep)
+    assert post["b"].shape == (4, 10_000, 2) and post["r_Subject"].shape == (4, 10_000, 18, 2)
+    # Days ~ normal(0, b_scale); sigma and each sd ~ student_t(3, 0, scale) restricted to > 0
+    days = post["b"][..., 1].reshape(-1)
+    np.testing.assert_allclose(np.quantile(days, PROBS),
+                               stats.norm.ppf(PROBS, 0, sc.b_scale[0]), atol=0.03 * sc.b_scale[0])
+    half_t = stats.t.ppf(0.5 + PROBS / 2, 3) * sc.sigma_scale
+    for draws in (post["sigma"], post["sd_Subject"][..., 0], post["sd_Subject"][..., 1]):
+        np.testing.assert_allclose(np.quantile(draws, PROBS), half_t, rtol=0.05)
+    # LKJ(1) for a 2 x 2 correlation: uniform on (-1, 1)
+    cor = post["cor_Subject"].reshape(-1)
+    assert stats.kstest(cor, stats.uniform(-1, 2).cdf).pvalue > 1e-3
+    # the intercept's prior is at the mean of X: b_Intercept + mean(Days) * Days ~ student_t
+    icpt = post["b"][..., 0].reshape(-1) + np.mean(sleep.X[:, 1]) * days
+    t = stats.t(3, sc.intercept_loc, sc.intercept_scale)
+    assert stats.kstest(icpt, t.cdf).pvalue > 1e-3
+    # group-level effects: normal(0, sd) given the sd, correlated by the drawn matrix
+    r = post["r_Subject"][..., 0].reshape(-1, 18) / post["sd_Subject"][..., 0].reshape(-1, 1)
+    assert stats.kstest(r[:, 3], stats.norm.cdf).pvalue > 1e-3
+
+
+def test_user_priors_and_a_flat_prior(sleep):
+    nd = prior_named_draws(sleep, [prior("normal(5, 2)", cls="b", coef="Days"),
+                                   prior("exponential(0.5)", cls="sd", group="Subject")],
+                           chains=2, ndraws=10_000, seed=2)
+    days = nd.posterior["b"][..., 1].reshape(-1)
+    assert stats.kstest(days, stats.norm(5, 2).cdf).pvalue > 1e-3
+    sd = nd.posterior["sd_Subject"].reshape(-1)
+    assert stats.kstest(sd, stats.expon(scale=2).cdf).pvalue > 1e-3
+    with pytest.raises(BayesmixError, match="flat"):
+        prior_named_draws(sleep, [prior("flat", cls="b", coef="Days")], 1, 10)
+
+
+@pytest.mark.parametrize("eta", [1.0, 2.5])
+def test_lkj_marginal_of_a_correlation(eta):
+    # LKJ(eta) in K dimensions: each correlation is 2 Beta(b, b) - 1, b = eta - 1 + K / 2
+    K = 4
+    L = lkj_cholesky(eta, K, 20_000, np.random.default_rng(3))
+    C = L @ np.swapaxes(L, 1, 2)
+    np.testing.assert_allclose(np.diagonal(C, axis1=1, axis2=2), 1.0, atol=1e-12)
+    b = eta - 1 + K / 2
+    for i, j in [(1, 0), (3, 0), (3, 2)]:
+        assert stats.kstest((C[:, i, j] + 1) / 2, stats.beta(b, b).cdf).pvalue > 1e-3, (i, j)
