@@ -32,22 +32,15 @@ from scipy import optimize, special
 from .design import Design
 from .engine import compile_model, stan_file
 from .errors import BayesmixError, FamilyError
+from .families import FAMILIES, Family, families_for, get_link
+from .irls import irls
 from .lmm.suffstats import (as_terms, normalize_theta, random_design,
                             theta_start, theta_to_factors)
 
 GLMER_PROGRAM = "glmer.stan"
 
-# family -> links glmer supports (the first is the default); codes as in glmm_functions.stan
-GLMER_LINKS: dict[str, tuple[str, ...]] = {
-    "binomial": ("logit", "probit", "cloglog", "log"),
-    "bernoulli": ("logit", "probit", "cloglog", "log"),
-    "poisson": ("log", "identity", "sqrt"),
-    "negbinomial": ("log", "identity", "sqrt"),
-    "Gamma": ("inverse", "log", "identity"),
-}
-FAMILY_CODES = {"binomial": 1, "bernoulli": 1, "poisson": 2, "negbinomial": 3, "Gamma": 4}
-LINK_CODES = {"logit": 1, "probit": 2, "cloglog": 3, "log": 4, "identity": 5, "inverse": 6,
-              "sqrt": 7}
+# family -> links glmer supports (the first is the default), from bayesmix.families
+GLMER_LINKS: dict[str, tuple[str, ...]] = families_for("glmer")
 
 # Stan's L-BFGS: relative gradient below tol_rel_grad * machine eps (default 1e7)
 OPTIMIZER_SETTINGS = dict(algorithm="lbfgs", jacobian=False, iter=10000,
@@ -61,7 +54,7 @@ HESSIAN_STEP = 1e-4     # lme4's deriv12 delta
 def check_glmer_family(family) -> None:
     """Raise FamilyError unless glmer supports the family and link (naming the choices)."""
     links = GLMER_LINKS.get(family.name)
-    if links is None:
+    if links is None or not family.supports("glmer"):
         choices = "; ".join(f"{f} ({', '.join(ls)})" for f, ls in GLMER_LINKS.items())
         hint = (" (gaussian identity-link models are fitted by lmer)"
                 if family.name == "gaussian" else "")
@@ -73,35 +66,14 @@ def check_glmer_family(family) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Families and links (numpy mirror of glmm_obs in glmm_functions.stan)
+# The Laplace problem's per-observation terms (numpy mirror of glmm_obs in glmm_functions.stan);
+# links, variances and deviance residuals are bayesmix.families'
 # ---------------------------------------------------------------------------------------------
 
 
 def linkinv(link: str, eta: np.ndarray) -> np.ndarray:
-    eta = np.asarray(eta, dtype=float)
-    if link == "logit":
-        return special.expit(eta)
-    if link == "probit":
-        return special.ndtr(eta)
-    if link == "cloglog":
-        return -np.expm1(-np.exp(eta))
-    if link == "log":
-        return np.exp(eta)
-    if link == "identity":
-        return eta.copy()
-    if link == "inverse":
-        return 1.0 / eta
-    if link == "sqrt":
-        return eta ** 2
-    raise FamilyError(f"unknown link {link!r}; choose one of: {', '.join(LINK_CODES)}")
-
-
-def linkfun(link: str, mu: np.ndarray) -> np.ndarray:
-    mu = np.asarray(mu, dtype=float)
-    return {"logit": special.logit, "probit": special.ndtri,
-            "cloglog": lambda m: np.log(-np.log1p(-m)), "log": np.log,
-            "identity": lambda m: m.copy(), "inverse": lambda m: 1.0 / m,
-            "sqrt": np.sqrt}[link](mu)
+    """The inverse link (R's, with its guards): `bayesmix.families.Link.linkinv`."""
+    return get_link(link).linkinv(np.asarray(eta, dtype=float))
 
 
 def _link_parts(link: str, eta: np.ndarray):
@@ -187,37 +159,25 @@ def obs_terms(family: str, link: str, eta, y, ntr, phi: float = 1.0):
     return lp, s, wn, wf
 
 
-def mean_response(family: str, link: str, eta, ntr=None) -> np.ndarray:
-    """The conditional mean on the response scale (a probability for binomial)."""
-    return linkinv(link, eta)
+def _r_scale(family: str, y, ntr):
+    """(y, weights) on R's glm scale: a proportion with the trials as weights for binomial."""
+    if family in ("binomial", "bernoulli"):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return y / ntr, ntr
+    return y, np.ones_like(y)
 
 
 def deviance_residuals(family: str, y, mu, ntr, phi: float = 1.0) -> np.ndarray:
     """Signed deviance residuals (R's residuals(type = "deviance"), y in counts)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if family in ("binomial", "bernoulli"):
-            d = 2 * (_xlogy(y, y / (ntr * mu)) + _xlogy(ntr - y, (ntr - y) / (ntr * (1 - mu))))
-            fitted = ntr * mu
-        elif family == "poisson":
-            d = 2 * (_xlogy(y, y / mu) - (y - mu))
-            fitted = mu
-        elif family == "negbinomial":
-            d = 2 * (_xlogy(y, y / mu) - (y + phi) * np.log((y + phi) / (mu + phi)))
-            fitted = mu
-        else:  # Gamma
-            d = -2 * (np.log(y / mu) - (y - mu) / mu)
-            fitted = mu
-    return np.sign(y - fitted) * np.sqrt(np.maximum(d, 0.0))
+    yr, wt = _r_scale(family, np.asarray(y, float), np.asarray(ntr, float))
+    d = FAMILIES[family].dev_resids(yr, mu, wt, phi)
+    return np.sign(yr - mu) * np.sqrt(np.maximum(d, 0.0))
 
 
 def pearson_residuals(family: str, y, mu, ntr, phi: float = 1.0) -> np.ndarray:
-    if family in ("binomial", "bernoulli"):
-        return (y - ntr * mu) / np.sqrt(ntr * mu * (1 - mu))
-    if family == "poisson":
-        return (y - mu) / np.sqrt(mu)
-    if family == "negbinomial":
-        return (y - mu) / np.sqrt(mu + mu ** 2 / phi)
-    return (y - mu) / mu
+    """(y - mu) / sqrt(Var(y) / weight) on R's scale (R's residuals(type = "pearson"))."""
+    yr, wt = _r_scale(family, np.asarray(y, float), np.asarray(ntr, float))
+    return (yr - mu) * np.sqrt(wt) / np.sqrt(FAMILIES[family].variance(mu, phi))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,40 +437,22 @@ def laplace_deviance(prob: GlmmProblem, params, u0=None) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def glm_irls(prob: GlmmProblem, phi: float = 1.0, max_iter: int = 100, tol: float = 1e-10):
-    """Fixed effects of the GLM without random effects (Fisher scoring, step halving)."""
-    y, ntr, X, off = prob.y, prob.ntr, prob.X, prob.offset
+def glm_irls(prob: GlmmProblem, phi: float = 1.0, epsilon: float = 1e-10, maxit: int = 100):
+    """Fixed effects of the GLM without random effects: R's glm.fit (`bayesmix.irls.irls`)
+    from R's starting values, at a fixed negative binomial size phi."""
+    if prob.p == 0:
+        return np.zeros(0)
+    y, wt = _r_scale(prob.family, prob.y, prob.ntr)
     if prob.family in ("binomial", "bernoulli"):
-        mu0 = (y + 0.5) / (ntr + 1)
+        mu0 = (wt * y + 0.5) / (wt + 1)   # binomial()$initialize
     elif prob.family == "Gamma":
         mu0 = y.copy()
     else:
-        mu0 = y + 0.1
-    eta = linkfun(prob.link, mu0)
-    if prob.p == 0:
-        return np.zeros(0)
-    # first step: least squares on the working response at mu0
-    lp, s, wn, wf = obs_terms(prob.family, prob.link, eta, y, ntr, phi)
-    ll = -np.inf
-    beta = None
-    for _ in range(max_iter):
-        z = eta - off + s / wf
-        sw = np.sqrt(wf)
-        beta_new = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
-        step = 1.0
-        for _ in range(30):
-            b = beta_new if beta is None else beta + step * (beta_new - beta)
-            eta_b = X @ b + off
-            lp, s, wn, wf = obs_terms(prob.family, prob.link, eta_b, y, ntr, phi)
-            ll_b = float(np.sum(lp))
-            if np.isfinite(ll_b) and ll_b >= ll - 1e-12 * abs(ll):
-                break
-            step *= 0.5
-        if beta is not None and abs(ll_b - ll) < tol * (abs(ll_b) + 0.1):
-            beta, eta, ll = b, eta_b, ll_b
-            break
-        beta, eta, ll = b, eta_b, ll_b
-    return beta
+        mu0 = y + 0.1                     # poisson()$initialize (glm.nb starts from it too)
+    with warnings.catch_warnings():       # only a start: glm.fit's own warnings do not apply
+        warnings.simplefilter("ignore")
+        return irls(prob.X, y, wt, prob.offset, Family(prob.family, prob.link), mu0,
+                    epsilon, maxit, phi=phi).beta
 
 
 def _phi_ml(prob: GlmmProblem, eta) -> float:
@@ -561,7 +503,7 @@ def _stan_data(prob: GlmmProblem) -> dict:
         "p_term": [t.p for t in terms], "l_term": [t.n_levels for t in terms],
         "n_theta": prob.n_theta, "Q": prob.q, "R": int(Zr.shape[1]),
         "X": prob.X, "offs": prob.offset, "Zr": Zr, "level": level,
-        "family": FAMILY_CODES[prob.family], "link": LINK_CODES[prob.link],
+        **Family(prob.family, prob.link).stan_codes("glmer"),
         "y": prob.y, "trials": prob.ntr,
         "max_newton": NEWTON_STEPS, "newton_tol": NEWTON_TOL,
     }
@@ -848,3 +790,4 @@ def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None
     return GlmmFit(design=design, problem=prob, estimates=est, run=run, converged=converged,
                    stan_data=stan_data, inits=inits, objective_stan=float(opt["lp__"]),
                    stan_code=stan_code or glmer_code(), timing={})
+

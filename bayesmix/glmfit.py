@@ -9,120 +9,22 @@ to rounding. The result is a `bayesmix.results.glm.GlmFit`."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats
-from scipy.linalg import solve_triangular
 
 from .design import Design
 from .errors import BayesmixError, FamilyError
+from .families import FAMILIES, LINKS, Family, Link, families_for
+from .irls import irls
 
-_EPS = np.finfo(float).eps
-_THRESH = 30.0
-_INVEPS = 1.0 / _EPS
-
-
-# ---------------------------------------------------------------- links
-
-
-@dataclass(frozen=True)
-class Link:
-    name: str
-    linkfun: Callable[[np.ndarray], np.ndarray]
-    linkinv: Callable[[np.ndarray], np.ndarray]
-    mu_eta: Callable[[np.ndarray], np.ndarray]
-    valideta: Callable[[np.ndarray], bool] = lambda eta: True
-
-
-def _logit_inv(eta):
-    tmp = np.where(eta < -_THRESH, _EPS, np.where(eta > _THRESH, _INVEPS, np.exp(np.clip(eta, -_THRESH, _THRESH))))
-    return tmp / (1.0 + tmp)
-
-
-def _logit_mu_eta(eta):
-    e = np.exp(np.clip(eta, -_THRESH, _THRESH))
-    return np.where((eta > _THRESH) | (eta < -_THRESH), _EPS, e / (1.0 + e) ** 2)
-
-
-_PROBIT_THRESH = -stats.norm.ppf(_EPS)
-
-LINKS: dict[str, Link] = {
-    "identity": Link("identity", lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta)),
-    "log": Link("log", np.log, lambda eta: np.maximum(np.exp(eta), _EPS),
-                lambda eta: np.maximum(np.exp(eta), _EPS)),
-    "inverse": Link("inverse", lambda mu: 1.0 / mu, lambda eta: 1.0 / eta,
-                    lambda eta: -1.0 / eta ** 2,
-                    lambda eta: bool(np.all(np.isfinite(eta)) and np.all(eta != 0))),
-    "sqrt": Link("sqrt", np.sqrt, lambda eta: eta ** 2, lambda eta: 2.0 * eta,
-                 lambda eta: bool(np.all(np.isfinite(eta)) and np.all(eta > 0))),
-    "logit": Link("logit", lambda mu: np.log(mu / (1.0 - mu)), _logit_inv, _logit_mu_eta),
-    "probit": Link("probit", stats.norm.ppf,
-                   lambda eta: stats.norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH)),
-                   lambda eta: np.maximum(stats.norm.pdf(eta), _EPS)),
-    "cloglog": Link("cloglog", lambda mu: np.log(-np.log1p(-mu)),
-                    lambda eta: np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS),
-                    lambda eta: np.maximum(np.exp(np.minimum(eta, 700.0))
-                                           * np.exp(-np.exp(np.minimum(eta, 700.0))), _EPS)),
-}
-
-
-# ---------------------------------------------------------------- families
-
-
-def _ylogy(y, mu):
-    """y * log(y / mu), 0 where y == 0 (R's y_log_y)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(y > 0, y * np.log(np.where(y > 0, y, 1.0) / mu), 0.0)
-
-
-def _dev_gaussian(y, mu, wt):
-    return wt * (y - mu) ** 2
-
-
-def _dev_binomial(y, mu, wt):
-    return 2.0 * wt * (_ylogy(y, mu) + _ylogy(1.0 - y, 1.0 - mu))
-
-
-def _dev_poisson(y, mu, wt):
-    return 2.0 * wt * (_ylogy(y, mu) - (y - mu))
-
-
-def _dev_gamma(y, mu, wt):
-    with np.errstate(divide="ignore"):
-        return -2.0 * wt * (np.log(np.where(y == 0, 1.0, y / mu)) - (y - mu) / mu)
-
-
-def _aic_gaussian(y, n, mu, wt, dev):
-    # R's gaussian()$aic: all observations count, zero weights included
-    nobs = len(y)
-    with np.errstate(divide="ignore"):
-        return nobs * (np.log(2 * np.pi * dev / nobs) + 1) + 2 - np.sum(np.log(wt))
-
-
-def _aic_binomial(y, n, mu, wt, dev):
-    m = n if np.any(n > 1) else wt
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.where(m > 0, wt / np.where(m > 0, m, 1.0), 0.0)
-        ll = stats.binom.logpmf(np.round(m * y), np.round(m), mu)
-    return -2.0 * np.sum(np.where(scale > 0, scale * ll, 0.0))
-
-
-def _aic_poisson(y, n, mu, wt, dev):
-    ll = stats.poisson.logpmf(y, mu)
-    return -2.0 * np.sum(np.where(wt > 0, ll * wt, 0.0))
-
-
-def _aic_gamma(y, n, mu, wt, dev):
-    disp = dev / np.sum(wt)
-    ll = stats.gamma.logpdf(y, 1.0 / disp, scale=mu * disp)
-    return -2.0 * np.sum(np.where(wt > 0, ll * wt, 0.0)) + 2.0
 
 
 @dataclass(frozen=True)
 class GlmFamily:
+    """glm's view of a `bayesmix.families.Family`: R's family()$... functions with the
+    link as a `bayesmix.families.Link` (the maths live in families.py)."""
     name: str  # R's family name ("binomial" also for bernoulli)
     link: Link
     variance: Callable[[np.ndarray], np.ndarray]
@@ -136,124 +38,13 @@ class GlmFamily:
 def glm_family(name: str, link: str) -> GlmFamily:
     if link not in LINKS:
         raise FamilyError(f"link {link!r} is not supported for glm fits")
-    lk = LINKS[link]
-    if name == "gaussian":
-        return GlmFamily("gaussian", lk, np.ones_like, _dev_gaussian, _aic_gaussian,
-                         lambda mu: True, False, True)
-    if name in ("binomial", "bernoulli"):
-        return GlmFamily("binomial", lk, lambda mu: mu * (1 - mu), _dev_binomial, _aic_binomial,
-                         lambda mu: bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1))),
-                         True, False)
-    if name == "poisson":
-        return GlmFamily("poisson", lk, lambda mu: mu, _dev_poisson, _aic_poisson,
-                         lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), True, False)
-    if name == "Gamma":
-        return GlmFamily("Gamma", lk, lambda mu: mu ** 2, _dev_gamma, _aic_gamma,
-                         lambda mu: bool(np.all(np.isfinite(mu)) and np.all(mu > 0)), False, True)
-    raise FamilyError(f"family {name!r} is not supported without random effects; "
-                      "choose gaussian, binomial, bernoulli, poisson or Gamma")
-
-
-# ---------------------------------------------------------------- IRLS
-
-
-@dataclass(frozen=True, eq=False)
-class IrlsResult:
-    beta: np.ndarray
-    eta: np.ndarray  # linear predictor including the offset
-    mu: np.ndarray
-    deviance: float
-    R: np.ndarray  # R factor of the last weighted least-squares QR
-    working_weights: np.ndarray  # w^2 of the last iteration (0 where unused)
-    working_residuals: np.ndarray  # (y - mu) / mu.eta(eta)
-    iterations: int
-    converged: bool
-    boundary: bool
-
-
-def _wls(X, z, w):
-    """Weighted least squares by Householder QR: (beta, R)."""
-    Q, R = np.linalg.qr(X * w[:, None], mode="reduced")
-    beta = solve_triangular(R, Q.T @ (z * w), lower=False)
-    return beta, R
-
-
-def irls(X, y, weights, offset, fam: GlmFamily, mustart, epsilon=1e-8, maxit=25) -> IrlsResult:
-    """R's glm.fit (Fisher scoring with step halving) from mustart."""
-    link = fam.link
-    n, p = X.shape
-    eta = link.linkfun(mustart)
-    mu = link.linkinv(eta)
-    if not (link.valideta(eta) and fam.validmu(mu)):
-        raise BayesmixError("cannot find valid starting values for the glm fit")
-    devold = float(np.sum(fam.dev_resids(y, mu, weights)))
-    coefold = None
-    beta = np.zeros(p)
-    R = np.eye(p)
-    wfinal = np.zeros(n)
-    conv = boundary = False
-    it = 0
-    for it in range(1, maxit + 1):
-        mu_eta = link.mu_eta(eta)
-        good = (weights > 0) & (mu_eta != 0)
-        if not np.any(good):
-            raise BayesmixError("no observations informative at iteration %d of the glm fit" % it)
-        var = fam.variance(mu)[good]
-        if np.any(~np.isfinite(var)) or np.any(var == 0):
-            raise BayesmixError("zero or non-finite variance in the glm fit")
-        z = (eta - offset)[good] + (y - mu)[good] / mu_eta[good]
-        w = np.sqrt(weights[good] * mu_eta[good] ** 2 / var)
-        start, R = _wls(X[good], z, w)
-        if not np.all(np.isfinite(start)):
-            raise BayesmixError(f"non-finite coefficients at iteration {it} of the glm fit")
-        wfinal = np.zeros(n)
-        wfinal[good] = w ** 2
-        eta = X @ start + offset
-        mu = link.linkinv(eta)
-        dev = float(np.sum(fam.dev_resids(y, mu, weights)))
-        boundary = False
-        if not np.isfinite(dev):
-            if coefold is None:
-                raise BayesmixError("no valid set of coefficients has been found: "
-                                    "please supply starting values")
-            for _ in range(maxit):
-                start = (start + coefold) / 2
-                eta = X @ start + offset
-                mu = link.linkinv(eta)
-                dev = float(np.sum(fam.dev_resids(y, mu, weights)))
-                if np.isfinite(dev):
-                    break
-            else:
-                raise BayesmixError("inner loop 1; cannot correct step size")
-            boundary = True
-        if not (link.valideta(eta) and fam.validmu(mu)):
-            if coefold is None:
-                raise BayesmixError("no valid set of coefficients has been found: "
-                                    "please supply starting values")
-            for _ in range(maxit):
-                start = (start + coefold) / 2
-                eta = X @ start + offset
-                mu = link.linkinv(eta)
-                if link.valideta(eta) and fam.validmu(mu):
-                    break
-            else:
-                raise BayesmixError("inner loop 2; cannot correct step size")
-            boundary = True
-            dev = float(np.sum(fam.dev_resids(y, mu, weights)))
-        beta = start
-        if abs(dev - devold) / (abs(dev) + 0.1) < epsilon:
-            conv = True
-            break
-        devold = dev
-        coefold = start
-    if not conv:
-        warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
-    if fam.name == "binomial" and np.any((mu > 1 - 10 * _EPS) | (mu < 10 * _EPS)):
-        warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred", stacklevel=3)
-    if fam.name == "poisson" and np.any(mu < 10 * _EPS):
-        warnings.warn("glm.fit: fitted rates numerically 0 occurred", stacklevel=3)
-    resid = (y - mu) / link.mu_eta(eta)
-    return IrlsResult(beta, eta, mu, dev, R, wfinal, resid, it, conv, boundary)
+    fam = Family(name, link) if name in FAMILIES else None
+    if fam is None or not fam.supports("glm"):
+        raise FamilyError(f"family {name!r} is not supported without random effects; "
+                          f"choose {', '.join(families_for('glm'))}")
+    spec = fam.spec
+    return GlmFamily(spec.r_name, LINKS[link], lambda mu: spec.variance(mu), spec.dev_resids,
+                     spec.aic, spec.validmu, spec.fixed_dispersion, not spec.fixed_dispersion)
 
 
 # ---------------------------------------------------------------- entry point
@@ -329,14 +120,15 @@ def fit_glm(design: Design, fitter: str | None = None, epsilon: float = 1e-8,
     X = design.X
     if X.shape[1] == 0:
         raise BayesmixError("models without fixed-effect columns are not supported")
-    res = irls(X, gd.y, gd.prior_weights, gd.offset, fam, gd.mustart, epsilon, maxit)
+    res = irls(X, gd.y, gd.prior_weights, gd.offset, design.family, gd.mustart, epsilon, maxit)
     intercept = bool(design.fixed_spec.intercept)
 
     # null deviance: intercept-only (plus offset) model, or the offset alone
     w = gd.prior_weights
     if intercept:
         if np.any(gd.offset != 0):
-            null = irls(np.ones((design.n, 1)), gd.y, w, gd.offset, fam, res.mu, epsilon, maxit)
+            null = irls(np.ones((design.n, 1)), gd.y, w, gd.offset, design.family, res.mu, epsilon,
+                        maxit)
             null_dev = null.deviance
         else:
             wtdmu = np.sum(w * gd.y) / np.sum(w)
