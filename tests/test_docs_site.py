@@ -104,7 +104,7 @@ def _open(browser, url):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_gallery_page_shows_its_figures(path, base_url, browser):
+def test_gallery_page_shows_its_figures(path, browser, base_url):
     expected = image_outputs(nbformat.read(path, as_version=4))
     _open(browser, f"{base_url}/gallery/{path.stem}.html")
     title = browser.execute_script("return document.querySelector('article h1')?.textContent")
@@ -122,7 +122,7 @@ def test_gallery_page_shows_its_figures(path, base_url, browser):
     assert stderr_blocks == 0, f"gallery/{path.stem}.html shows stderr output"
 
 
-def test_gallery_index_links_every_notebook(base_url, browser):
+def test_gallery_index_links_every_notebook(browser, base_url):
     _open(browser, f"{base_url}/gallery.html")
     links = browser.execute_script(
         "return [...document.querySelectorAll('article a.reference.internal')]"
@@ -132,7 +132,7 @@ def test_gallery_index_links_every_notebook(base_url, browser):
             f"the gallery page does not link {path.stem}: {links}")
 
 
-def test_api_page_documents_model(base_url, browser):
+def test_api_page_documents_model(browser, base_url):
     _open(browser, f"{base_url}/api.html")
     entry = browser.execute_script(
         "const dt = document.getElementById('bayesmix.Model');"
