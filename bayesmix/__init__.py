@@ -22,6 +22,7 @@ from .families import Family, get_family
 from .formula import ParsedFormula, parse_formula
 from .lmlistfit import LmList, lmlist
 from .model import Model, glm, glmer, lm, lmer
+from .plots import plot_coef, plot_effects, plot_ppc, plot_ranef, plot_residuals
 from .priors import Prior, prior
 from .results.glm import GlmFit
 from .calibration import SbcResult, sbc
@@ -33,5 +34,6 @@ __all__ = [
     "FamilyError", "FormulaError", "GlmFit", "LmList", "Model", "PBModComp", "ParsedFormula",
     "Prior", "SbcResult", "StanError", "ToolchainError", "anova", "bootstrap", "build_design",
     "compare", "export", "get_family", "glm", "glmer", "lm", "lmer", "lmlist", "load",
-    "parse_formula", "pb_modcomp", "prior", "rerun", "sbc",
+    "parse_formula", "pb_modcomp", "plot_coef", "plot_effects", "plot_ppc", "plot_ranef",
+    "plot_residuals", "prior", "rerun", "sbc",
 ]

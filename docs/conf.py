@@ -55,6 +55,7 @@ extensions = [
     "sphinx.ext.autosummary",  # the summary tables of the API page (no generated pages)
     "sphinx.ext.mathjax",
     "public_api",            # docs/_ext/public_api.py: the API reference from bayesmix.__all__
+    "notebook_gallery",      # docs/_ext/notebook_gallery.py: the gallery page's cards
 ]
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 exclude_patterns = ["_build", "_ext", "**.ipynb_checkpoints", "Thumbs.db", ".DS_Store"]

@@ -122,7 +122,7 @@ def test_gallery_page_shows_its_figures(path, browser, base_url):
     assert stderr_blocks == 0, f"gallery/{path.stem}.html shows stderr output"
 
 
-def test_gallery_index_links_every_notebook(browser, base_url):
+def test_gallery_index_shows_every_notebook(browser, base_url):
     _open(browser, f"{base_url}/gallery.html")
     links = browser.execute_script(
         "return [...document.querySelectorAll('article a.reference.internal')]"
@@ -130,6 +130,12 @@ def test_gallery_index_links_every_notebook(browser, base_url):
     for path in NOTEBOOKS:
         assert any(h.split("#")[0] == f"gallery/{path.stem}.html" for h in links), (
             f"the gallery page does not link {path.stem}: {links}")
+    thumbs = browser.execute_script(
+        "return [...document.querySelectorAll('article .bm-gallery img')].map("
+        "i => i.complete && i.naturalWidth > 0)")
+    expected = sum(image_outputs(nbformat.read(p, as_version=4)) > 0 for p in NOTEBOOKS)
+    assert len(thumbs) == expected and all(thumbs), (
+        f"gallery cards: {thumbs} loaded, one picture expected per notebook with figures")
 
 
 def test_api_page_documents_model(browser, base_url):

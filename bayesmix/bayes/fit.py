@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BayesmixError
+from ..plots import PlotMixin
 from ..priors import Prior, prior_summary, slope_names
 from ..stancode import JointProgram, joint_inits, joint_program, joint_stan_data
 from .diagnostics import Diagnostics, diagnose, warn_diagnostics
@@ -172,7 +173,7 @@ def _table_text(df: pd.DataFrame) -> str:
 # ---------------------------------------------------------------- result
 
 
-class PosteriorFit:
+class PosteriorFit(PlotMixin):
     """A NUTS fit of the joint program: the design, the priors, the Stan run,
     the program and its data, and lme4-named accessors of the posterior."""
 

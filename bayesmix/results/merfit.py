@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from ..plots import PlotMixin
 from .format import signif_str
 
 
-class MerFitMixin:
+class MerFitMixin(PlotMixin):
     has_scale = True  # whether varcorr() lists a residual row
 
     def export(self, path: str) -> str:
