@@ -80,7 +80,7 @@ def test_idata_names_and_coords(sleep_fit, sleep_design):
     post = idata.posterior
     # one variable per scalar with its own scale (docs/results.md); random effects by level
     assert list(post.data_vars) == ["Intercept", "Days", "sd(1|Subject)", "sd(Days|Subject)",
-                                    "cor(1,Days|Subject)", "1|Subject", "Days|Subject", "sigma"]
+                                    "cor(1,Days|Subject)", "sigma", "1|Subject", "Days|Subject"]
     for name in ("Intercept", "Days", "sd(1|Subject)", "cor(1,Days|Subject)", "sigma"):
         assert post[name].dims == ("chain", "draw"), name
     r = post["Days|Subject"]
@@ -123,9 +123,10 @@ def test_arviz_functions_work(sleep_fit):
     import matplotlib.pyplot as plt
     idata = sleep_fit.to_arviz()
     summ = az.summary(idata)  # no arguments: every variable, one row per scalar or level
-    assert list(summ.index[:5]) == ["Intercept", "Days", "sd(1|Subject)", "sd(Days|Subject)",
-                                    "cor(1,Days|Subject)"]
-    assert "Days|Subject[308]" in summ.index and summ.index[-1] == "sigma"
+    assert list(summ.index[:6]) == ["Intercept", "Days", "sd(1|Subject)", "sd(Days|Subject)",
+                                    "cor(1,Days|Subject)", "sigma"]
+    assert list(summ.index[6:8]) == ["1|Subject[308]", "1|Subject[309]"]
+    assert summ.index[-1] == "Days|Subject[372]"
     assert len(summ) == 2 + 2 + 1 + 2 * 18 + 1
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -135,6 +136,7 @@ def test_arviz_functions_work(sleep_fit):
     # intercept and slope on separate rows (their scales differ by a factor of 25)
     assert axes.shape == (8, 2) and axes[0, 0].get_title() == "Intercept" \
         and axes[1, 0].get_title() == "Days"
+    assert np.allclose(axes[1, 1].get_lines()[0].get_ydata(), idata.posterior["Days"][0])
     az.plot_forest(idata, var_names=["Days|Subject"])
     az.plot_posterior(idata, var_names=["Intercept", "Days", "sigma"])
     az.plot_ppc(idata, num_pp_samples=20)

@@ -199,6 +199,8 @@ def readable_draws(design, nd: NamedDraws) -> ReadableDraws:
     b = nd.posterior["b"]
     for j, name in enumerate(fixed_names(design)):
         out[name] = b[..., j]
+    # brms's order: population-level, sds and correlations, family parameter, then the
+    # (many) group-level effects last, so summaries and trace plots start with the few
     for lay in nd.layouts:
         g = lay.group
         sd = nd.posterior[f"sd_{g}"]
@@ -207,14 +209,15 @@ def readable_draws(design, nd: NamedDraws) -> ReadableDraws:
         for p, label in enumerate(lay.pair_labels):
             a, c = label.split(", ", 1)
             out[cor_name(a, c, g)] = nd.posterior[f"cor_{g}"][..., p]
-        r = nd.posterior[f"r_{g}"]
-        coords[lay.level_dim] = list(lay.levels)
-        for m, c in enumerate(lay.coefs):
-            name = ranef_name(c, g)
-            out[name], dims[name] = r[..., m], [lay.level_dim]
     for p in FAMILY_PARAMS:
         if p in nd.posterior:
             out[p] = nd.posterior[p]
+    for lay in nd.layouts:
+        r = nd.posterior[f"r_{lay.group}"]
+        coords[lay.level_dim] = list(lay.levels)
+        for m, c in enumerate(lay.coefs):
+            name = ranef_name(c, lay.group)
+            out[name], dims[name] = r[..., m], [lay.level_dim]
     return ReadableDraws(out, dims, coords)
 
 
