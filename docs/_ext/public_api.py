@@ -4,7 +4,7 @@ leave the reference behind.
 
     .. public-api:: toplevel   every name in ``bayesmix.__all__``
     .. public-api:: results    the result classes the fits return (``*Fit``, ``*Summary``,
-                               ``*Result``, ``*Table``), wherever they are defined
+                               ``*Result``, ``*Table`` in bayesmix.results and bayesmix.bayes)
     .. public-api:: plots      the public functions of every module named ``*plot*``
 
 Each entry is an ordinary autodoc directive (docstrings are reStructuredText).
@@ -21,6 +21,9 @@ from docutils.statemachine import StringList
 from sphinx.util.docutils import SphinxDirective
 
 RESULT_NAME = re.compile(r"(Fit|Summary|Result|Table)$")
+# where the result classes live (docs/architecture.md); classes of the same names elsewhere
+# are a fitting method's internals
+RESULT_PACKAGES = ("bayesmix.results", "bayesmix.bayes")
 
 
 def _package_modules(package) -> list:
@@ -71,6 +74,7 @@ def results() -> list[str]:
     import bayesmix
     exported = {id(getattr(bayesmix, n)) for n in bayesmix.__all__}
     found = [(f"{module.__name__}.{name}", obj) for module in _package_modules(bayesmix)
+             if module.__name__.startswith(RESULT_PACKAGES)
              for name, obj in _public_members(module)
              if inspect.isclass(obj) and RESULT_NAME.search(name) and id(obj) not in exported]
     return _entries(found)
