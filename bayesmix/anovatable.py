@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import BayesmixError
+from .errors import BayesmixError, user_stacklevel
 from .results.format import html_pre
 from .results.glm import GlmFit, anova_text
 
@@ -158,7 +158,8 @@ def _anova_glm(fits: list[GlmFit], labels: list[str], test: str | None) -> Anova
             fam = fits[big].family.name
             warnings.warn(f"using F test with a '{fam}' family is inappropriate"
                           if fam in ("binomial", "poisson") else
-                          "using F test with a fixed dispersion is inappropriate", stacklevel=3)
+                          "using F test with a fixed dispersion is inappropriate",
+                          stacklevel=user_stacklevel())
         with np.errstate(invalid="ignore", divide="ignore"):
             F = (dev / df) / scale
         F[(df == 0) | (F < 0)] = np.nan
@@ -205,7 +206,7 @@ def _anova_lrt(fits: list[Any], labels: list[str], refit: bool,
             refitted = [lab for lab, r in zip(labels, reml) if r]
     elif any(reml) and not all(reml):
         import warnings
-        warnings.warn("some models fit with REML = TRUE, some not", stacklevel=3)
+        warnings.warn("some models fit with REML = TRUE, some not", stacklevel=user_stacklevel())
     npar = np.array([f.df() for f in fits], dtype=float)
     order = np.argsort(npar, kind="stable")
     fits = [fits[i] for i in order]

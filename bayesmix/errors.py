@@ -24,3 +24,17 @@ class StanError(BayesmixError, RuntimeError):
 
 class ToolchainError(BayesmixError, RuntimeError):
     """The Stan toolchain (stanc, C++ compiler, headers) is missing or broken."""
+
+
+def user_stacklevel() -> int:
+    """The `stacklevel` for `warnings.warn` that attributes a warning to the first caller
+    outside bayesmix -- the user's line or notebook cell -- however deep inside the package
+    it is raised (Python 3.12's skip_file_prefixes, for 3.11 too). Call it as the argument:
+    ``warnings.warn(msg, stacklevel=user_stacklevel())``."""
+    import os
+    import sys
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1  # the function calling warnings.warn is level 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

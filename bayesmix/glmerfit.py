@@ -31,7 +31,7 @@ from scipy import optimize, special
 
 from .design import Design
 from .engine import compile_model, stan_file
-from .errors import BayesmixError, FamilyError
+from .errors import BayesmixError, FamilyError, user_stacklevel
 from .families import FAMILIES, Family, families_for, get_link
 from .irls import irls
 from .lmm.suffstats import (as_terms, normalize_theta, random_design,
@@ -635,7 +635,8 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
             raise np.linalg.LinAlgError
     except np.linalg.LinAlgError:
         warnings.warn("the finite-difference Hessian is not positive definite; standard "
-                      "errors from the fixed-theta information (R_X) instead", stacklevel=3)
+                      "errors from the fixed-theta information (R_X) instead",
+                      stacklevel=user_stacklevel())
         vcov = _vcov_rx(prob, fit)
     se = np.sqrt(np.diag(vcov))
 
@@ -786,7 +787,7 @@ def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None
     if warn and not converged:
         warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
                       f"{run.return_code} with max|grad| = {grad:.3g} on the deviance scale",
-                      stacklevel=3)
+                      stacklevel=user_stacklevel())
     return GlmmFit(design=design, problem=prob, estimates=est, run=run, converged=converged,
                    stan_data=stan_data, inits=inits, objective_stan=float(opt["lp__"]),
                    stan_code=stan_code or glmer_code(), timing={})

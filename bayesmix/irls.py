@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from .errors import BayesmixError
+from .errors import BayesmixError, user_stacklevel
 from .families import Family
 
 _EPS = np.finfo(float).eps
@@ -121,10 +121,11 @@ def irls(X, y, weights, offset, family: Family, mustart, epsilon=1e-8, maxit=25,
         devold = dev
         coefold = start
     if not conv:
-        warnings.warn("glm.fit: algorithm did not converge", stacklevel=3)
+        warnings.warn("glm.fit: algorithm did not converge", stacklevel=user_stacklevel())
     if spec.r_name == "binomial" and np.any((mu > 1 - 10 * _EPS) | (mu < 10 * _EPS)):
-        warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred", stacklevel=3)
+        warnings.warn("glm.fit: fitted probabilities numerically 0 or 1 occurred",
+                      stacklevel=user_stacklevel())
     if spec.r_name == "poisson" and np.any(mu < 10 * _EPS):
-        warnings.warn("glm.fit: fitted rates numerically 0 occurred", stacklevel=3)
+        warnings.warn("glm.fit: fitted rates numerically 0 occurred", stacklevel=user_stacklevel())
     resid = (y - mu) / link.mu_eta(eta)
     return IrlsResult(beta, eta, mu, dev, R, wfinal, resid, it, conv, boundary)

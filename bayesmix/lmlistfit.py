@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .design import build_design
-from .errors import BayesmixError, DataError, FormulaError
+from .errors import BayesmixError, DataError, FormulaError, user_stacklevel
 from .families import get_family
 from .glmfit import fit_glm
 from .results.format import html_pre
@@ -224,10 +224,10 @@ def lmlist(formula: str, data: pd.DataFrame, by: str | Sequence[str] | None = No
     for (key, _), (fit, error, caught) in zip(cells, results):
         label = ":".join(key) if isinstance(key, tuple) else key
         for message, category in caught:
-            warnings.warn(f"cell {label}: {message}", category, stacklevel=2)
+            warnings.warn(f"cell {label}: {message}", category, stacklevel=user_stacklevel())
         if error is not None:
             errors[key] = error
-            warnings.warn(f"cell {label}: fit failed: {error}", stacklevel=2)
+            warnings.warn(f"cell {label}: fit failed: {error}", stacklevel=user_stacklevel())
         else:
             fits[key] = fit
     if not fits:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .design import Design
 from .engine import compile_model, stan_file
+from .errors import user_stacklevel
 from .lmm import (deviance_from_stan_data, lmm_estimates, lmm_stan_data,
                   lmm_stan_inits, lmm_suffstats, normalize_theta)
 
@@ -85,7 +86,7 @@ def lmer_result(design: Design, reml: bool, run, data: dict, ss=None):
         if not converged:
             warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
                           f"{run.return_code} with max|grad| = {np.max(np.abs(grad)):.3g} "
-                          "on the deviance scale", stacklevel=3)
+                          "on the deviance scale", stacklevel=user_stacklevel())
         est = lmm_estimates(theta, design.X, y, design.terms, reml, ss=ss)
         if design.offset is not None:
             est = replace(est, fitted=est.fitted + design.offset)

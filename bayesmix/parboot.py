@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .errors import BayesmixError
+from .errors import BayesmixError, user_stacklevel
 from .parallel import Portable, run_tasks, spawn_seeds, stan_seed
 from .refit import LmmRefitter, default_names, simulate_lmm
 
@@ -112,7 +112,7 @@ def _refitter(fit: Any, refit: str, reml: bool | None = None):
                 return LmmRefitter.from_fit(fit, reml=reml)
             except NotImplementedError as exc:  # too large for the dense fast path
                 warnings.warn(f"{exc}; refitting through Stan instead (refit='stan')",
-                              stacklevel=3)
+                              stacklevel=user_stacklevel())
                 return _StanLmmRefitter(fit, reml=reml)
         if refit == "stan":
             return _StanLmmRefitter(fit, reml=reml)
@@ -339,7 +339,7 @@ def bootstrap(fit: Any, nsim: int, statistic: Callable | None = None, seed: Any 
                           executor=_executor_label(executor))
     if res.n_failed or res.n_warnings:
         warnings.warn(f"bootstrap: {res.n_failed} of {nsim} refits failed, {res.n_warnings} "
-                      "gave convergence warnings (see .messages)", stacklevel=2)
+                      "gave convergence warnings (see .messages)", stacklevel=user_stacklevel())
     return res
 
 

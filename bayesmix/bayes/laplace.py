@@ -28,7 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..errors import BayesmixError
+from ..errors import BayesmixError, user_stacklevel
 from ..ml import stan_gradient
 from ..priors import Prior, default_scales
 from .diagnostics import SamplingWarning
@@ -320,7 +320,7 @@ def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
             "the centred joint mode collapsed to zero group-level sds or was not found (too "
             "little data per level for a local mode); approximating at the non-centred mode "
             "instead, whose sds are inflated: treat this Laplace approximation as rough, or "
-            "use sample()"))
+            "use sample()"), stacklevel=user_stacklevel())
         centered = False
     run = model.laplace(data, mode, draws=int(draws), jacobian=True, seed=seed,
                         output_dir=str(out / "laplace") if out else None)

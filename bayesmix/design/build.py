@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from formulaic import model_matrix as formulaic_matrix
 
-from ..errors import DataError, FamilyError
+from ..errors import DataError, FamilyError, user_stacklevel
 from ..families import Family, get_family
 from ..formula import ParsedFormula, parse_formula
 from ..formula.safety import check_expression, check_parsed, check_transforms
@@ -314,7 +314,7 @@ def build_design(
         cols = [c for c in used if missing[c].any()] + (["weights"] if w_na.any() else [])
         warnings.warn(
             f"dropped {n_bad} of {len(data)} rows with missing values in {', '.join(cols)}",
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
         if n_bad == len(data):
             raise DataError("no rows left after dropping rows with missing values")
@@ -337,7 +337,7 @@ def build_design(
         warnings.warn(
             f"fixed-effect model matrix is rank deficient so dropping {k} column"
             f"{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: {', '.join(dropped)}",
-            stacklevel=2,
+            stacklevel=user_stacklevel(),
         )
     offset = None
     if parsed.offset is not None:
