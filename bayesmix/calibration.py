@@ -144,12 +144,18 @@ class SbcResult:
         return pd.DataFrame({c: np.bincount(edges[self.ranks[c].dropna().to_numpy().astype(int)],
                                             minlength=bins) for c in self.ranks.columns}).T
 
-    def __repr__(self) -> str:
-        u = self.uniformity()
+    def _head(self) -> str:
         return (f"SBC: {self.n_sims} simulations ({self.program} program), ranks "
                 f"0..{self.max_rank}, failed fits "
-                f"{self.n_failed}, divergent transitions {int(self.divergences.clip(0).sum())}\n"
-                + u.to_string(float_format=lambda v: f"{v:.4g}"))
+                f"{self.n_failed}, divergent transitions {int(self.divergences.clip(0).sum())}")
+
+    def __repr__(self) -> str:
+        return self._head() + "\n" + self.uniformity().to_string(
+            float_format=lambda v: f"{v:.4g}")
+
+    def _repr_html_(self) -> str:
+        from .results.format import html_with_table
+        return html_with_table(self._head(), self.uniformity(), lambda v: f"{v:.4g}")
 
 
 def sbc(model, n_sims: int, executor: Any = None, seed: Any = None, *, n_draws: int = 19,

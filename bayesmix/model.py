@@ -142,6 +142,10 @@ class Model:
         return f"Model({self.formula!r}, family={self.family.name}({self.family.link}))\n" \
                + str(self.design)
 
+    def _repr_html_(self) -> str:
+        import html
+        return f"<pre style='font-size: 0.85em'>{html.escape(repr(self))}</pre>"
+
 
 def lmer(formula: str, data: pd.DataFrame, REML: bool = True, **kwargs: Any):
     """lme4's lmer: a gaussian mixed model fitted by REML (default) or ML."""

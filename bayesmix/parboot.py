@@ -265,11 +265,18 @@ class BootstrapResult:
         return pd.DataFrame(np.array(rows), index=list(self.replicates.columns),
                             columns=[lo, hi])
 
-    def __repr__(self) -> str:
-        head = (f"Parametric bootstrap: {self.nsim} replicates ({self.refit} refits, "
+    def _head(self) -> str:
+        return (f"Parametric bootstrap: {self.nsim} replicates ({self.refit} refits, "
                 f"{self.executor}, {self.elapsed:.1f} s); failed refits: {self.n_failed}, "
                 f"convergence warnings: {self.n_warnings}")
-        return head + "\n" + self.summary().to_string(float_format=lambda v: f"{v:.6g}")
+
+    def __repr__(self) -> str:
+        return self._head() + "\n" + self.summary().to_string(
+            float_format=lambda v: f"{v:.6g}")
+
+    def _repr_html_(self) -> str:
+        from .results.format import html_with_table
+        return html_with_table(self._head(), self.summary(), lambda v: f"{v:.6g}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,10 +408,16 @@ class PBModComp:
                              "p.value": [self.p_chisq, self.p_value]},
                             index=["LRT", "PBtest"])
 
-    def __repr__(self) -> str:
+    def _head(self) -> str:
         return (f"Bootstrap test; time: {self.elapsed:.2f} sec; samples: {len(self.ref)}; "
-                f"extremes: {self.n_extreme}; used: {self.n_used}\n"
-                + self.table().to_string(float_format=lambda v: f"{v:.6g}"))
+                f"extremes: {self.n_extreme}; used: {self.n_used}")
+
+    def __repr__(self) -> str:
+        return self._head() + "\n" + self.table().to_string(float_format=lambda v: f"{v:.6g}")
+
+    def _repr_html_(self) -> str:
+        from .results.format import html_with_table
+        return html_with_table(self._head(), self.table(), lambda v: f"{v:.6g}")
 
 
 def pb_modcomp(small: Any, large: Any, nsim: int = 1000, seed: Any = None,

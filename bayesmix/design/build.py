@@ -107,6 +107,10 @@ class Design:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        import html
+        return f"<pre style='font-size: 0.85em'>{html.escape(str(self))}</pre>"
+
 
 # ---------------------------------------------------------------- validation helpers
 

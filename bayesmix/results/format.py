@@ -23,6 +23,12 @@ def html_pre(text: str) -> str:
     return f"<pre style='font-size: 0.85em'>{html.escape(text)}</pre>"
 
 
+def html_with_table(head: str, table, float_format=None) -> str:
+    """A notebook's view of a result: its header text in a monospace block, then its
+    table as an HTML table (pandas escapes the cells)."""
+    return html_pre(head) + table.to_html(float_format=float_format, border=0)
+
+
 class Display:
     """The compact arm::display() text, printable and shown as HTML in notebooks."""
 

@@ -574,6 +574,10 @@ class GlmFit:
         return (f"<GlmFit {self.fitter}{what}: {self.design.formula.text.strip()}; "
                 f"n = {self.nobs()}, deviance {self.deviance():.6g}, AIC {self.aic():.6g}>")
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the summary (R's printout in a monospace block)."""
+        return self.summary()._repr_html_()
+
 
 class GlmSummary:
     """R's summary.lm / summary.glm printout (R 4.2 layout)."""

@@ -207,6 +207,10 @@ class GlmmFit(MerFitMixin):
         return (f"<GlmmFit Laplace {self.family}: {self.design.formula.text}; "
                 f"logLik {self.loglik():.4f}>")
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the summary (R's printout in a monospace block)."""
+        return self.summary()._repr_html_()
+
 
 class GlmmSummary:
     """lme4's summary(glmer) layout, printable and rendered as HTML in notebooks."""

@@ -140,6 +140,10 @@ class MixedFit(MerFitMixin):
         return (f"<MixedFit {self.method}: {self.design.formula.text}; "
                 f"logLik {self.loglik():.4f}, sigma {self.sigma():.4g}>")
 
+    def _repr_html_(self) -> str:
+        """A notebook shows the summary (R's printout in a monospace block)."""
+        return self.summary()._repr_html_()
+
 
 class MixedSummary:
     """lme4's summary(lmer) layout, printable and rendered as HTML in notebooks."""
