@@ -238,6 +238,7 @@ class FamilySpec:
     aic: Callable | None        # R's family()$aic, for glm fits
     dispersion: str | None      # the family parameter's name in Stan and the priors
     fixed_dispersion: bool      # glm: dispersion 1 (z tests) rather than estimated (t tests)
+    discrete: bool              # integer response (Stan reads it as int)
     joint_code: int             # `family` data of stan/glmm_joint.stan
     glmer_code: int | None      # `family` data of stan/glmer.stan (glmm_functions.stan)
     methods: frozenset          # of METHODS; lmer / nuts_marginal: identity link only
@@ -249,27 +250,27 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec("gaussian", ("identity", "log", "inverse"), "gaussian",
                lambda mu, phi=1.0: np.ones_like(mu), lambda mu: True,
                _dev_gaussian, _lp_gaussian, _draw_gaussian, _aic_gaussian,
-               "sigma", False, 1, None, _ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
+               "sigma", False, False, 1, None, _ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
     FamilySpec("binomial", ("logit", "probit", "cloglog", "log"), "binomial",
                lambda mu, phi=1.0: mu * (1 - mu), _valid_probability,
                _dev_binomial, _lp_binomial, _draw_binomial, _aic_binomial,
-               None, True, 2, 1, _ALL_BUT_ML | {"glm", "glmer"}),
+               None, True, True, 2, 1, _ALL_BUT_ML | {"glm", "glmer"}),
     FamilySpec("bernoulli", ("logit", "probit", "cloglog", "log"), "binomial",
                lambda mu, phi=1.0: mu * (1 - mu), _valid_probability,
                _dev_binomial, _lp_binomial, _draw_binomial, _aic_binomial,
-               None, True, 3, 1, _ALL_BUT_ML | {"glm", "glmer"}),
+               None, True, True, 3, 1, _ALL_BUT_ML | {"glm", "glmer"}),
     FamilySpec("poisson", ("log", "identity", "sqrt"), "poisson",
                lambda mu, phi=1.0: mu, _positive_finite,
                _dev_poisson, _lp_poisson, _draw_poisson, _aic_poisson,
-               None, True, 4, 2, _ALL_BUT_ML | {"glm", "glmer"}),
+               None, True, True, 4, 2, _ALL_BUT_ML | {"glm", "glmer"}),
     FamilySpec("negbinomial", ("log", "identity", "sqrt"), "Negative Binomial",
                lambda mu, phi=1.0: mu + mu ** 2 / phi, _positive_finite,
                _dev_negbinomial, _lp_negbinomial, _draw_negbinomial, None,
-               "phi", True, 5, 3, _ALL_BUT_ML | {"glmer"}),
+               "phi", True, True, 5, 3, _ALL_BUT_ML | {"glmer"}),
     FamilySpec("Gamma", ("inverse", "log", "identity"), "Gamma",
                lambda mu, phi=1.0: mu ** 2, _positive_finite,
                _dev_gamma, _lp_gamma, _draw_gamma, _aic_gamma,
-               "shape", False, 6, 4, _ALL_BUT_ML | {"glm", "glmer"}),
+               "shape", False, False, 6, 4, _ALL_BUT_ML | {"glm", "glmer"}),
 )}
 
 # lower-cased spellings accepted for each family

@@ -57,7 +57,6 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from .errors import BayesmixError
 
@@ -223,27 +222,6 @@ def _mad(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(x - np.median(x))))
 
 
-def link_fn(link: str, x: np.ndarray) -> np.ndarray:
-    """The link function g (mean -> linear predictor), elementwise."""
-    x = np.asarray(x, dtype=float)
-    with np.errstate(all="ignore"):
-        if link == "identity":
-            return x
-        if link == "log":
-            return np.log(x)
-        if link == "logit":
-            return np.log(x) - np.log1p(-x)
-        if link == "probit":
-            return stats.norm.ppf(x)
-        if link == "cloglog":
-            return np.log(-np.log1p(-x))
-        if link == "inverse":
-            return 1.0 / x
-        if link == "sqrt":
-            return np.sqrt(x)
-    raise PriorError(f"unknown link {link!r}")
-
-
 @dataclass(frozen=True)
 class DefaultScales:
     """Data-dependent numbers of the default priors (passed to Stan as data)."""
@@ -270,7 +248,8 @@ def default_scales(design) -> DefaultScales:
     if fam.name == "binomial" and design.trials is not None:
         t = np.asarray(design.trials, dtype=float)
         y = np.divide(y, t, out=np.full_like(y, np.nan), where=t > 0)
-    ly = link_fn(fam.link, y)
+    with np.errstate(all="ignore"):  # 0 and 1 leave the range of most links: dropped below
+        ly = fam.linkfun(y)
     finite = ly[np.isfinite(ly)]
     if fam.name == "gaussian" and fam.link == "identity":
         loc = float(np.median(y))
@@ -311,8 +290,9 @@ class PriorSlot:
 
 
 def family_classes(design) -> tuple[str, ...]:
-    return {"gaussian": ("sigma",), "negbinomial": ("phi",), "Gamma": ("shape",)}.get(
-        design.family.name, ())
+    """The family parameter's class (sigma, phi, shape), if the family has one."""
+    par = design.family.dispersion
+    return () if par is None else (par,)
 
 
 def _cor_terms(design) -> list[int]:
@@ -407,21 +387,60 @@ def resolve_priors(design, priors: Iterable[Prior] = ()) -> list[PriorSlot]:
     return out
 
 
+# The default prior of each class, the one table behind prior_summary, the generated program's
+# text and the generic programs' prior codes. A string argument names the DefaultScales field
+# holding the data-dependent number (the generated program reads it as data "prior_<...>").
+DEFAULT_PRIORS: dict[str, tuple[str, tuple[float | str, ...]]] = {
+    "Intercept": ("student_t", (3, "intercept_loc", "intercept_scale")),
+    "b": ("normal", (0, "b_scale")),          # b_scale: one per slope
+    "sd": ("student_t", (3, 0, "sd_scale")),
+    "sigma": ("student_t", (3, 0, "sigma_scale")),
+    "phi": ("gamma", (0.01, 0.01)),
+    "shape": ("gamma", (0.01, 0.01)),
+    "cor": ("lkj", (1,)),
+}
+
+
+def default_prior(cls: str, scales: DefaultScales, index: int | None = None
+                  ) -> tuple[str, tuple[float, ...]]:
+    """(distribution, numbers) of a class's default prior; ``index``: the slope (b, 1-based)."""
+    dist, args = DEFAULT_PRIORS[cls]
+    out = []
+    for a in args:
+        v = getattr(scales, a) if isinstance(a, str) else a
+        out.append(float(v[index - 1] if a == "b_scale" else v))
+    return dist, tuple(out)
+
+
+def default_stan_call(cls: str, data_name=lambda field: field) -> str:
+    """A class's default prior as Stan source, scales as data: ``data_name(field)`` gives the
+    expression of a DefaultScales field (e.g. ``prior_b_scale[2:3]``)."""
+    dist, args = DEFAULT_PRIORS[cls]
+    name = "lkj_corr_cholesky" if dist == "lkj" else dist
+    text = [data_name(a) if isinstance(a, str) else fmt_number(a) for a in args]
+    return f"{name}({', '.join(text)})"
+
+
+# Prior codes of the generic programs (joint_prior_lpdf: stan/glmm_joint.stan, lmm_marginal.stan)
+PRIOR_CODES = {"flat": 0, "normal": 1, "student_t": 2, "cauchy": 3, "double_exponential": 4,
+               "logistic": 5, "std_normal": 6, "exponential": 7, "gamma": 8, "inv_gamma": 9,
+               "lognormal": 10, "weibull": 11}
+
+
+def prior_row(slot: PriorSlot, scales: DefaultScales) -> tuple[int, list[float]]:
+    """A scalar slot's prior as the generic programs read it: (code, 3 arguments, 0-padded);
+    the user's prior, else the class's default."""
+    if slot.user is not None:
+        name, args = slot.user.dist, slot.user.args
+    else:
+        name, args = default_prior(slot.cls, scales, slot.index)
+    return PRIOR_CODES[name], [float(x) for x in list(args) + [0.0] * (3 - len(args))]
+
+
 def default_text(slot: PriorSlot, scales: DefaultScales) -> str:
     """The default prior of a slot with its numbers, e.g. ``student_t(3, 0, 35.6)``."""
-    c = slot.cls
-    if c == "Intercept":
-        return (f"student_t(3, {fmt_short(scales.intercept_loc)}, "
-                f"{fmt_short(scales.intercept_scale)})")
-    if c == "b":
-        return f"normal(0, {fmt_short(scales.b_scale[slot.index - 1])})"
-    if c == "sd":
-        return f"student_t(3, 0, {fmt_short(scales.sd_scale)})"
-    if c == "sigma":
-        return f"student_t(3, 0, {fmt_short(scales.sigma_scale)})"
-    if c == "cor":
-        return "lkj(1)"
-    return "gamma(0.01, 0.01)"  # phi, shape
+    dist, args = default_prior(slot.cls, scales, slot.index)
+    return f"{dist}({', '.join(fmt_short(a) for a in args)})"
 
 
 def prior_summary(design, priors: Sequence[Prior] = ()) -> pd.DataFrame:
@@ -437,6 +456,6 @@ def prior_summary(design, priors: Sequence[Prior] = ()) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["prior", "class", "coef", "group", "source"])
 
 
-__all__ = ["CLASSES", "DefaultScales", "Prior", "PriorError", "PriorSlot", "default_scales",
-           "default_text", "link_fn", "model_classes", "prior", "prior_summary",
-           "resolve_priors", "slope_names"]
+__all__ = ["CLASSES", "DEFAULT_PRIORS", "PRIOR_CODES", "DefaultScales", "Prior", "PriorError", "PriorSlot",
+           "default_prior", "default_scales", "default_stan_call", "default_text", "model_classes",
+           "prior", "prior_row", "prior_summary", "resolve_priors", "slope_names"]

@@ -11,6 +11,7 @@ import arviz as az
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import bayesmix
 from bayesmix.datasets import load
@@ -179,6 +180,15 @@ def test_negbinomial_and_gamma_sample_with_loo(family):
     idata = post.to_arviz()
     ll = idata.log_likelihood["y"].values
     assert ll.shape == (2, 400, len(data)) and np.all(np.isfinite(ll))
+    # Stan's log_lik against scipy.stats at every draw: mu from the draws' linear predictor,
+    # negative binomial with size phi (p = phi / (phi + mu)), Gamma with scale mu / shape. The
+    # draws are read back with 6 significant digits, hence 1e-4 absolute.
+    mu = post.epred()
+    aux = _flat(post.named_draws().posterior[par])[:, None]
+    y = data["y"].to_numpy(float)[None, :]
+    ref = (stats.nbinom.logpmf(y, aux, aux / (aux + mu)) if family == "negbinomial"
+           else stats.gamma.logpdf(y, aux, scale=mu / aux))
+    np.testing.assert_allclose(ll.reshape(-1, len(data)), ref, rtol=0, atol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loo = az.loo(idata)

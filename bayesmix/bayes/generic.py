@@ -42,30 +42,22 @@ from typing import Any, Iterable
 import numpy as np
 
 from ..errors import BayesmixError
-from ..priors import Prior, default_scales, resolve_priors, slope_names
+from ..families import FAMILIES, LINKS, families_for
+from ..priors import PRIOR_CODES, Prior, default_scales, prior_row, resolve_priors, slope_names
 from .fit import PosteriorFit, check_sampler_args
 
 GENERIC_PROGRAM = "glmm_joint.stan"
 GENERIC_NAME = "glmm_joint"
-FAMILY_CODES = {"gaussian": 1, "binomial": 2, "bernoulli": 3, "poisson": 4, "negbinomial": 5,
-                "Gamma": 6}
-LINK_CODES = {"logit": 1, "probit": 2, "cloglog": 3, "log": 4, "identity": 5, "inverse": 6,
-              "sqrt": 7}
-GENERIC_LINKS = {
-    "gaussian": ("identity", "log", "inverse"),
-    "binomial": ("logit", "probit", "cloglog", "log"),
-    "bernoulli": ("logit", "probit", "cloglog", "log"),
-    "poisson": ("log", "identity", "sqrt"),
-    "negbinomial": ("log", "identity", "sqrt"),
-    "Gamma": ("inverse", "log", "identity"),
-}
+# the codes of stan/glmm_joint.stan, from bayesmix.families
+FAMILY_CODES = {name: spec.joint_code for name, spec in FAMILIES.items()}
+LINK_CODES = {name: link.code for name, link in LINKS.items()}
+GENERIC_LINKS = families_for("nuts_joint")
 FALLBACK_CODES = {
     "family_link": "a family / link pair the generic program does not have",
     "prior": "a user prior distribution without a prior code in the generic program",
     "forced": "program='generated' asked for the per-formula program",
 }
 JOINT_PROGRAMS = ("auto", "joint", "generic", "generated")
-_FAMILY_PARAMS = {"gaussian": "sigma", "negbinomial": "phi", "Gamma": "shape"}
 
 
 @dataclass(frozen=True)
@@ -87,9 +79,8 @@ def generic_code() -> str:
 
 def generic_unsupported(design, priors: Iterable[Prior] = ()) -> Fallback | None:
     """Why the generic program cannot express a model (a `Fallback`), or None."""
-    from .marginal import PRIOR_CODES
     fam = design.family
-    if fam.name not in FAMILY_CODES or fam.link not in GENERIC_LINKS.get(fam.name, ()):
+    if not fam.supports("nuts_joint"):
         return Fallback("family_link", f"no generic joint program for {fam}")
     for p in priors:
         if p.cls != "cor" and p.dist not in PRIOR_CODES:
@@ -163,13 +154,6 @@ def generic_layout(design, centered: Any = False) -> GenericLayout:
                          tuple(sh.centered for sh in s.terms))
 
 
-def _prior_row(p: Prior | None, default: tuple[str, tuple[float, ...]]) -> tuple[int, list]:
-    from .marginal import PRIOR_CODES
-    name, args = (p.dist, p.args) if p is not None else default
-    a = list(args) + [0.0] * (3 - len(args))
-    return PRIOR_CODES[name], [float(x) for x in a]
-
-
 def generic_priors(design, priors: Iterable[Prior] = ()) -> dict:
     """Every prior of the joint program as data: (code, 3 arguments) per scalar in the order
     Intercept, b, sd (term by term), family parameter; the LKJ shape per term."""
@@ -178,20 +162,17 @@ def generic_priors(design, priors: Iterable[Prior] = ()) -> dict:
     rows = []
     for sl in slots:
         if sl.cls == "Intercept":
-            rows.append(_prior_row(sl.user, ("student_t", (3.0, scales.intercept_loc,
-                                                           scales.intercept_scale))))
+            rows.append(prior_row(sl, scales))
     for sl in sorted((s for s in slots if s.cls == "b"), key=lambda s: s.index):
-        rows.append(_prior_row(sl.user, ("normal", (0.0, scales.b_scale[sl.index - 1]))))
+        rows.append(prior_row(sl, scales))
     sd = {(sl.term, sl.index): sl for sl in slots if sl.cls == "sd"}
     for k, t in enumerate(design.terms, 1):
         for m in range(1, t.p + 1):
-            rows.append(_prior_row(sd[(k, m)].user, ("student_t", (3.0, 0.0, scales.sd_scale))))
-    par = _FAMILY_PARAMS.get(design.family.name)
+            rows.append(prior_row(sd[(k, m)], scales))
+    par = design.family.dispersion
     if par is not None:
         sl = [s for s in slots if s.cls == par][0]
-        default = (("student_t", (3.0, 0.0, scales.sigma_scale)) if par == "sigma"
-                   else ("gamma", (0.01, 0.01)))
-        rows.append(_prior_row(sl.user, default))
+        rows.append(prior_row(sl, scales))
     cor = {sl.term: sl for sl in slots if sl.cls == "cor"}
     eta = [float(cor[k].user.args[0]) if k in cor and cor[k].user is not None else 1.0
            for k in range(1, len(design.terms) + 1)]
@@ -206,15 +187,14 @@ def generic_stan_data(design, priors: Iterable[Prior] = (), prior_only: bool = F
     fam = design.family
     n = design.n
     lay = generic_layout(design, centered)
-    discrete = fam.name in ("binomial", "bernoulli", "poisson", "negbinomial")
+    discrete = fam.spec.discrete
     y = np.asarray(design.y)
     X = np.asarray(design.X, dtype=float).reshape(n, -1)
     names = tuple(design.X_names)
     data: dict = {
         "N": n,
         "Y": np.rint(y).astype(np.int64) if discrete else y.astype(float),
-        "family": FAMILY_CODES[fam.name],
-        "link": LINK_CODES[fam.link],
+        **fam.stan_codes("joint"),
         "trials": (np.rint(np.asarray(design.trials)).astype(np.int64)
                    if fam.name == "binomial" else np.ones(n, dtype=np.int64)),
         "has_weights": int(design.weights is not None),

@@ -41,7 +41,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import BayesmixError
-from ..priors import Prior, default_scales, resolve_priors, slope_names
+from ..priors import (PRIOR_CODES, Prior, default_scales, prior_row,  # noqa: F401
+                      resolve_priors, slope_names)
 from .fit import PosteriorFit, check_sampler_args, fit_nuts
 
 logger = logging.getLogger("bayesmix")
@@ -50,9 +51,6 @@ MARGINAL_PROGRAM = "lmm_marginal.stan"
 PROGRAMS = ("auto", "marginal", "joint", "generic", "generated")
 DENSE_LIMIT = 1000  # above this Q2 the marginal program's dense Cholesky loses to the joint one
 DRAW_LIMIT = 2000   # above this q the (dense, per draw) random-effect draws get too slow
-PRIOR_CODES = {"flat": 0, "normal": 1, "student_t": 2, "cauchy": 3, "double_exponential": 4,
-               "logistic": 5, "std_normal": 6, "exponential": 7, "gamma": 8, "inv_gamma": 9,
-               "lognormal": 10, "weibull": 11}
 _RE_SEED = 9_0009  # mixed with the run's seed for the random-effect / y_rep draws
 
 
@@ -150,12 +148,6 @@ def marginal_unsupported(design, priors: Iterable[Prior] = (),
 # ---------------------------------------------------------------- priors as data
 
 
-def _prior_row(p: Prior | None, default: tuple[str, tuple[float, ...]]) -> tuple[int, list]:
-    name, args = (p.dist, p.args) if p is not None else default
-    a = list(args) + [0.0] * (3 - len(args))
-    return PRIOR_CODES[name], [float(x) for x in a]
-
-
 def marginal_priors(design, priors: Iterable[Prior] = ()) -> dict:
     """The priors of the joint program as data of the marginal one (codes and arguments in the
     order Intercept, b, sd (reduced-system term order), sigma; LKJ shape per term)."""
@@ -170,17 +162,16 @@ def marginal_priors(design, priors: Iterable[Prior] = ()) -> dict:
 
     for sl in slots:
         if sl.cls == "Intercept":
-            add(_prior_row(sl.user, ("student_t", (3.0, scales.intercept_loc,
-                                                   scales.intercept_scale))))
+            add(prior_row(sl, scales))
     b_slots = sorted((sl for sl in slots if sl.cls == "b"), key=lambda s: s.index)
     for sl in b_slots:
-        add(_prior_row(sl.user, ("normal", (0.0, scales.b_scale[sl.index - 1]))))
+        add(prior_row(sl, scales))
     sd_slots = {(sl.term, sl.index): sl for sl in slots if sl.cls == "sd"}
     for k in lay.order:
         for m in range(1, design.terms[k].p + 1):
-            add(_prior_row(sd_slots[(k + 1, m)].user, ("student_t", (3.0, 0.0, scales.sd_scale))))
+            add(prior_row(sd_slots[(k + 1, m)], scales))
     sig = [sl for sl in slots if sl.cls == "sigma"][0]
-    add(_prior_row(sig.user, ("student_t", (3.0, 0.0, scales.sigma_scale))))
+    add(prior_row(sig, scales))
     cor = {sl.term: sl for sl in slots if sl.cls == "cor"}
     eta = []
     for k in lay.order:

@@ -187,10 +187,9 @@ def epred_draws(fit, newdata: pd.DataFrame | None = None, re_form: Any = None,
                 seed: int | None = None, ndraws: int | None = None,
                 trials: Any = None) -> np.ndarray:
     """Draws (n_draws, n_rows) of the expected response (inverse link applied)."""
-    from ..glmerfit import linkinv
     eta = linpred_draws(fit, newdata, re_form, allow_new_levels, sample_new_levels, seed,
                         ndraws)
-    mu = linkinv(fit.design.family.link, eta)
+    mu = fit.design.family.linkinv(eta)
     if fit.design.family.name == "binomial" and trials is not None:
         mu = mu * _trials(fit, newdata, trials, required=True)[None, :]
     return mu
@@ -202,36 +201,21 @@ def predict_draws(fit, newdata: pd.DataFrame | None = None, re_form: Any = None,
                   trials: Any = None) -> np.ndarray:
     """Posterior predictive draws (n_draws, n_rows): the family's distribution around
     each draw's expected response (binomial: successes out of the trials)."""
-    from ..glmerfit import linkinv
     rng = np.random.default_rng(seed)
     # one generator for both stages: new-level effects first, then the noise
     sub_seed = int(rng.integers(2 ** 63 - 1))
     eta = linpred_draws(fit, newdata, re_form, allow_new_levels, sample_new_levels, sub_seed,
                         ndraws)
-    fam = fit.design.family.name
-    mu = linkinv(fit.design.family.link, eta)
+    fam = fit.design.family
+    mu = fam.linkinv(eta)
     post = fit.named_draws().posterior
     sel = _draw_index(_flat(post["b"]).shape[0], ndraws)
-
-    def par(name):
-        return _flat(post[name]).reshape(-1)[sel][:, None]
-
-    if fam == "gaussian":
-        return mu + par("sigma") * rng.standard_normal(mu.shape)
-    if fam in ("binomial", "bernoulli"):
-        t = _trials(fit, newdata, trials, required=True)
-        p = np.clip(mu, 0.0, 1.0)
-        return rng.binomial(np.broadcast_to(t.astype(np.int64), p.shape), p).astype(float)
-    if fam == "poisson":
-        return rng.poisson(mu).astype(float)
-    if fam == "negbinomial":
-        phi = np.broadcast_to(par("phi"), mu.shape)
-        lam = rng.gamma(phi, mu / phi)  # Stan's neg_binomial_2(mu, phi) as a gamma-poisson mix
-        return rng.poisson(lam).astype(float)
-    if fam == "Gamma":
-        shape = np.broadcast_to(par("shape"), mu.shape)
-        return rng.gamma(shape, mu / shape)
-    raise BayesmixError(f"no posterior predictive draws for family {fam!r}")
+    # the family parameter of each draw (sigma, phi, shape), one row per draw
+    phi = (None if fam.dispersion is None
+           else _flat(post[fam.dispersion]).reshape(-1)[sel][:, None])
+    t = (_trials(fit, newdata, trials, required=True)
+         if fam.name in ("binomial", "bernoulli") else 1.0)
+    return fam.draw(rng, mu, t, phi)
 
 
 # ---------------------------------------------------------------- summaries

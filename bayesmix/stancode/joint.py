@@ -41,7 +41,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import BayesmixError
-from ..priors import (Prior, PriorSlot, default_scales, resolve_priors, slope_names)
+from ..families import FAMILIES, get_link
+from ..priors import (Prior, PriorSlot, default_scales, default_stan_call, resolve_priors,
+                      slope_names)
 from .blocks import Blocks, assemble, merge
 
 # (family, link) pairs with a Stan *_glm likelihood: name, extra arguments
@@ -62,10 +64,10 @@ _INV_LINK = {
     "sqrt": "square({x})",
 }
 
-_DISCRETE = ("binomial", "bernoulli", "poisson", "negbinomial")
+_DISCRETE = tuple(name for name, spec in FAMILIES.items() if spec.discrete)
 
 # family -> its extra (distributional) parameter
-FAMILY_PARAMS = {"gaussian": "sigma", "negbinomial": "phi", "Gamma": "shape"}
+FAMILY_PARAMS = {name: spec.dispersion for name, spec in FAMILIES.items() if spec.dispersion}
 _FAMILY_PARAM_DOC = {
     "sigma": "residual standard deviation",
     "phi": "negative binomial precision (lme4's theta)",
@@ -360,6 +362,11 @@ def _group_slots(slots: list[PriorSlot]) -> list[tuple[Prior | None, list[PriorS
     return list(groups.values())
 
 
+def _prior_data(field: str) -> str:
+    """The data name of a default prior's number (a DefaultScales field): prior_sd_scale, ..."""
+    return "prior_" + field.replace("intercept", "Intercept")
+
+
 def _subset(var: str, idx: list[int], n_all: int) -> str:
     if len(idx) == n_all:
         return var
@@ -397,18 +404,18 @@ def _priors(s: Structure, slots: Sequence[PriorSlot]) -> Blocks:
         by_cls.setdefault(sl.cls, []).append(sl)
 
     for sl in by_cls.get("Intercept", []):
-        dist = (sl.user.stan_call() if sl.user else
-                "student_t(3, prior_Intercept_loc, prior_Intercept_scale)")
+        dist = sl.user.stan_call() if sl.user else default_stan_call("Intercept", _prior_data)
         lines.append(_stmt("Intercept", dist, ""))
     b_slots = by_cls.get("b", [])
     if not b_slots:
         # K is data: a model without slopes keeps the statement (over a size-0 b)
-        lines.append("b ~ normal(0, prior_b_scale);")
+        lines.append(f"b ~ {default_stan_call('b', _prior_data)};")
     for user, group in _group_slots(b_slots):
         idx = [g.index for g in group]
         target = _subset("b", idx, len(b_slots))
         if user is None:
-            dist = f"normal(0, {_subset('prior_b_scale', idx, len(b_slots))})"
+            scale = _subset("prior_b_scale", idx, len(b_slots))
+            dist = default_stan_call("b", lambda field: scale)
         else:
             dist = user.stan_call()
         lines.append(_stmt(target, dist, ""))
@@ -416,19 +423,14 @@ def _priors(s: Structure, slots: Sequence[PriorSlot]) -> Blocks:
         sd_slots = [sl for sl in by_cls.get("sd", []) if sl.term == k]
         for user, group in _group_slots(sd_slots):
             target = _subset(f"sd_{k}", [g.index for g in group], len(sd_slots))
-            dist = user.stan_call() if user else "student_t(3, 0, prior_sd_scale)"
+            dist = user.stan_call() if user else default_stan_call("sd", _prior_data)
             lines.append(_stmt(target, dist, ""))
         for sl in by_cls.get("cor", []):
             if sl.term == k:
-                dist = sl.user.stan_call() if sl.user else "lkj_corr_cholesky(1)"
+                dist = sl.user.stan_call() if sl.user else default_stan_call("cor")
                 lines.append(_stmt(f"L_{k}", dist, ""))
     for sl in by_cls.get(s.family_param or "-", []):
-        if sl.user:
-            dist = sl.user.stan_call()
-        elif sl.cls == "sigma":
-            dist = "student_t(3, 0, prior_sigma_scale)"
-        else:
-            dist = "gamma(0.01, 0.01)"
+        dist = sl.user.stan_call() if sl.user else default_stan_call(sl.cls, _prior_data)
         lines.append(_stmt(sl.cls, dist, ""))
     for k, t in enumerate(s.terms, 1):
         lines.append("")
@@ -622,7 +624,6 @@ def joint_inits(design, priors: Iterable[Prior] = (),
              ("binomial", "log"), ("bernoulli", "log"), ("gaussian", "inverse")}
     if (s.family, s.link) not in needs:
         return None
-    from ..priors import link_fn
     y = np.asarray(design.y, dtype=float)
     if s.trials:
         y = y / np.maximum(np.asarray(design.trials, dtype=float), 1)
@@ -631,7 +632,7 @@ def joint_inits(design, priors: Iterable[Prior] = (),
         m = min(max(m, 0.05), 0.95)
     if m <= 0:
         m = 0.5
-    eta = float(link_fn(s.link, np.array([m]))[0])
+    eta = float(get_link(s.link).linkfun(np.array([m]))[0])
     K = design.X.shape[1]
     kb = K - 1 if s.intercept else K
     inits: dict = {"b": np.zeros(kb)}
