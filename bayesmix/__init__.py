@@ -11,23 +11,25 @@ import warnings
 warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refactor",
                         category=FutureWarning)
 
+# Methods, inference and io register what result objects and bundles delegate to
+# (bayesmix.registry) when imported; importing them here makes that complete.
+from . import bayes, bundle, glmerfit, glmfit, inference, ml  # noqa: F401
 from .anovatable import AnovaTable, anova
-from .bayes.compare import compare  # the function, not the anova module
-from .parboot import BootstrapResult, PBModComp, bootstrap, pb_modcomp
+from .bayes.compare import compare
+from .bundle import export, load, rerun
+from .calibration import SbcResult, sbc
 from .design import Design, build_design
 from .errors import (BayesmixError, DataError, FamilyError, FormulaError,
                      StanError, ToolchainError)
-from .bundle import export, load, rerun
 from .families import Family, get_family
 from .formula import ParsedFormula, parse_formula
 from .lmlistfit import LmList, lmlist
 from .model import Model, glm, glmer, lm, lmer
+from .parboot import BootstrapResult, PBModComp, bootstrap, pb_modcomp
 from .plots import plot_coef, plot_effects, plot_ppc, plot_ranef, plot_residuals
 from .priors import Prior, prior
 from .results.glm import GlmFit
-from .calibration import SbcResult, sbc
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "AnovaTable", "BayesmixError", "BootstrapResult", "DataError", "Design", "Family",

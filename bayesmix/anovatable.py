@@ -11,32 +11,10 @@ import pandas as pd
 from scipy import stats
 
 from .errors import BayesmixError, user_stacklevel
-from .results.format import html_pre
-from .results.glm import GlmFit, anova_text
+from .results.anova import AnovaTable
+from .results.glm import GlmFit
 
 REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
-
-
-class AnovaTable(pd.DataFrame):
-    """A pandas DataFrame that prints like R's anova tables (heading, stars).
-
-    `heading` holds the lines printed above the table; `refitted` the names of
-    fits that were refitted by ML before a likelihood-ratio test."""
-
-    _metadata = ["heading", "refitted", "bootstrap"]
-
-    @property
-    def _constructor(self):
-        return pd.DataFrame  # slices and arithmetic give plain DataFrames
-
-    def __str__(self) -> str:
-        return anova_text(pd.DataFrame(self), getattr(self, "heading", ()) or ())
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
-        return html_pre(str(self))
 
 
 def _is_mixed(fit: Any) -> bool:

@@ -21,28 +21,14 @@ from typing import Any
 
 import pandas as pd
 
+from .registry import EXPORT, provide, restorer
 from .engine.base import EngineInfo, RunResult, write_json
 from .errors import BayesmixError
+from .version import __version__
 
 BUNDLE_VERSION = 1
+CLOSED_FORM = ("lm", "glm")  # fit kinds without a Stan run: restored by refitting
 logger = logging.getLogger("bayesmix")
-
-
-def _fit_classes() -> dict[str, Any]:
-    from .results.mixed import MixedFit
-    classes = {"lmer": MixedFit}
-    try:
-        from .bayes import LaplaceFit, PosteriorFit
-        classes["nuts"] = PosteriorFit
-        classes["laplace"] = LaplaceFit
-    except ImportError:
-        pass
-    try:
-        from .results.glmm import GlmmFit
-        classes["glmer"] = GlmmFit
-    except ImportError:
-        pass
-    return classes
 
 
 WEIGHTS_COLUMN = "(weights)"  # R's model.frame name: cannot clash with a formula's column
@@ -50,7 +36,6 @@ WEIGHTS_COLUMN = "(weights)"  # R's model.frame name: cannot clash with a formul
 
 def export(fit: Any, path: str | os.PathLike) -> str:
     """Write `fit` as a bundle folder at `path` (which must not exist yet)."""
-    from . import __version__
     target = Path(path)
     if target.exists():
         raise BayesmixError(f"export target {str(target)!r} already exists; choose a new folder")
@@ -187,9 +172,9 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
     transforms: the caller's own formula functions, if the formula needs any
     (a bundle never supplies code)."""
     folder, meta, design = _read(path, verify, transforms)
-    if meta["kind"] in ("lm", "glm"):
-        from .glmfit import fit_glm
-        return fit_glm(design, **meta["fit"])
+    restore = restorer(meta["kind"])
+    if meta["kind"] in CLOSED_FORM:
+        return restore(design, meta["fit"], None, None)
     e = meta["engine"]
     run = RunResult(meta["method"], tuple(str(folder / o) for o in meta["outputs"]),
                     meta["args"], EngineInfo(e["name"], e["stan_version"], e["compiler"],
@@ -198,8 +183,7 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
     data = json.loads((folder / "data.json").read_text())
     extra = {"mode_run": _mode_run(folder, meta)} if meta.get("mode") else {}
     try:
-        return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data,
-                                                       **extra)
+        return restore(design, meta["fit"], run, data, **extra)
     except (ValueError, KeyError, IndexError) as exc:
         raise BayesmixError(f"the bundle {str(folder)!r}: its formula and rows do not match "
                             f"its saved Stan outputs ({type(exc).__name__}: {exc})") from None
@@ -225,9 +209,9 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
     same; on the bundle's own engine they are identical to the saved CSV files."""
     from .engine import BundledModel, CmdStanEngineModel, cmdstan_available, resolve_engine
     folder, meta, design = _read(path, verify, transforms)
-    if meta["kind"] in ("lm", "glm"):  # closed form: refitting is all a rerun can do
-        from .glmfit import fit_glm
-        return fit_glm(design, **meta["fit"])
+    restore = restorer(meta["kind"])
+    if meta["kind"] in CLOSED_FORM:  # closed form: refitting is all a rerun can do
+        return restore(design, meta["fit"], None, None)
     made_on = meta["engine"]["name"]
     if engine is None:
         chosen = "cmdstan" if made_on == "cmdstan" and cmdstan_available() else "bundled"
@@ -247,10 +231,9 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
         run = model.laplace(data, mode, draws=int(a["draws"]), jacobian=bool(a["jacobian"]),
                             seed=int(a["seed"]),
                             output_dir=str(Path(output_dir) / "laplace") if output_dir else None)
-        return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data,
-                                                       mode_run=mode)
+        return restore(design, meta["fit"], run, data, mode_run=mode)
     run = model.rerun(meta["method"], data, meta["args"], inits, output_dir)
-    return _fit_classes()[meta["kind"]].from_export(design, meta["fit"], run, data)
+    return restore(design, meta["fit"], run, data)
 
 
 def _say(message: str) -> None:
@@ -368,3 +351,6 @@ import bayesmix
 fit = bayesmix.load("{target}")   # refits the same closed-form estimates
 ```
 """
+
+
+provide(EXPORT, export)  # fit.export(path) of every result class

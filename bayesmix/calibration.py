@@ -71,7 +71,7 @@ def _flatten(named, which: list[str] | None = None) -> tuple[list[str], np.ndarr
 def _sbc_task(shared, item):
     design, priors, kwargs, names, params = shared
     child, y, truth = item
-    from .bayes.marginal import sample_posterior
+    from .bayes.sampling import sample_posterior
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -169,7 +169,7 @@ def sbc(model, n_sims: int, executor: Any = None, seed: Any = None, *, n_draws: 
     every prior_thin-th draw of the prior run. params: parameter families to rank (e.g.
     ["b", "sd", "sigma"]; default all: b, sd_*, cor_*, r_*, sigma/phi/shape). Other keyword
     arguments go to the sampler (adapt_delta, ...). executor and seed as bayesmix.bootstrap."""
-    from .bayes.marginal import sample_posterior
+    from .bayes.sampling import sample_posterior
     t_start = time.perf_counter()
     n_sims = int(n_sims)
     if n_sims < 2:

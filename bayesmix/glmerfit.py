@@ -29,6 +29,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import optimize, special
 
+from .registry import register_restorer
 from .design import Design
 from .engine import compile_model, stan_file
 from .errors import BayesmixError, FamilyError, user_stacklevel
@@ -232,6 +233,18 @@ class GlmmProblem:
     def has_phi(self) -> bool:
         """Whether phi (glmer.nb's theta) is a parameter."""
         return self.family == "negbinomial"
+
+    # The glmer result (results/glmm.py) holds its problem and asks it for these, so the
+    # results layer imports no fitting module.
+    def linkinv(self, eta: np.ndarray) -> np.ndarray:
+        return linkinv(self.link, eta)
+
+    def pearson_residuals(self, mu: np.ndarray, phi: float = 1.0) -> np.ndarray:
+        return pearson_residuals(self.family, self.y, mu, self.ntr, phi)
+
+    def working_residuals(self, eta: np.ndarray, phi: float = 1.0) -> np.ndarray:
+        _, s, _, wf = obs_terms(self.family, self.link, eta, self.y, self.ntr, phi)
+        return s / wf
 
     @classmethod
     def from_design(cls, design: Design) -> "GlmmProblem":
@@ -792,3 +805,9 @@ def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None
                    stan_data=stan_data, inits=inits, objective_stan=float(opt["lp__"]),
                    stan_code=stan_code or glmer_code(), timing={})
 
+
+def _restore(design: Design, meta: dict, run, stan_data: dict, **_):
+    return glmer_result(design, run, stan_data)
+
+
+register_restorer("glmer", _restore)  # bayesmix.load / rerun of a glmer bundle

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from .registry import register_restorer
 from .design import Design
 from .errors import BayesmixError, FamilyError
 from .families import FAMILIES, LINKS, Family, Link, families_for
@@ -143,3 +144,10 @@ def fit_glm(design: Design, fitter: str | None = None, epsilon: float = 1e-8,
                   df_residual_=n_ok - rank, n_ok=n_ok, aic_=aic, intercept=intercept,
                   data_name=data_name)
 
+
+def _restore(design: Design, meta: dict, run=None, stan_data=None, **_):
+    return fit_glm(design, **meta)  # closed form: a bundle holds no Stan run to read back
+
+
+register_restorer("lm", _restore)
+register_restorer("glm", _restore)

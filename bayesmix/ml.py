@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from .registry import register_restorer
 from .design import Design
 from .engine import compile_model, stan_file
 from .errors import user_stacklevel
@@ -157,3 +158,10 @@ def _deviance_gradient(theta: np.ndarray, data: dict) -> np.ndarray:
         grad[i] = (deviance_from_stan_data(theta + e, data)
                    - deviance_from_stan_data(theta - e, data)) / (2 * h)
     return grad
+
+
+def _restore(design: Design, meta: dict, run, stan_data: dict, **_):
+    return lmer_result(design, meta["reml"], run, stan_data)
+
+
+register_restorer("lmer", _restore)  # bayesmix.load / rerun of an lmer bundle

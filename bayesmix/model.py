@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .bayes import stan_code_for, stan_data_for
+from .bayes.laplace import fit_laplace
+from .bayes.sampling import sample_posterior
 from .design import Design, build_design
 from .errors import BayesmixError
 from .families import get_family
+from .glmerfit import fit_glmer, glmer_code, glmer_data
+from .glmfit import fit_glm
+from .ml import fit_lmer, lmer_code, lmer_data
+from .priors import prior_summary
 
 ML_METHODS = ("reml", "ml")
 BAYES_METHODS = ("nuts", "joint", "generic", "marginal")
+CLOSED_FORM = ("models without random effects are fitted in closed form (IRLS), not by a "
+               "Stan program; use method='nuts'")
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one method of one model goes: the fitting function (ML routes only; Bayesian
+    fits go through sample()/laplace()), and the Stan program and data it runs (None for
+    the closed-form lm/glm)."""
+    name: str                                  # "glm", "lmer", "glmer" or "bayes"
+    fit: Callable[..., Any] | None
+    code: Callable[[], str] | None
+    data: Callable[[], dict] | None
 
 
 class Model:
@@ -53,21 +74,37 @@ class Model:
                                 "use method='ml'")
         return method
 
+    # -- the one dispatch ------------------------------------------------------
+    def route(self, method: str | None = None) -> Route:
+        """The method modules a method name leads to for this model (fit, stan_code and
+        stan_data all ask here). None: REML for gaussian mixed models, else ML."""
+        if method is not None and method.lower() in BAYES_METHODS:
+            key = method.lower()
+            return Route("bayes", None, lambda: stan_code_for(self.design, self.priors, key),
+                         lambda: stan_data_for(self.design, self.priors, key))
+        if method is not None and method.lower() not in ML_METHODS:
+            raise BayesmixError(f"unknown method {method!r}; choose one of "
+                                f"{', '.join(ML_METHODS + BAYES_METHODS)}")
+        reml = self._ml_method(method) == "reml"
+        d = self.design
+        if not d.terms:
+            return Route("glm", lambda **kw: fit_glm(d, **kw), None, None)
+        if self.is_lmm:
+            return Route("lmer", lambda **kw: fit_lmer(d, reml=reml, **kw), lmer_code,
+                         lambda: lmer_data(d, reml=reml)[0])
+        return Route("glmer", lambda **kw: fit_glmer(d, **kw), lambda: glmer_code(d),
+                     lambda: glmer_data(d))
+
     # -- maximum likelihood --------------------------------------------------
     def fit(self, method: str | None = None, **kwargs: Any):
         """Maximum likelihood (lme4's lmer/glmer; lm/glm without random terms).
 
         method: "reml" (default for gaussian mixed models) or "ml"."""
-        method = self._ml_method(method)
-        if not self.design.terms:
-            from .glmfit import fit_glm
-            return fit_glm(self.design, **kwargs)
-        kwargs.setdefault("engine", self.engine)  # fit(engine=...) overrides the model's
-        if self.is_lmm:
-            from .ml import fit_lmer
-            return fit_lmer(self.design, reml=method == "reml", **kwargs)
-        from .glmerfit import fit_glmer
-        return fit_glmer(self.design, **kwargs)
+        self._ml_method(method)  # fit() takes ML methods only (sample() is NUTS)
+        route = self.route(method)
+        if route.name != "glm":
+            kwargs.setdefault("engine", self.engine)  # fit(engine=...) overrides the model's
+        return route.fit(**kwargs)
 
     # -- Bayesian ------------------------------------------------------------
     def sample(self, program: str = "auto", **kwargs: Any):
@@ -83,7 +120,6 @@ class Model:
         marginal one. "auto" falls back to the joint program (with an info log message)
         for prior weights, centered= or very many crossed levels; see bayesmix.bayes.
         Progress: a bar where a person watches; show_progress=True/False overrides."""
-        from .bayes.marginal import sample_posterior
         kwargs.setdefault("engine", self.engine)
         return sample_posterior(self.design, self.priors, program=program, **kwargs)
 
@@ -93,50 +129,26 @@ class Model:
         scale, then Stan's laplace method draws from the normal there. Runs the generic
         joint program (no per-formula compile). Returns a `bayesmix.bayes.LaplaceFit`,
         with the accessors of a sample() fit; see bayesmix.bayes.laplace.fit_laplace."""
-        from .bayes.laplace import fit_laplace
         kwargs.setdefault("engine", self.engine)
         return fit_laplace(self.design, self.priors, draws=draws, seed=seed, **kwargs)
 
     def prior_summary(self) -> pd.DataFrame:
-        from .priors import prior_summary
         return prior_summary(self.design, self.priors)
 
     # -- the generated program -------------------------------------------------
     def stan_code(self, method: str = "nuts") -> str:
         """The Stan program a method runs (self-contained, includes inlined)."""
-        method = method.lower()
-        if method in ML_METHODS:
-            self._ml_method(method)
-            if self.is_lmm and self.design.terms:
-                from .ml import lmer_code
-                return lmer_code()
-            if self.design.terms:
-                from .glmerfit import glmer_code
-                return glmer_code(self.design)
-            raise BayesmixError("models without random effects are fitted in closed form "
-                                "(IRLS), not by a Stan program; use method='nuts'")
-        if method in BAYES_METHODS:
-            from .bayes import stan_code_for
-            return stan_code_for(self.design, self.priors, method)
-        raise BayesmixError(f"unknown method {method!r}; choose one of "
-                            f"{', '.join(ML_METHODS + BAYES_METHODS)}")
+        route = self.route(method)
+        if route.code is None:
+            raise BayesmixError(CLOSED_FORM)
+        return route.code()
 
     def stan_data(self, method: str = "nuts") -> dict:
-        method = method.lower()
-        if method in ML_METHODS:
-            self._ml_method(method)
-            if self.is_lmm and self.design.terms:
-                from .ml import lmer_data
-                return lmer_data(self.design, reml=method == "reml")[0]
-            if self.design.terms:
-                from .glmerfit import glmer_data
-                return glmer_data(self.design)
-            raise BayesmixError("models without random effects have no ML Stan program")
-        if method in BAYES_METHODS:
-            from .bayes import stan_data_for
-            return stan_data_for(self.design, self.priors, method)
-        raise BayesmixError(f"unknown method {method!r}; choose one of "
-                            f"{', '.join(ML_METHODS + BAYES_METHODS)}")
+        """The data of the program `stan_code(method)` returns."""
+        route = self.route(method)
+        if route.data is None:
+            raise BayesmixError(CLOSED_FORM)
+        return route.data()
 
     def __repr__(self) -> str:
         return f"Model({self.formula!r}, family={self.family.name}({self.family.link}))\n" \

@@ -437,6 +437,33 @@ def prior_row(slot: PriorSlot, scales: DefaultScales) -> tuple[int, list[float]]
     return PRIOR_CODES[name], [float(x) for x in list(args) + [0.0] * (3 - len(args))]
 
 
+def prior_data(design, priors: Iterable[Prior] = ()) -> dict:
+    """Every prior of the generic joint program as data (also what exact prior draws read):
+    (code, 3 arguments) per scalar in the order Intercept, b, sd (term by term), family
+    parameter; the LKJ shape per term."""
+    slots = resolve_priors(design, tuple(priors))
+    scales = default_scales(design)
+    rows = []
+    for sl in slots:
+        if sl.cls == "Intercept":
+            rows.append(prior_row(sl, scales))
+    for sl in sorted((s for s in slots if s.cls == "b"), key=lambda s: s.index):
+        rows.append(prior_row(sl, scales))
+    sd = {(sl.term, sl.index): sl for sl in slots if sl.cls == "sd"}
+    for k, t in enumerate(design.terms, 1):
+        for m in range(1, t.p + 1):
+            rows.append(prior_row(sd[(k, m)], scales))
+    par = design.family.dispersion
+    if par is not None:
+        sl = [s for s in slots if s.cls == par][0]
+        rows.append(prior_row(sl, scales))
+    cor = {sl.term: sl for sl in slots if sl.cls == "cor"}
+    eta = [float(cor[k].user.args[0]) if k in cor and cor[k].user is not None else 1.0
+           for k in range(1, len(design.terms) + 1)]
+    return {"n_prior": len(rows), "prior_dist": [r[0] for r in rows],
+            "prior_args": [r[1] for r in rows], "lkj_eta": eta}
+
+
 def default_text(slot: PriorSlot, scales: DefaultScales) -> str:
     """The default prior of a slot with its numbers, e.g. ``student_t(3, 0, 35.6)``."""
     dist, args = default_prior(slot.cls, scales, slot.index)
@@ -458,4 +485,4 @@ def prior_summary(design, priors: Sequence[Prior] = ()) -> pd.DataFrame:
 
 __all__ = ["CLASSES", "DEFAULT_PRIORS", "PRIOR_CODES", "DefaultScales", "Prior", "PriorError", "PriorSlot",
            "default_prior", "default_scales", "default_stan_call", "default_text", "model_classes",
-           "prior", "prior_row", "prior_summary", "resolve_priors", "slope_names"]
+           "prior", "prior_data", "prior_row", "prior_summary", "resolve_priors", "slope_names"]

@@ -186,10 +186,10 @@ def test_other_entry_points(df, tmp_path, calls):
     with pytest.raises(FormulaError, match="__class__"):
         build_design(bad, df)
     # predict(re_form=...) parses its formula the same way
-    from bayesmix.results.mixed import _re_form_groups
+    from bayesmix.design.reform import re_form_groups
     design = build_design("y ~ x + (1|g)", df)
     with pytest.raises(FormulaError, match="__import__"):
-        _re_form_groups(f"~(1|g) + {payload}", design)
+        re_form_groups(f"~(1|g) + {payload}", design)
     # the model-matrix builder checks on its own too
     from bayesmix.design.modelmatrix import build_model_matrix
     with pytest.raises(FormulaError, match="__import__"):

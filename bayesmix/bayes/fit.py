@@ -10,76 +10,20 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 
+from ..registry import EXPORT, operation
 from ..errors import BayesmixError
 from ..plots import PlotMixin
 from ..priors import Prior, prior_summary, slope_names
-from ..stancode import JointProgram, joint_inits, joint_program, joint_stan_data
+from ..stancode import JointProgram, joint_program
 from .diagnostics import Diagnostics, diagnose, warn_diagnostics
 from .idata import NamedDraws, named_draws, to_inference_data
 
 METRICS = ("diag_e", "dense_e")
-
-
-def fit_nuts(design, priors: Iterable[Prior] = (), *, chains: int = 4,
-             iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
-             adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
-             thin: int = 1, prior_only: bool = False, show_progress: bool | None = None,
-             engine: str = "auto", inits: dict | None = None, save_log_lik: bool = True,
-             save_y_rep: bool = True, centered: bool | str | Sequence[str] = False,
-             output_dir: str | None = None, diagnostics: bool = True,
-             program: str = "joint") -> "PosteriorFit":
-    """Sample the joint posterior of a design with Stan's NUTS.
-
-    program: "joint" (default; also "auto") runs the generic joint program
-    (stan/glmm_joint.stan, compiled once for every formula) unless it cannot
-    express the model, then the per-formula generated program (the fit's
-    `fallback` says why, a `bayesmix.bayes.generic.Fallback` code); "generic"
-    insists on the generic program; "generated" forces the per-formula one.
-    Both compute the same posterior; `fit.program_kind` records which ran and
-    `fit.stan_code` is that program.
-
-    priors: `bayesmix.priors.prior(...)` objects overriding the defaults.
-    prior_only: skip the likelihood (prior predictive draws in y_rep).
-    save_log_lik / save_y_rep: keep the pointwise log-likelihood / posterior
-    predictive draws (N values per draw each; turn off for very large N).
-    centered: group-level terms are non-centred (brms's layout) unless True or
-    the names of grouping factors: the centred parameterisation, best with
-    metric="dense_e", is much faster when each level has a lot of data.
-    inits: starting values (one dict, all chains); by default Stan's random
-    inits, or a safe start for links whose mean must stay in range.
-    After sampling, `diagnostics()` runs and each problem found is issued as a
-    `SamplingWarning` with advice (set diagnostics=False to skip)."""
-    check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
-    priors = tuple(priors)
-    from .generic import choose_joint_program, fit_generic
-    which, fallback = choose_joint_program(design, priors, program)
-    if which == "generic":
-        return fit_generic(design, priors, chains=chains, iter_warmup=iter_warmup,
-                           iter_sampling=iter_sampling, seed=seed, adapt_delta=adapt_delta,
-                           max_treedepth=max_treedepth, metric=metric, thin=thin,
-                           prior_only=prior_only, show_progress=show_progress, engine=engine,
-                           inits=inits, save_log_lik=save_log_lik, save_y_rep=save_y_rep,
-                           centered=centered, output_dir=output_dir, diagnostics=diagnostics)
-    if fallback is not None and fallback.code != "forced":
-        logging.getLogger("bayesmix").info("sampling the generated joint program: %s",
-                                           fallback)
-    program = joint_program(design, priors, centered)  # validates priors before compiling
-    data = joint_stan_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
-                           save_y_rep=save_y_rep)
-    if inits is None:
-        inits = joint_inits(design, priors, centered)
-    fit = sample_program(PosteriorFit, design, priors, program, data, inits=inits,
-                         engine=engine, diagnostics=diagnostics, chains=chains,
-                         iter_warmup=iter_warmup, iter_sampling=iter_sampling, seed=seed,
-                         adapt_delta=adapt_delta, max_treedepth=max_treedepth, metric=metric,
-                         thin=thin, show_progress=show_progress, output_dir=output_dir)
-    fit.fallback = fallback
-    return fit
 
 
 def sample_program(fit_class, design, priors, program, data, *, inits, engine: str,
@@ -195,8 +139,7 @@ class PosteriorFit(PlotMixin):
     # -- reproducible bundles (bayesmix.export) ------------------------------
     def export(self, path: str) -> str:
         """Write a reproducible Stan bundle (see bayesmix.export)."""
-        from ..bundle import export
-        return export(self, path)
+        return operation(EXPORT)(self, path)
 
     def export_meta(self) -> dict:
         centered = [t.group for t, shape in zip(self.design.terms,
@@ -206,12 +149,6 @@ class PosteriorFit(PlotMixin):
 
     @classmethod
     def from_export(cls, design, meta: dict, run, stan_data: dict) -> "PosteriorFit":
-        if meta.get("program") == "marginal" and cls is PosteriorFit:
-            from .marginal import MarginalPosteriorFit
-            return MarginalPosteriorFit.from_export(design, meta, run, stan_data)
-        if meta.get("program") == "generic" and cls is PosteriorFit:
-            from .generic import GenericPosteriorFit
-            return GenericPosteriorFit.from_export(design, meta, run, stan_data)
         from ..priors import prior
         priors = tuple(prior(**p) for p in meta["priors"])
         program = joint_program(design, priors, centered=meta["centered"])
@@ -604,4 +541,4 @@ class PosteriorSummary:
         return "\n".join(parts)
 
 
-__all__ = ["PosteriorFit", "PosteriorSummary", "fit_nuts"]
+__all__ = ["PosteriorFit", "PosteriorSummary", "check_sampler_args", "sample_program"]

@@ -43,7 +43,8 @@ import numpy as np
 
 from ..errors import BayesmixError
 from ..families import FAMILIES, LINKS, families_for
-from ..priors import PRIOR_CODES, Prior, default_scales, prior_row, resolve_priors, slope_names
+from ..priors import PRIOR_CODES, Prior, resolve_priors, slope_names
+from ..priors import prior_data as generic_priors  # the generic program's prior rows
 from .fit import PosteriorFit, check_sampler_args
 
 GENERIC_PROGRAM = "glmm_joint.stan"
@@ -52,6 +53,7 @@ GENERIC_NAME = "glmm_joint"
 FAMILY_CODES = {name: spec.joint_code for name, spec in FAMILIES.items()}
 LINK_CODES = {name: link.code for name, link in LINKS.items()}
 GENERIC_LINKS = families_for("nuts_joint")
+FAMILY_LINK, PRIOR, FORCED = "family_link", "prior", "forced"  # the Fallback codes
 FALLBACK_CODES = {
     "family_link": "a family / link pair the generic program does not have",
     "prior": "a user prior distribution without a prior code in the generic program",
@@ -81,10 +83,10 @@ def generic_unsupported(design, priors: Iterable[Prior] = ()) -> Fallback | None
     """Why the generic program cannot express a model (a `Fallback`), or None."""
     fam = design.family
     if not fam.supports("nuts_joint"):
-        return Fallback("family_link", f"no generic joint program for {fam}")
+        return Fallback(FAMILY_LINK, f"no generic joint program for {fam}")
     for p in priors:
         if p.cls != "cor" and p.dist not in PRIOR_CODES:
-            return Fallback("prior", f"{p} has no prior code in the generic program")
+            return Fallback(PRIOR, f"{p} has no prior code in the generic program")
     return None
 
 
@@ -99,7 +101,7 @@ def choose_joint_program(design, priors: Iterable[Prior] = (), program: str = "j
         raise BayesmixError(f"unknown joint program {program!r}; choose one of "
                             f"{', '.join(JOINT_PROGRAMS)}")
     if program == "generated":
-        return "generated", Fallback("forced", "program='generated'")
+        return "generated", Fallback(FORCED, "program='generated'")
     why = generic_unsupported(design, tuple(priors))
     if why is None:
         return "generic", None
@@ -152,32 +154,6 @@ def generic_layout(design, centered: Any = False) -> GenericLayout:
                          tuple(t.n_levels for t in design.terms),
                          tuple(sh.correlated for sh in s.terms),
                          tuple(sh.centered for sh in s.terms))
-
-
-def generic_priors(design, priors: Iterable[Prior] = ()) -> dict:
-    """Every prior of the joint program as data: (code, 3 arguments) per scalar in the order
-    Intercept, b, sd (term by term), family parameter; the LKJ shape per term."""
-    slots = resolve_priors(design, tuple(priors))
-    scales = default_scales(design)
-    rows = []
-    for sl in slots:
-        if sl.cls == "Intercept":
-            rows.append(prior_row(sl, scales))
-    for sl in sorted((s for s in slots if s.cls == "b"), key=lambda s: s.index):
-        rows.append(prior_row(sl, scales))
-    sd = {(sl.term, sl.index): sl for sl in slots if sl.cls == "sd"}
-    for k, t in enumerate(design.terms, 1):
-        for m in range(1, t.p + 1):
-            rows.append(prior_row(sd[(k, m)], scales))
-    par = design.family.dispersion
-    if par is not None:
-        sl = [s for s in slots if s.cls == par][0]
-        rows.append(prior_row(sl, scales))
-    cor = {sl.term: sl for sl in slots if sl.cls == "cor"}
-    eta = [float(cor[k].user.args[0]) if k in cor and cor[k].user is not None else 1.0
-           for k in range(1, len(design.terms) + 1)]
-    return {"n_prior": len(rows), "prior_dist": [r[0] for r in rows],
-            "prior_args": [r[1] for r in rows], "lkj_eta": eta}
 
 
 def generic_stan_data(design, priors: Iterable[Prior] = (), prior_only: bool = False,

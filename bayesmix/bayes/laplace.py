@@ -28,6 +28,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from ..registry import register_restorer
 from ..errors import BayesmixError, user_stacklevel
 from ..ml import stan_gradient
 from ..priors import Prior, default_scales
@@ -329,3 +330,6 @@ def fit_laplace(design, priors: Iterable[Prior] = (), *, draws: int = 1000,
 
 
 __all__ = ["LaplaceFit", "centred_start", "fit_laplace", "laplace_inits", "read_laplace"]
+
+
+register_restorer("laplace", LaplaceFit.from_export)

@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import BayesmixError
 from ..priors import (PRIOR_CODES, Prior, default_scales, prior_row,  # noqa: F401
                       resolve_priors, slope_names)
-from .fit import PosteriorFit, check_sampler_args, fit_nuts
+from .fit import PosteriorFit, check_sampler_args
 
 logger = logging.getLogger("bayesmix")
 
@@ -51,6 +51,29 @@ MARGINAL_PROGRAM = "lmm_marginal.stan"
 PROGRAMS = ("auto", "marginal", "joint", "generic", "generated")
 DENSE_LIMIT = 1000  # above this Q2 the marginal program's dense Cholesky loses to the joint one
 DRAW_LIMIT = 2000   # above this q the (dense, per draw) random-effect draws get too slow
+
+# why the marginal program does not apply (`Unsupported.code`); the last two only make it
+# slower than the joint program, so program="marginal" still runs it
+FAMILY_LINK, NO_RANDOM = "family_link", "no_random_effects"
+WEIGHTS, CENTERED = "weights", "centered"
+DENSE_BLOCK, DENSE_DRAWS = "dense_block", "dense_draws"
+SLOWER_ONLY = frozenset({DENSE_BLOCK, DENSE_DRAWS})
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """Why the marginal program does not apply to a model (or would be slower there)."""
+
+    code: str      # FAMILY_LINK, NO_RANDOM, WEIGHTS, CENTERED, DENSE_BLOCK or DENSE_DRAWS
+    detail: str    # for people: what exactly
+
+    @property
+    def slower_only(self) -> bool:
+        """True when the marginal program could run the model, only more slowly."""
+        return self.code in SLOWER_ONLY
+
+    def __str__(self) -> str:
+        return self.detail
 _RE_SEED = 9_0009  # mixed with the run's seed for the random-effect / y_rep draws
 
 
@@ -123,25 +146,27 @@ def marginal_layout(design) -> MarginalLayout:
 
 
 def marginal_unsupported(design, priors: Iterable[Prior] = (),
-                         centered: Any = False) -> str | None:
+                         centered: Any = False) -> Unsupported | None:
     """Why the marginal program does not apply (or would be slower), or None when it does."""
     fam = design.family
     if (fam.name, fam.link) != ("gaussian", "identity"):
-        return f"the marginal program is for gaussian identity-link models, not {fam}"
+        return Unsupported(FAMILY_LINK, "the marginal program is for gaussian identity-link "
+                           f"models, not {fam}")
     if not design.terms:
-        return "the model has no random effects"
+        return Unsupported(NO_RANDOM, "the model has no random effects")
     if design.weights is not None:
-        return "prior weights are not supported by the marginal program"
+        return Unsupported(WEIGHTS, "prior weights are not supported by the marginal program")
     if centered is not False and centered is not None:
-        return "centered= is an option of the joint program"
+        return Unsupported(CENTERED, "centered= is an option of the joint program")
     lay = marginal_layout(design)
     if lay.q2 > DENSE_LIMIT:
-        return (f"the marginal program's dense block has Q2 = {lay.q2} > {DENSE_LIMIT} columns "
-                "(many crossed levels): the joint program is faster")
+        return Unsupported(DENSE_BLOCK, f"the marginal program's dense block has Q2 = {lay.q2} "
+                           f"> {DENSE_LIMIT} columns (many crossed levels): the joint program "
+                           "is faster")
     if lay.q > DRAW_LIMIT:
-        return (f"the marginal program's dense block is small but its random-effect draws are "
-                f"dense in q = {lay.q} > {DRAW_LIMIT} columns (too slow for now): the joint "
-                "program is used")
+        return Unsupported(DENSE_DRAWS, "the marginal program's dense block is small but its "
+                           f"random-effect draws are dense in q = {lay.q} > {DRAW_LIMIT} columns "
+                           "(too slow for now): the joint program is used")
     return None
 
 
@@ -540,7 +565,7 @@ def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
     check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
     priors = tuple(priors)
     why = marginal_unsupported(design, priors)
-    if why is not None and not why.startswith("the marginal program's dense block"):
+    if why is not None and not why.slower_only:
         raise BayesmixError(f"no marginal program for this model: {why}")
     program = marginal_program(design, priors)
     data = marginal_stan_data(design, priors, prior_only=prior_only,
@@ -554,7 +579,7 @@ def fit_marginal(design, priors: Iterable[Prior] = (), *, chains: int = 4,
 
 
 def choose_program(design, priors: Iterable[Prior] = (), program: str = "auto",
-                   centered: Any = False) -> tuple[str, str | None]:
+                   centered: Any = False) -> tuple[str, Unsupported | None]:
     """("marginal" | "joint", why the joint program was chosen under "auto" or None).
     "generic" and "generated" are joint programs (see bayesmix.bayes.generic)."""
     program = (program or "auto").lower()
@@ -564,39 +589,15 @@ def choose_program(design, priors: Iterable[Prior] = (), program: str = "auto",
         return "joint", None
     why = marginal_unsupported(design, priors, centered)
     if program == "marginal":
-        if why is not None and not why.startswith("the marginal program's dense block"):
+        if why is not None and not why.slower_only:
             raise BayesmixError(f"program='marginal' is not available: {why}")
         return "marginal", None
     return ("joint", why) if why is not None else ("marginal", None)
 
 
-def sample_posterior(design, priors: Iterable[Prior] = (), program: str = "auto",
-                     **kwargs: Any) -> PosteriorFit:
-    """NUTS with the program `program` selects: "marginal" (gaussian identity-link mixed
-    models: random effects integrated out and drawn exactly; the default for them), "joint"
-    (brms's layout, every family) or "auto". Under "auto" the joint program is used, with an
-    info message, where the marginal one does not apply or would be slower.
-
-    The joint layout runs on the generic joint program (stan/glmm_joint.stan, compiled once
-    for every formula) unless it cannot express the model (then on the per-formula generated
-    program; see bayesmix.bayes.generic for the cases): program="generic" insists on the
-    generic program, program="generated" forces the per-formula one. `fit.program_kind` is
-    "marginal", "generic" or "generated"."""
-    priors = tuple(priors)
-    program = (program or "auto").lower()
-    which, why = choose_program(design, priors, program, kwargs.get("centered", False))
-    if which == "marginal":
-        kwargs.pop("centered", None)
-        return fit_marginal(design, priors, **kwargs)
-    fam = design.family
-    if why is not None and (fam.name, fam.link) == ("gaussian", "identity") and design.terms:
-        logger.info("sampling the joint program: %s", why)
-    joint = program if program in ("generic", "generated") else "joint"
-    return fit_nuts(design, priors, program=joint, **kwargs)
-
-
-__all__ = ["DENSE_LIMIT", "MarginalLayout", "MarginalPosteriorFit", "MarginalProgram",
+__all__ = ["DENSE_LIMIT", "SLOWER_ONLY", "MarginalLayout", "MarginalPosteriorFit",
+           "MarginalProgram", "Unsupported",
            "PROGRAMS", "choose_program", "cholesky_corr", "draw_random_effects", "fit_marginal",
            "marginal_layout", "marginal_log_density", "marginal_loglik", "marginal_priors",
            "marginal_program", "marginal_stan_data", "marginal_stancode",
-           "marginal_unsupported", "sample_posterior"]
+           "marginal_unsupported"]

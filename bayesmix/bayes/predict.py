@@ -117,9 +117,9 @@ def linpred_draws(fit, newdata: pd.DataFrame | None = None, re_form: Any = None,
                   allow_new_levels: bool = False, sample_new_levels: Any = "gaussian",
                   seed: int | None = None, ndraws: int | None = None) -> np.ndarray:
     """Draws (n_draws, n_rows) of the linear predictor, offsets included."""
-    from ..results.mixed import _re_form_groups
+    from ..design.reform import re_form_groups
     design = fit.design
-    groups = _re_form_groups(re_form, design)
+    groups = re_form_groups(re_form, design)
     mode = _new_level_mode(sample_new_levels)
     rng = np.random.default_rng(seed)
     X, offset, terms, n = _rows(fit, newdata, groups, allow_new_levels)
@@ -169,7 +169,7 @@ def _trials(fit, newdata: pd.DataFrame | None, trials: Any, required: bool) -> n
         return np.asarray(design.trials, dtype=float)
     cb = design.formula.cbind
     if cb is not None:
-        from ..design.build import _evaluate, _numeric
+        from ..design.columns import evaluate_column as _evaluate, numeric_column as _numeric
         try:
             succ = _numeric(_evaluate(cb[0], newdata, "response"), cb[0], "successes")
             fail = _numeric(_evaluate(cb[1], newdata, "response"), cb[1], "failures")

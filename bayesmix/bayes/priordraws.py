@@ -1,7 +1,7 @@
 """Exact draws from a joint model's declared priors, in numpy (no sampler).
 
 The priors are read exactly as the generic joint program reads them
-(`bayesmix.bayes.generic.generic_priors`: one (code, arguments) per scalar in the order
+(`bayesmix.priors.prior_data`: one (code, arguments) per scalar in the order
 Intercept, slopes, sds, family parameter, and one LKJ shape per term), so the draws are
 from the prior the posterior was computed under. As in the program, the intercept's prior
 is on the intercept at the mean of X (b_Intercept = Intercept - means_X . b), sds and the
@@ -16,6 +16,7 @@ from typing import Iterable
 import numpy as np
 
 from ..errors import BayesmixError
+from ..priors import prior_data
 from .idata import NamedDraws, named_draws
 
 _FAMILY_PARAMS = {"gaussian": "sigma", "negbinomial": "phi", "Gamma": "shape"}
@@ -71,8 +72,7 @@ def lkj_cholesky(eta: float, K: int, size: int, rng) -> np.ndarray:
 def prior_named_draws(design, priors: Iterable = (), chains: int = 4, ndraws: int = 1000,
                       seed: int | None = None) -> NamedDraws:
     """`chains` x `ndraws` independent draws from the priors, under `named_draws`'s names."""
-    from .generic import generic_priors
-    data = generic_priors(design, tuple(priors))
+    data = prior_data(design, tuple(priors))
     rng = np.random.default_rng(seed)
     S = chains * ndraws
     rows = iter(zip(data["prior_dist"], data["prior_args"]))

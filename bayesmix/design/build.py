@@ -9,23 +9,21 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from formulaic import model_matrix as formulaic_matrix
 
 from ..errors import DataError, FamilyError, user_stacklevel
 from ..families import Family, get_family
 from ..formula import ParsedFormula, parse_formula
-from ..formula.safety import check_expression, check_parsed, check_transforms
+from ..formula.safety import check_parsed, check_transforms
+from .columns import evaluate_column as _evaluate, numeric_column as _numeric
 from .factors import group_variables, grouping_factor
+from .newdata import design_for_newdata
 from .modelmatrix import (
     ModelMatrixSpec,
     build_model_matrix,
-    error_detail,
     names_in_expression,
-    python_powers,
     rhs_names,
     unknown_names,
 )
-from .transforms import formula_context
 
 _RANK_TOL = 1e-7  # lme4's chkRank.drop.cols / R's qr() tolerance
 
@@ -84,8 +82,6 @@ class Design:
 
     def new_data(self, data: pd.DataFrame, allow_new_levels: bool = False, random: bool = True):
         """X, offset and per-term level index / Z for new rows (see design_for_newdata)."""
-        from .newdata import design_for_newdata
-
         return design_for_newdata(self, data, allow_new_levels=allow_new_levels, random=random)
 
     def __str__(self) -> str:
@@ -145,36 +141,6 @@ def _referenced(parsed: ParsedFormula, weights) -> dict[str, str]:
     if isinstance(weights, str):
         add([weights], "weights")
     return names
-
-
-def _evaluate(expr: str, data: pd.DataFrame, where: str, transforms=None) -> pd.Series:
-    """A response/offset expression (checked by parse_formula): a column, or
-    formulaic's I(expr) with an explicit, minimal context."""
-    name = expr.strip("`")
-    if name in data.columns:
-        return data[name]
-    check_expression(expr, where, transforms)  # parse_formula did this already; cheap to repeat
-    try:
-        code = python_powers(expr, inside_i_only=False)
-        values = formulaic_matrix(
-            f"0 + I({code})", data, na_action="ignore", context=formula_context(transforms)
-        )
-    except Exception as exc:  # formulaic wraps whatever the expression raised
-        raise DataError(f"cannot evaluate the {where} {expr!r}: {error_detail(exc)}") from None
-    if values.shape[1] != 1:
-        raise DataError(f"the {where} {expr!r} must give one numeric value per row")
-    return values.iloc[:, 0]
-
-
-def _numeric(values: pd.Series, expr: str, where: str) -> np.ndarray:
-    if pd.api.types.is_bool_dtype(values):
-        return values.to_numpy(dtype=float)
-    if not pd.api.types.is_numeric_dtype(values):
-        raise DataError(f"the {where} {expr!r} is not numeric (dtype {values.dtype})")
-    out = values.to_numpy(dtype=float)
-    if not np.all(np.isfinite(out)):
-        raise DataError(f"the {where} {expr!r} has non-finite values")
-    return out
 
 
 def _counts(values: np.ndarray, expr: str, what: str) -> None:

@@ -3,17 +3,14 @@ codings, scale() centres and grouping-factor levels are reused."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
-from .build import _evaluate, _numeric
+from .columns import evaluate_column, numeric_column
 from .factors import group_variables, new_group_labels
-
-if TYPE_CHECKING:
-    from .build import Design
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +32,7 @@ class NewData:
 
 
 def design_for_newdata(
-    design: Design, data: pd.DataFrame, allow_new_levels: bool = False, random: bool = True
+    design: Any, data: pd.DataFrame, allow_new_levels: bool = False, random: bool = True
 ) -> NewData:
     """X, offset and, unless random=False, each term's level index and Z for
     new rows. A level unseen in training gets index -1, which is an error
@@ -57,7 +54,8 @@ def design_for_newdata(
     offset = None
     if design.formula.offset is not None:
         expr = design.formula.offset
-        offset = _numeric(_evaluate(expr, data, "offset", design.transforms), expr, "offset")
+        offset = numeric_column(evaluate_column(expr, data, "offset", design.transforms), expr,
+                                "offset")
 
     terms = []
     for t in design.terms if random else ():

@@ -7,8 +7,10 @@ The fit methods are the front door: ``fit.coef_table(ddf=...)``, ``fit.summary(d
 machinery (e.g. ``contrast_test(fit, L)`` for any contrast matrix)."""
 
 from .anova import anova_type3, type3_contrasts
+from .confint import merfit_confint
 from .ddf import coef_table, contrast_test, kenward_roger, normalize_ddf, satterthwaite
 from .profile import profile_confint, varpar_names
 
-__all__ = ["anova_type3", "coef_table", "contrast_test", "kenward_roger", "normalize_ddf",
+__all__ = ["anova_type3", "coef_table", "contrast_test", "kenward_roger", "merfit_confint",
+           "normalize_ddf",
            "profile_confint", "satterthwaite", "type3_contrasts", "varpar_names"]

@@ -120,7 +120,7 @@ def type3_contrasts(design) -> dict:
 
 def anova_type3(fit, ddf="Satterthwaite", type=3):
     """lmerTest's anova(fit, type = 3, ddf = ...) as an AnovaTable."""
-    from ..anovatable import AnovaTable
+    from ..results.anova import AnovaTable
     if str(type).upper() not in ("3", "III"):
         raise BayesmixError(f"anova() of a single lmer fit gives lmerTest's type III table; "
                             f"type={type!r} is not implemented (use type=3)")

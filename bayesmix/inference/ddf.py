@@ -25,6 +25,7 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
 
+from ..registry import COEF_TABLE, NORMALIZE_DDF, provide
 from ..errors import BayesmixError
 from ._core import fit_suffstats, pieces
 
@@ -395,3 +396,8 @@ def contrast_test(fit, L, ddf="Satterthwaite") -> dict:
                    for m in range(q)
                    for g in [np.array([PtL[m] @ J @ PtL[m] for J in st.jac])]])
     return row(F, q, _fstat_ddf(nu))
+
+
+# MixedFit.coef_table(ddf=...) and its summary reach these through the registry
+provide(COEF_TABLE, coef_table)
+provide(NORMALIZE_DDF, normalize_ddf)

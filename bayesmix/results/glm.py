@@ -14,6 +14,7 @@ import pandas as pd
 from scipy import stats
 from scipy.linalg import solve_triangular
 
+from ..registry import EXPORT, operation
 from ..design import Design, design_for_newdata
 from ..errors import BayesmixError
 from ..families import get_family
@@ -280,8 +281,7 @@ class GlmFit:
     def export(self, path: str) -> str:
         """Write a bundle (formula, rows, levels, weights; see bayesmix.export).
         There is no Stan program: loading it refits in closed form."""
-        from ..bundle import export
-        return export(self, path)
+        return operation(EXPORT)(self, path)
 
     def export_meta(self) -> dict:
         return {"fitter": self.fitter}

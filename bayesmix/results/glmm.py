@@ -15,10 +15,10 @@ import pandas as pd
 from scipy import stats
 
 from ..design import Design, design_for_newdata
+from ..design.reform import re_form_groups
 from ..engine import RunResult
 from .format import display_text, fmt_num, html_pre
 from .merfit import MerFitMixin, summary_body
-from .mixed import _re_form_groups
 
 _FAMILY_LABEL = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson",
                  "Gamma": "Gamma"}
@@ -28,8 +28,8 @@ _FAMILY_LABEL = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "po
 class GlmmFit(MerFitMixin):
     """glmer fit: Laplace maximum likelihood estimates at the optimum of Stan's optimizer."""
     design: Design
-    problem: Any                 # bayesmix.glmer.GlmmProblem
-    estimates: Any               # bayesmix.glmer.GlmmEstimates
+    problem: Any                 # bayesmix.glmerfit.GlmmProblem (also its link and residuals)
+    estimates: Any               # bayesmix.glmerfit.GlmmEstimates
     run: RunResult
     converged: bool
     stan_data: dict = field(repr=False)
@@ -49,11 +49,6 @@ class GlmmFit(MerFitMixin):
 
     def export_meta(self) -> dict:
         return {"nAGQ": 1}
-
-    @classmethod
-    def from_export(cls, design: Design, meta: dict, run: RunResult, stan_data: dict):
-        from ..glmerfit import glmer_result
-        return glmer_result(design, run, stan_data)
 
     # -- lme4 accessors ----------------------------------------------------
     @property
@@ -100,12 +95,11 @@ class GlmmFit(MerFitMixin):
     def residuals(self, type: str = "deviance") -> np.ndarray:
         """Residuals like lme4: "deviance" (default), "pearson", "response", "working", or
         "scaled_pearson" (Pearson over sigma, the summary's scaled residuals)."""
-        from ..glmerfit import pearson_residuals
         prob, mu = self.problem, self.estimates.mu
         if type == "deviance":
             return self.estimates.deviance_resid
         if type == "pearson":
-            return pearson_residuals(prob.family, prob.y, mu, prob.ntr, self.estimates.phi)
+            return prob.pearson_residuals(mu, self.estimates.phi)
         if type == "scaled_pearson":
             return self.residuals("pearson") / self.sigma()
         if type == "response":
@@ -113,10 +107,7 @@ class GlmmFit(MerFitMixin):
                 return prob.y / prob.ntr - mu
             return prob.y - mu
         if type == "working":
-            from ..glmerfit import obs_terms
-            _, s, _, wf = obs_terms(prob.family, prob.link, self.estimates.eta, prob.y,
-                                    prob.ntr, self.estimates.phi)
-            return s / wf
+            return prob.working_residuals(self.estimates.eta, self.estimates.phi)
         raise ValueError(f"unknown residual type {type!r}; choose one of: deviance, pearson, "
                          "response, working, scaled_pearson")
 
@@ -125,10 +116,9 @@ class GlmmFit(MerFitMixin):
                 type: str = "link", allow_new_levels: bool = False) -> np.ndarray:
         """Predictions on the link (default, as lme4) or response scale, with all random
         effects (re_form=None), none ("~0" or NA-like) or a subset, e.g. "~(1|herd)"."""
-        from ..glmerfit import linkinv
         if type not in ("link", "response"):
             raise ValueError(f"unknown prediction type {type!r}; choose one of: link, response")
-        groups = _re_form_groups(re_form, self.design)
+        groups = re_form_groups(re_form, self.design)
         data = self.design.data if newdata is None else newdata
         nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
                                 random=bool(groups))
@@ -141,12 +131,11 @@ class GlmmFit(MerFitMixin):
             b = self.estimates.ranef[k]
             known = nt.index >= 0  # new levels get zero random effects
             eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
-        return eta if type == "link" else linkinv(self.family.link, eta)
+        return eta if type == "link" else self.problem.linkinv(eta)
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
         """Responses (nsim x n) simulated from the fitted model with new random effects
         b_k ~ N(0, T_k T_k') (the Laplace model's scale; successes for binomial)."""
-        from ..glmerfit import linkinv
         rng = np.random.default_rng(seed)
         prob, est = self.problem, self.estimates
         base = prob.X @ est.beta + prob.offset
@@ -156,7 +145,7 @@ class GlmmFit(MerFitMixin):
             for t, T in zip(self.design.terms, est.factors):
                 b = rng.standard_normal((t.n_levels, t.p)) @ T.T
                 eta += np.einsum("ij,ij->i", t.Z, b[t.index])
-            mu = linkinv(prob.link, eta)
+            mu = prob.linkinv(eta)
             if prob.family in ("binomial", "bernoulli"):
                 out[s] = rng.binomial(prob.ntr.astype(np.int64), np.clip(mu, 0, 1))
             elif prob.family == "poisson":

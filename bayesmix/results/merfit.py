@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
+from ..registry import CONFINT, EXPORT, operation
 from ..plots import PlotMixin
 from .format import signif_str
 
@@ -18,8 +18,7 @@ class MerFitMixin(PlotMixin):
 
     def export(self, path: str) -> str:
         """Write a reproducible Stan bundle (see bayesmix.export)."""
-        from ..bundle import export
-        return export(self, path)
+        return operation(EXPORT)(self, path)
 
     @property
     def theta(self) -> pd.Series:
@@ -130,29 +129,8 @@ class MerFitMixin(PlotMixin):
         "boot": parametric bootstrap percentile intervals through ``bayesmix.bootstrap`` (extra
         keyword arguments such as nsim, seed, executor go there). ``parm``: names or positions
         of rows, or lme4's "theta_" (variance parameters) / "beta_" (fixed effects)."""
-        from ..inference.profile import profile_confint, select_parm, varpar_names
-        key = str(method).lower()
-        if key == "profile":
-            if boot_args:
-                raise TypeError(f"unexpected arguments for method='profile': {sorted(boot_args)}")
-            return profile_confint(self, level=level, parm=parm)
-        if key == "wald":
-            if boot_args:
-                raise TypeError(f"unexpected arguments for method='Wald': {sorted(boot_args)}")
-            z = norm.ppf(0.5 + level / 2)
-            est, se = self.estimates.beta, self.estimates.se
-            lo, hi = f"{50 * (1 - level):g} %", f"{100 - 50 * (1 - level):g} %"
-            nv = len(varpar_names(self))
-            table = pd.DataFrame({lo: np.concatenate([np.full(nv, np.nan), est - z * se]),
-                                  hi: np.concatenate([np.full(nv, np.nan), est + z * se])},
-                                 index=varpar_names(self) + list(self.design.X_names))
-            return table.loc[select_parm(self, parm)]
-        if key == "boot":
-            from ..inference.boot import boot_confint
-            return boot_confint(self, level=level, parm=parm, **boot_args)
-        from ..errors import BayesmixError
-        raise BayesmixError(f"unknown confint method {method!r}: choose 'profile', 'Wald' "
-                            "or 'boot'")
+        return operation(CONFINT)(self, level=level, method=method,
+                                                     parm=parm, **boot_args)
 
 
 def random_effects_table(f) -> list[str]:

@@ -8,7 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..registry import COEF_TABLE, NORMALIZE_DDF, operation
 from ..design import Design, design_for_newdata
+from ..design.reform import re_form_groups
 from ..engine import RunResult
 from ..lmm import LmmEstimates
 from .merfit import MerFitMixin, summary_body
@@ -35,11 +37,6 @@ class MixedFit(MerFitMixin):
     def export_meta(self) -> dict:
         return {"reml": self.reml}
 
-    @classmethod
-    def from_export(cls, design: Design, meta: dict, run: RunResult, stan_data: dict):
-        from ..ml import lmer_result
-        return lmer_result(design, meta["reml"], run, stan_data)
-
     # -- lme4 accessors (the shared ones are in MerFitMixin) ------------------
 
     @property
@@ -51,8 +48,7 @@ class MixedFit(MerFitMixin):
         lmerTest's columns Estimate, Std. Error, df, t value, Pr(>|t|) (Kenward-Roger with
         pbkrtest's adjusted standard errors; REML fits only); ``ddf=None``: lme4's table
         (Estimate, Std. Error, t value). See bayesmix.inference and docs/inference.md."""
-        from ..inference.ddf import coef_table
-        return coef_table(self, ddf)
+        return operation(COEF_TABLE)(self, ddf)
 
     def sigma(self) -> float:
         return float(self.estimates.sigma)
@@ -75,7 +71,7 @@ class MixedFit(MerFitMixin):
                 allow_new_levels: bool = False) -> np.ndarray:
         """Predictions with all random effects (re_form=None), none ("~0" or
         NA-like), or a subset given as a formula of bars, e.g. "~(1|school)"."""
-        groups = _re_form_groups(re_form, self.design)
+        groups = re_form_groups(re_form, self.design)
         data = self.design.data if newdata is None else newdata
         nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
                                 random=bool(groups))
@@ -149,9 +145,8 @@ class MixedSummary:
     """lme4's summary(lmer) layout, printable and rendered as HTML in notebooks."""
 
     def __init__(self, fit: MixedFit, ddf: str | None = "Satterthwaite"):
-        from ..inference.ddf import normalize_ddf
         self.fit = fit
-        self.ddf = normalize_ddf(ddf)
+        self.ddf = operation(NORMALIZE_DDF)(ddf)
         self._table = fit.coef_table(ddf=self.ddf)  # errors (KR on an ML fit) surface here
 
     def coef_table(self) -> pd.DataFrame:
@@ -183,24 +178,3 @@ class MixedSummary:
 
     def _repr_html_(self) -> str:
         return html_pre(str(self))
-
-
-def _re_form_groups(re_form: Any, design: Design) -> set[str]:
-    """Which grouping factors a prediction includes (lme4's re.form)."""
-    all_groups = {t.group for t in design.terms}
-    if re_form is None:
-        return all_groups
-    if isinstance(re_form, float) and np.isnan(re_form):
-        return set()
-    text = str(re_form).replace(" ", "")
-    if text in ("~0", "NA", "~1", "0"):
-        return set()
-    from ..formula import parse_formula
-    parsed = parse_formula("y " + (str(re_form) if "~" in str(re_form) else "~" + str(re_form)))
-    groups = {p.group for p in parsed.random}
-    unknown = groups - all_groups
-    if unknown:
-        from ..errors import FormulaError
-        raise FormulaError(f"re_form names grouping factor(s) {sorted(unknown)} that the model "
-                           f"does not have; valid: {sorted(all_groups)}")
-    return groups
