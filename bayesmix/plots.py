@@ -65,6 +65,8 @@ def _grid(n: int, ncols: int, panel: tuple[float, float], figsize=None):
 def ranef_intervals(fit, level: float = 0.95) -> dict[str, tuple[pd.DataFrame, ...]]:
     """Per grouping factor: (estimate, lower, upper) tables, levels x coefficients. ML:
     conditional modes -/+ z conditional SDs; posterior: means and central quantiles."""
+    if not getattr(fit.design, "terms", ()):
+        raise BayesmixError("the model has no group-level effects to plot")
     if _is_posterior(fit):
         lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
         est, low, high = fit.ranef("mean"), fit.ranef(lo), fit.ranef(hi)
@@ -335,7 +337,8 @@ def conditional_effects(fit, effect: str, by: str | None = None, level: float = 
         t = fit.epred(grid, re_form=re_form, summary=True, probs=(lo, hi), seed=seed)
         est, low, high = (t.iloc[:, i].to_numpy() for i in (0, 2, 3))
     else:
-        eta = np.asarray(fit.predict(grid, re_form=re_form), dtype=float)
+        eta = np.asarray(fit.predict(grid, re_form=re_form) if fit.design.terms
+                         else fit.predict(grid), dtype=float)  # lm / glm: no re_form
         X = np.asarray(fit.design.new_data(grid, random=False).X, dtype=float)
         V = np.asarray(fit.vcov(), dtype=float)
         se = np.sqrt(np.einsum("ij,jk,ik->i", X, V, X))

@@ -244,3 +244,23 @@ def test_conditional_effects_posterior_factor(cbpp_fits, tmp_path):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4"]
     assert ax.get_ylabel().startswith("incidence (probability)")
     _saved(ax, tmp_path, "effects_factor")
+
+
+def test_models_without_random_terms(tmp_path):
+    sleep = load("sleepstudy")
+    ols = bayesmix.lm("Reaction ~ Days", sleep)
+    ref = stats.linregress(sleep["Days"], sleep["Reaction"])  # an independent least squares
+    ax = ols.plot_effects("Days")
+    line = ax.get_lines()[0]
+    np.testing.assert_allclose(line.get_ydata(), ref.intercept + ref.slope * line.get_xdata(),
+                               rtol=1e-10)
+    x, _, lo, hi = _errorbars(ols.plot_coef())
+    np.testing.assert_allclose(x, [ref.slope], rtol=1e-10)
+    np.testing.assert_allclose((hi - lo) / 2, [Z95 * ref.stderr], rtol=1e-10)
+    axes = ols.plot_residuals()
+    np.testing.assert_allclose(axes[0].collections[0].get_offsets()[:, 1],
+                               sleep["Reaction"] - ref.intercept - ref.slope * sleep["Days"],
+                               rtol=1e-8, atol=1e-8)
+    with pytest.raises(BayesmixError, match="no group-level effects"):
+        ols.plot_ranef()
+    _saved(ax, tmp_path, "lm_effects")

@@ -16,6 +16,7 @@ from scipy.linalg import solve_triangular
 
 from ..registry import EXPORT, operation
 from ..design import Design, design_for_newdata
+from ..plots import PlotMixin
 from ..errors import BayesmixError
 from ..families import get_family
 from .format import Display, display_text, html_pre
@@ -256,7 +257,7 @@ def anova_text(table: pd.DataFrame, heading: Sequence[str] = (), digits: int = 5
 
 
 @dataclass(frozen=True, eq=False)
-class GlmFit:
+class GlmFit(PlotMixin):
     """An lm or glm fit (no random effects), with R's accessors and printouts.
 
     Coefficients of aliased (rank-deficient) columns are not estimated; they
