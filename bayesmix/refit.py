@@ -27,6 +27,7 @@ from scipy.optimize import minimize
 
 from .lmm.profiled import LOG_2PI
 from .lmm.suffstats import as_terms, lmm_suffstats, normalize_theta
+from .lmm.theta import tril_positions, varcorr
 
 __all__ = ["LmmRefitter", "LmmRefit", "simulate_lmm"]
 
@@ -37,16 +38,6 @@ NEWTON_DECREMENT = 1e-10  # ... or when it predicts less than this decrease of t
 GRADIENT_TOL = 2e-3   # lme4's check.conv.grad tolerance (deviance scale), as bayesmix.ml
 P_LIMIT = 4e6         # largest l1 p1^2 M^2 table of level products kept per replicate
 DENSE_LIMIT = 4e7     # largest (points x l1 x p1 x M) batch kept in memory at once
-
-
-def _tril_positions(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column of each theta entry of a p x p factor (lme4's column-major order)."""
-    rows, cols = [], []
-    for j in range(p):
-        for i in range(j, p):
-            rows.append(i)
-            cols.append(j)
-    return np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64)
 
 
 @dataclass(eq=False)
@@ -93,7 +84,7 @@ class LmmRefitter:
               if len(terms) > 1 else sp.csr_matrix((design.n, 0)))
         lower = []
         for t in terms:
-            r, c = _tril_positions(t.p)
+            r, c = tril_positions(t.p)
             lower.extend(np.where(r == c, 0.0, -np.inf))
         return cls(
             reml=fit.reml if reml is None else bool(reml),
@@ -125,7 +116,7 @@ class LmmRefitter:
         """Per term: (theta slice, rows, cols) of its factor."""
         out, pos = [], 0
         for pk in self.p_term:
-            r, c = _tril_positions(pk)
+            r, c = tril_positions(pk)
             out.append((slice(pos, pos + len(r)), r, c))
             pos += len(r)
         return out
@@ -454,24 +445,15 @@ class LmmRefit:
     def sd_cor(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per term (SDs, correlation matrix) of the random effects."""
         s = self.sigma()
-        out = []
-        for k in range(len(self._r.p_term)):
-            T = self._r._factors(self.theta_raw[None], k)[0]
-            C = s * s * (T @ T.T)
-            sd = np.sqrt(np.diag(C))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                cor = C / np.outer(sd, sd)
-            np.fill_diagonal(cor, 1.0)
-            out.append((sd, cor))
-        return out
+        factors = [self._r._factors(self.theta_raw[None], k)[0]
+                   for k in range(len(self._r.p_term))]
+        _, sds, cors = varcorr(factors, s * s)
+        return list(zip(sds, cors))
 
     def default_statistic(self) -> np.ndarray:
         vals = []
         for sd, cor in self.sd_cor():
-            p = len(sd)
-            for j in range(p):
-                for i in range(j, p):
-                    vals.append(sd[i] if i == j else cor[i, j])
+            vals.extend(sd[i] if i == j else cor[i, j] for i, j in zip(*tril_positions(len(sd))))
         vals.append(self.sigma())
         vals.extend(self._pieces[0])
         return np.array(vals, dtype=float)

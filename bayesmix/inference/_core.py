@@ -14,8 +14,9 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 
 from ..lmm import block_reduce, lmm_suffstats
+from ..lmm.profiled import LOG_2PI, reduced_pieces
+from ..lmm.theta import factors_of
 
-LOG_2PI = float(np.log(2.0 * np.pi))
 
 
 @dataclass(frozen=True)
@@ -125,11 +126,9 @@ def pieces(theta: np.ndarray, ss) -> Pieces:
     else:
         blk = block_reduce(theta, ss)
         ldL2, Lfull = blk.ldL2, blk.L
-    q2, p = ss.q2, ss.p
-    R = Lfull[q2:, q2:]
+    p = ss.p
+    ldRX2, r2, R = reduced_pieces(Lfull, ss.q2, p)
     RXt = R[:p, :p]
-    ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(RXt))))) if p else 0.0
-    r2 = float(R[p, p] ** 2)
     if p:
         beta = sla.solve_triangular(RXt, R[p, :p], trans="T", lower=True)
         if ss.y_offset != 0.0:
@@ -142,33 +141,6 @@ def pieces(theta: np.ndarray, ss) -> Pieces:
 def ml_profiled(pc: Pieces, n: int) -> float:
     """ML deviance with beta and sigma profiled out."""
     return pc.ldL2 + n * (1.0 + LOG_2PI + np.log(pc.r2 / n))
-
-
-def theta_layout(p_term) -> list[tuple[int, int, int]]:
-    """(term, row, column) of every theta entry (lower triangle, column-major per term)."""
-    out = []
-    for k, p in enumerate(p_term):
-        for j in range(p):
-            for i in range(j, p):
-                out.append((k, i, j))
-    return out
-
-
-def factors_of(theta: np.ndarray, p_term) -> list[np.ndarray]:
-    out, pos = [], 0
-    for p in p_term:
-        T = np.zeros((p, p))
-        for j in range(p):
-            for i in range(j, p):
-                T[i, j] = theta[pos]
-                pos += 1
-        out.append(T)
-    return out
-
-
-def theta_of(factors) -> np.ndarray:
-    return np.array([T[i, j] for T in factors for j in range(T.shape[0])
-                     for i in range(j, T.shape[0])], dtype=float)
 
 
 def minimize_smooth(f, x0, scale=None, gtol=1e-5, maxiter=500, hess_inv0=None):

@@ -26,8 +26,8 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import BayesmixError
-from ._core import (LOG_2PI, factors_of, fit_suffstats, minimize_smooth, ml_profiled, pieces,
-                    theta_of)
+from ..lmm.theta import factors_of, normalize_theta, theta_of, tril_positions
+from ._core import LOG_2PI, fit_suffstats, minimize_smooth, ml_profiled, pieces
 
 __all__ = ["profile_confint", "varpar_names", "ProfileProblem"]
 
@@ -50,6 +50,11 @@ def varpar_names(fit) -> list[str]:
     return out
 
 
+def _sd_cor_kinds(p_term) -> list[str]:
+    """"sd" or "cor" per theta entry: diagonal entries profile a standard deviation."""
+    return ["sd" if i == j else "cor" for p in p_term for i, j in zip(*tril_positions(p))]
+
+
 class ProfileProblem:
     """The ML deviance of an lmer model in lme4's profiling parameterisation."""
 
@@ -70,20 +75,11 @@ class ProfileProblem:
         self.beta_ml = pc.beta
         self.vcov_ml = self.sigma_ml ** 2 * pc.vcov_unscaled()
         self.sv_opt = self.theta_to_sv(theta0, self.sigma_ml)
-        self.kind = []  # "sd" | "cor" | "sigma" per sv entry
-        for p in self.p_term:
-            for j in range(p):
-                for i in range(j, p):
-                    self.kind.append("sd" if i == j else "cor")
-        self.kind.append("sigma")
+        self.kind = _sd_cor_kinds(self.p_term) + ["sigma"]  # per sv entry
 
     # -- parameterisations ------------------------------------------------------------------
     def _canonical(self, theta):
-        out = []
-        for T in factors_of(theta, self.p_term):
-            s = np.where(np.diag(T) < 0, -1.0, 1.0)
-            out.append(T * s[None, :])
-        return theta_of(out)
+        return normalize_theta(theta, self.p_term)
 
     def theta_to_sv(self, theta, sigma) -> np.ndarray:
         out = []
@@ -335,12 +331,7 @@ class GlmmProfileProblem(ProfileProblem):
         est = fit.estimates
         sv0 = self.theta_to_sv(np.asarray(est.theta, float), 1.0)[:-1]
         self.nsv = len(sv0)
-        self.kind = []
-        for p in self.p_term:
-            for j in range(p):
-                for i in range(j, p):
-                    self.kind.append("sd" if i == j else "cor")
-        self.kind += ["beta"] * prob.p
+        self.kind = _sd_cor_kinds(self.p_term) + ["beta"] * prob.p
         se_beta = np.asarray(est.se, float)
         self.scale = np.array([max(abs(v), 1e-2) if k == "sd" else 1.0
                                for v, k in zip(sv0, self.kind)] + list(np.maximum(se_beta, 1e-8)))

@@ -33,6 +33,8 @@ from .suffstats import (
     normalize_theta,
     random_design,
 )
+from .theta import factors_of, singular_factors, varcorr
+from .theta import is_singular as _is_singular
 
 __all__ = [
     "deviance_formula",
@@ -114,7 +116,7 @@ def _lambda_terms(factors, l_term) -> sp.csr_matrix:
 def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
     """Eliminate term 1 block by block and factor the reduced system ``S = R R'`` (lower)."""
     p_term, l_term = ss.p_term, ss.l_term
-    factors = _factors_from_sizes(theta, p_term)
+    factors = factors_of(theta, p_term)
     T1 = factors[0]
     p1, l1 = p_term[0], l_term[0]
     A1 = np.einsum("ri,jrs,sk->jik", T1, ss.C1, T1) + np.eye(p1)[None]
@@ -140,25 +142,14 @@ def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
                   ldL2=ldL2)
 
 
-def _factors_from_sizes(theta, p_term):
-    theta = np.asarray(theta, dtype=float).ravel()
-    need = sum(p * (p + 1) // 2 for p in p_term)
-    if theta.shape[0] != need:
-        raise ValueError(f"theta has length {theta.shape[0]}, the terms need {need}")
-    out, pos = [], 0
-    for p in p_term:
-        T = np.zeros((p, p))
-        for j in range(p):
-            for i in range(j, p):
-                T[i, j] = theta[pos]
-                pos += 1
-        out.append(T)
-    return out
-
-
 def _block_pieces(blk: _Block, ss: LmmSuffStats):
-    q2, p = ss.q2, ss.p
-    R = blk.L[q2:, q2:]
+    return reduced_pieces(blk.L, ss.q2, ss.p)
+
+
+def reduced_pieces(L: np.ndarray, q2: int, p: int):
+    """(log|R_X|^2, r2, R) from the lower Cholesky factor L of the reduced system: R is its
+    trailing (p + 1) block, R_X its leading p x p part and r2 the squared last diagonal."""
+    R = L[q2:, q2:]
     ldRX2 = 2.0 * float(np.sum(np.log(np.abs(np.diag(R)[:p]))))
     r2 = float(R[p, p] ** 2)
     return ldRX2, r2, R
@@ -304,10 +295,10 @@ class LmmEstimates:
 
 
 def is_singular(theta: np.ndarray, terms_or_p: Sequence[Any], tol: float = 1e-4) -> bool:
-    """lme4's ``isSingular``: some diagonal element of some ``T_k`` below ``tol`` in magnitude."""
+    """lme4's ``isSingular`` (`bayesmix.lmm.theta.is_singular`) for terms or their sizes."""
     p_term = ([int(p) for p in terms_or_p] if all(np.isscalar(t) for t in terms_or_p)
               else [t.p for t in as_terms(terms_or_p)])
-    return any(np.any(np.abs(np.diag(T)) < tol) for T in _factors_from_sizes(theta, p_term))
+    return _is_singular(theta, p_term, tol)
 
 
 def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml: bool,
@@ -415,16 +406,7 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
             pos += pk * lk
     condsd = [np.sqrt(np.diagonal(cv, axis1=1, axis2=2)) for cv in condvars]
 
-    vc_cov, vc_sd, vc_cor = [], [], []
-    for T in factors:
-        C = sigma ** 2 * (T @ T.T)
-        sd = np.sqrt(np.diag(C))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cor = C / np.outer(sd, sd)
-        np.fill_diagonal(cor, 1.0)
-        vc_cov.append(C)
-        vc_sd.append(sd)
-        vc_cor.append(cor)
+    vc_cov, vc_sd, vc_cor = varcorr(factors, sigma ** 2)
 
     Xa, _ = _check_xy(X, y)
     fitted = Xa @ beta + random_design(terms) @ np.concatenate([b.ravel() for b in ranef])
@@ -439,6 +421,6 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         objective=objective, logLik=-0.5 * objective, deviance_ml=dev_ml, reml_crit=crit,
         ranef=ranef, condsd=condsd, condvar=condvars, factors=factors,
         varcorr_cov=vc_cov, varcorr_sd=vc_sd, varcorr_cor=vc_cor,
-        singular=is_singular(theta, list(ss.p_term)),
+        singular=singular_factors(factors),
         fitted=fitted,
     )

@@ -35,6 +35,9 @@ from typing import Any, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from .theta import factors_of, theta_of
+from .theta import normalize_theta as _normalize
+
 __all__ = [
     "LmmTerm",
     "LmmSuffStats",
@@ -121,48 +124,22 @@ def theta_sizes(terms: Sequence[Any]) -> list[int]:
 
 def theta_start(terms: Sequence[Any]) -> np.ndarray:
     """Starting theta: every ``T_k`` the identity (theta = 0 is a stationary point, avoid it)."""
-    return np.concatenate([_lower_colmajor(np.eye(t.p)) for t in as_terms(terms)])
-
-
-def _lower_colmajor(T: np.ndarray) -> np.ndarray:
-    """Lower triangle of a square matrix, column-major (lme4's theta order)."""
-    p = T.shape[0]
-    return np.array([T[i, j] for j in range(p) for i in range(j, p)], dtype=float)
+    return theta_of([np.eye(t.p) for t in as_terms(terms)])
 
 
 def theta_to_factors(theta: np.ndarray, terms: Sequence[Any]) -> list[np.ndarray]:
     """Split theta into the lower-triangular relative factors ``T_k`` (one per term)."""
-    terms = as_terms(terms)
-    theta = np.asarray(theta, dtype=float).ravel()
-    need = sum(t.n_theta for t in terms)
-    if theta.shape[0] != need:
-        raise ValueError(f"theta has length {theta.shape[0]}, the terms need {need}")
-    out, pos = [], 0
-    for t in terms:
-        T = np.zeros((t.p, t.p))
-        for j in range(t.p):
-            for i in range(j, t.p):
-                T[i, j] = theta[pos]
-                pos += 1
-        out.append(T)
-    return out
+    return factors_of(theta, [t.p for t in as_terms(terms)])
 
 
 def factors_to_theta(factors: Sequence[np.ndarray]) -> np.ndarray:
-    return np.concatenate([_lower_colmajor(np.asarray(T, dtype=float)) for T in factors])
+    return theta_of(factors)
 
 
 def normalize_theta(theta: np.ndarray, terms: Sequence[Any]) -> np.ndarray:
-    """Flip column signs of every ``T_k`` so its diagonal is non-negative.
-
-    The deviance depends on ``T_k`` only through ``T_k T_k'``, which a column sign flip leaves
-    unchanged; the optimizer works on unconstrained theta, this gives lme4's representative.
-    """
-    factors = theta_to_factors(theta, terms)
-    for T in factors:
-        s = np.where(np.diag(T) < 0, -1.0, 1.0)
-        T *= s[None, :]
-    return factors_to_theta(factors)
+    """lme4's representative theta (non-negative diagonals of every ``T_k``); see
+    `bayesmix.lmm.theta.normalize_theta`."""
+    return _normalize(theta, [t.p for t in as_terms(terms)])
 
 
 def lambda_matrix(theta: np.ndarray, terms: Sequence[Any]) -> sp.csc_matrix:
