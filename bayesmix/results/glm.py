@@ -1,7 +1,7 @@
 """Results of lm/glm fits (no random effects): R's accessors, summary.lm /
 summary.glm printouts and arm's display(); also R's number formatting
 (format(), format.pval, printCoefmat, print.anova) used by these printouts
-and by bayesmix.compare."""
+and by the anova tables (bayesmix.anovatable, results/anova.py)."""
 
 from __future__ import annotations
 
@@ -263,10 +263,10 @@ class GlmFit(PlotMixin):
     Coefficients of aliased (rank-deficient) columns are not estimated; they
     are listed in `aliased` and appear as NaN in coef() and as NA in summary()."""
     design: Design
-    family: Any  # bayesmix.glm.GlmFamily
+    family: Any  # bayesmix.glmfit.GlmFamily
     fitter: str  # "lm" or "glm"
-    data: Any  # bayesmix.glm.GlmData: y on R's glm scale, prior weights, offset
-    irls: Any  # bayesmix.glm.IrlsResult
+    data: Any  # bayesmix.glmfit.GlmData: y on R's glm scale, prior weights, offset
+    irls: Any  # bayesmix.irls.IrlsResult
     null_deviance_: float
     df_null: int
     df_residual_: int
