@@ -28,8 +28,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # X, Z, levels and all validation of user data; rebuilding them for new rows
     ("design", ("bayesmix.design",)),
     # numpy mathematics, priors, Stan program text, compiling and running Stan
-    ("algebra", ("bayesmix.lmm", "bayesmix.irls", "bayesmix.priors", "bayesmix.stancode",
-                 "bayesmix.engine")),
+    ("algebra", ("bayesmix.lmm", "bayesmix.irls", "bayesmix.optimizer", "bayesmix.priors",
+                 "bayesmix.stancode", "bayesmix.engine")),
     # ML result classes: data and accessors; upper-layer work goes through the registry.
     # Plots draw from what results hold (matplotlib only), so they sit here too.
     ("results", ("bayesmix.results", "bayesmix.plots")),
