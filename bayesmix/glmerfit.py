@@ -18,7 +18,6 @@ deviance in (theta, beta)), the convergence check and as a cross-check of the St
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -37,18 +36,17 @@ from .families import FAMILIES, Family, families_for, get_link
 from .irls import irls
 from .lmm.suffstats import (as_terms, normalize_theta, random_design,
                             theta_start, theta_to_factors)
+from .lmm.theta import singular_factors, varcorr
+from .optimizer import (OPTIMIZER_SETTINGS, check_convergence, deviance_gradient,
+                        one_blas_thread, run_timings)
 
 GLMER_PROGRAM = "glmer.stan"
 
 # family -> links glmer supports (the first is the default), from bayesmix.families
 GLMER_LINKS: dict[str, tuple[str, ...]] = families_for("glmer")
 
-# Stan's L-BFGS: relative gradient below tol_rel_grad * machine eps (default 1e7)
-OPTIMIZER_SETTINGS = dict(algorithm="lbfgs", jacobian=False, iter=10000,
-                          tol_rel_grad=1e3, tol_rel_obj=1e2, tol_obj=1e-12)
 NEWTON_STEPS = 50       # at most, per evaluation (Newton stops at a relative step of 1e-10)
 NEWTON_TOL = 1e-10
-GRADIENT_TOL = 2e-3     # lme4's check.conv.grad tolerance (deviance scale)
 HESSIAN_STEP = 1e-4     # lme4's deriv12 delta
 
 
@@ -607,23 +605,13 @@ def _fd_hessian(f, x, h):
     return H, (fp - fm) / (2 * h)
 
 
-def _one_blas_thread():
-    """Many small dense factorizations: multithreaded BLAS only adds overhead (and stalls
-    badly on a busy machine), so use one thread when threadpoolctl is available."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
-
-
 def glmm_estimates(prob: GlmmProblem, beta, theta, phi: float = 1.0,
                    hessian_step: float = HESSIAN_STEP, gradient=None) -> GlmmEstimates:
     """Conditional modes and variances, Wald covariance, logLik and deviance at the optimum.
 
     ``gradient``: the deviance gradient in (beta, theta[, log phi]) when known (Stan's, at the
     optimum); otherwise it is computed by central differences."""
-    with _one_blas_thread():
+    with one_blas_thread():
         return _glmm_estimates(prob, beta, theta, phi, hessian_step, gradient)
 
 
@@ -677,7 +665,6 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
     factors = theta_to_factors(theta, prob.terms)
     Linv = sla.solve_triangular(fit.L, np.eye(prob.q), lower=True)
     ranef, condsd, condvar = [], [], []
-    varcorr_cov, varcorr_sd, varcorr_cor = [], [], []
     start = 0
     for t, T in zip(prob.terms, factors):
         ql = t.p * t.n_levels
@@ -688,15 +675,9 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
         cv = s2 * np.einsum("ri,jik,sk->jrs", T, G, T)
         condvar.append(cv)
         condsd.append(np.sqrt(np.einsum("jii->ji", cv)))
-        cov = s2 * (T @ T.T)
-        sd = np.sqrt(np.diag(cov))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cor = cov / np.outer(sd, sd)
-        varcorr_cov.append(cov)
-        varcorr_sd.append(sd)
-        varcorr_cor.append(cor)
         start += ql
-    singular = any(np.any(np.abs(np.diag(T)) < 1e-4) for T in factors)
+    varcorr_cov, varcorr_sd, varcorr_cor = varcorr(factors, s2)
+    singular = singular_factors(factors)
     dres = deviance_residuals(prob.family, prob.y, fit.mu, prob.ntr, phi)
     n_params = p + nt + (1 if prob.family == "negbinomial" else 0) \
         + (1 if prob.family == "Gamma" else 0)
@@ -726,7 +707,6 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
 
     inits: optional {"beta", "theta", "log_phi"} (default: lme4's start, theta = identity
     and beta from the GLM fit)."""
-    from .ml import run_timings
     t0 = time.perf_counter()
     prob = GlmmProblem.from_design(design)
     data = _stan_data(prob)
@@ -756,7 +736,7 @@ def _check_start(prob: GlmmProblem, inits: dict) -> None:
     phi = float(np.exp(inits["log_phi"][0])) if prob.has_phi else 1.0
     try:
         # one BLAS thread: many small factorizations (a multithreaded BLAS stalls on them)
-        with np.errstate(all="ignore"), _one_blas_thread():
+        with np.errstate(all="ignore"), one_blas_thread():
             value = laplace(prob, np.asarray(inits["beta"], float),
                             np.asarray(inits["theta"], float), phi).loglik
     except (np.linalg.LinAlgError, ValueError):
@@ -770,20 +750,6 @@ def _check_start(prob: GlmmProblem, inits: dict) -> None:
             f"link ({GLMER_LINKS[prob.family][0]}) or pass inits={{'beta': ..., 'theta': ...}}")
 
 
-def _stan_deviance_gradient(run, prob: GlmmProblem, theta) -> np.ndarray | None:
-    """The deviance gradient in (beta, theta[, log phi]) at the optimum from Stan's own
-    gradient (lp = -deviance / 2), at lme4's representative theta; None if Stan gave none."""
-    from .ml import _column_signs, stan_gradient
-    g = stan_gradient(run)
-    k = prob.p + prob.n_theta + (1 if prob.has_phi else 0)
-    if g is None or len(g) != k:
-        return None
-    g = -2.0 * g
-    g[prob.p:prob.p + prob.n_theta] *= _column_signs(np.asarray(theta, float),
-                                                     [t.p for t in prob.terms])
-    return g
-
-
 def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None,
                  stan_code: str = "", prob: GlmmProblem | None = None, warn: bool = True):
     """The GlmmFit of an optimize run of glmer.stan (also used to reload exports)."""
@@ -794,13 +760,11 @@ def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None
     beta = np.array([opt[f"beta[{i + 1}]"] for i in range(prob.p)])
     theta = np.array([opt[f"theta[{i + 1}]"] for i in range(prob.n_theta)])
     phi = float(np.exp(opt["log_phi[1]"])) if prob.has_phi else 1.0
-    est = glmm_estimates(prob, beta, theta, phi, gradient=_stan_deviance_gradient(run, prob, theta))
-    grad = float(np.max(np.abs(est.gradient), initial=0.0))
-    converged = run.return_code == 0 or grad < GRADIENT_TOL
-    if warn and not converged:
-        warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
-                      f"{run.return_code} with max|grad| = {grad:.3g} on the deviance scale",
-                      stacklevel=user_stacklevel())
+    # Stan's gradient in (beta, theta[, log phi]) on the deviance scale
+    stan_grad = deviance_gradient(run, theta, [t.p for t in prob.terms], before=prob.p,
+                                  size=prob.p + prob.n_theta + int(prob.has_phi))
+    est = glmm_estimates(prob, beta, theta, phi, gradient=stan_grad)
+    converged = check_convergence(run.return_code, est.gradient, warn=warn)
     return GlmmFit(design=design, problem=prob, estimates=est, run=run, converged=converged,
                    stan_data=stan_data, inits=inits, objective_stan=float(opt["lp__"]),
                    stan_code=stan_code or glmer_code(), timing={})

@@ -7,9 +7,7 @@ compiled binary. Estimates at the optimum come from `bayesmix.lmm`."""
 
 from __future__ import annotations
 
-import contextlib
 import time
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -17,16 +15,13 @@ import numpy as np
 from .registry import register_restorer
 from .design import Design
 from .engine import compile_model, stan_file
-from .errors import user_stacklevel
 from .lmm import (deviance_from_stan_data, lmm_estimates, lmm_stan_data,
                   lmm_stan_inits, lmm_suffstats, normalize_theta)
+from .lmm.theta import column_signs as _column_signs  # noqa: F401  (tests' name)
+from .optimizer import (GRADIENT_TOL, OPTIMIZER_SETTINGS, check_convergence,  # noqa: F401
+                        deviance_gradient, one_blas_thread, run_timings, stan_gradient)
 
 LMER_PROGRAM = "lmer.stan"
-# Stan's L-BFGS stops on a relative gradient below tol_rel_grad * machine eps;
-# 1e3 (default 1e7) reaches lme4's precision on every reference case.
-OPTIMIZER_SETTINGS = dict(algorithm="lbfgs", jacobian=False, iter=10000,
-                          tol_rel_grad=1e3, tol_rel_obj=1e2, tol_obj=1e-12)
-GRADIENT_TOL = 2e-3  # lme4's check.conv.grad tolerance on the deviance scale
 
 
 def lmer_code() -> str:
@@ -77,70 +72,16 @@ def lmer_result(design: Design, reml: bool, run, data: dict, ss=None):
         opt = run.optimum()
         theta_raw = np.array([opt[f"theta[{i + 1}]"] for i in range(data["n_theta"])])
         theta = normalize_theta(theta_raw, design.terms)
-        grad = stan_gradient(run)
-        if grad is not None and grad.shape == theta.shape:
-            # lp = -deviance / 2; normalising theta flips the sign of whole columns of T_k
-            grad = -2.0 * grad * _column_signs(theta_raw, list(ss.p_term))
-        else:  # no gradient from Stan (CmdStan, older exports): finite differences
+        grad = deviance_gradient(run, theta_raw, list(ss.p_term))
+        if grad is None:  # no gradient from Stan (CmdStan, older exports): finite differences
             grad = _deviance_gradient(theta, data)
-        converged = run.return_code == 0 or np.max(np.abs(grad)) < GRADIENT_TOL
-        if not converged:
-            warnings.warn(f"Model failed to converge: Stan's optimizer returned code "
-                          f"{run.return_code} with max|grad| = {np.max(np.abs(grad)):.3g} "
-                          "on the deviance scale", stacklevel=user_stacklevel())
+        converged = check_convergence(run.return_code, grad)
         est = lmm_estimates(theta, design.X, y, design.terms, reml, ss=ss)
         if design.offset is not None:
             est = replace(est, fitted=est.fitted + design.offset)
     return MixedFit(design=design, estimates=est, reml=reml, run=run, gradient=grad,
                     converged=converged, stan_data=data, objective_stan=-2 * opt["lp__"],
                     stan_code=lmer_code(), inits=lmm_stan_inits(design.terms))
-
-
-def _column_signs(theta: np.ndarray, p_term: list[int]) -> np.ndarray:
-    """+1/-1 per theta entry: -1 where normalize_theta flips the entry's column of T_k."""
-    out, pos = [], 0
-    for p in p_term:
-        for j in range(p):  # column j of T_k: p - j entries, the diagonal first
-            out.extend([-1.0 if theta[pos] < 0 else 1.0] * (p - j))
-            pos += p - j
-    return np.array(out)
-
-
-def stan_gradient(run) -> np.ndarray | None:
-    """The gradient of the log density at the optimum, as the bundled driver printed it
-    (unconstrained parameters, Stan's order); None when the run did not record one."""
-    for line in reversed((run.console or "").splitlines()):
-        if line.startswith("optimum_gradient = "):
-            try:
-                return np.array([float(v) for v in line.split("=", 1)[1].split(",") if v.strip()])
-            except ValueError:
-                return None
-    return None
-
-
-def run_timings(run, wall: float) -> dict:
-    """Seconds of one optimize call split as transfer (writing and reading the data),
-    stan_setup (model construction: checks, transformed data) and stan (the rest of Stan)."""
-    read = setup = 0.0
-    for line in (run.console or "").splitlines():
-        if line.startswith("data_read_seconds = "):
-            read = float(line.split("=", 1)[1])
-        elif line.startswith("model_setup_seconds = "):
-            setup = float(line.split("=", 1)[1])
-    write = max(wall - run.elapsed, 0.0)
-    return dict(transfer=write + read, stan_setup=setup,
-                stan=max(run.elapsed - read - setup, 0.0))
-
-
-def one_blas_thread():
-    """Many small dense factorizations after the optimum: a multithreaded BLAS only adds
-    overhead there and stalls on a busy machine, so use one thread when threadpoolctl is
-    installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 def _response(design: Design) -> np.ndarray:

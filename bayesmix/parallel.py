@@ -131,7 +131,7 @@ def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
 def _run_chunk(fn: Callable, shared: Any, chunk: Sequence) -> Portable:
     """Worker side: one BLAS thread, then fn(shared, item) for the chunk's items in order
     (returned wrapped, so results holding lambdas travel back too)."""
-    from .ml import one_blas_thread
+    from .optimizer import one_blas_thread
     with one_blas_thread():
         return Portable([fn(shared, item) for item in chunk])
 
@@ -175,7 +175,7 @@ def run_tasks(fn: Callable[[Any, Any], Any], shared: Any, items: Sequence, execu
 
     try:
         if executor == "serial":
-            from .ml import one_blas_thread
+            from .optimizer import one_blas_thread
             with one_blas_thread():
                 for i, item in enumerate(items):
                     store(i, [fn(shared, item)])

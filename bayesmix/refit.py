@@ -28,6 +28,7 @@ from scipy.optimize import minimize
 from .lmm.profiled import LOG_2PI
 from .lmm.suffstats import as_terms, lmm_suffstats, normalize_theta
 from .lmm.theta import tril_positions, varcorr
+from .optimizer import GRADIENT_TOL
 
 __all__ = ["LmmRefitter", "LmmRefit", "simulate_lmm"]
 
@@ -35,7 +36,6 @@ FD_STEP = 1e-5        # central-difference step of the gradient in theta (theta 
 HESS_STEP = 1e-4      # ... and of the Hessian (Newton's method)
 NEWTON_GTOL = 1e-6    # Newton stops at max|gradient| below this (deviance scale) ...
 NEWTON_DECREMENT = 1e-10  # ... or when it predicts less than this decrease of the deviance
-GRADIENT_TOL = 2e-3   # lme4's check.conv.grad tolerance (deviance scale), as bayesmix.ml
 P_LIMIT = 4e6         # largest l1 p1^2 M^2 table of level products kept per replicate
 DENSE_LIMIT = 4e7     # largest (points x l1 x p1 x M) batch kept in memory at once
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from ..registry import register_restorer
 from ..errors import BayesmixError, user_stacklevel
-from ..ml import stan_gradient
+from ..optimizer import stan_gradient
 from ..priors import Prior, default_scales
 from .diagnostics import SamplingWarning
 from .generic import (GENERIC_NAME, GenericLayout, GenericPosteriorFit, generic_code,

@@ -149,7 +149,7 @@ def satterthwaite(fit) -> SatterthwaiteState:
         a = pc.ldL2 + (pc.ldRX2 if reml else 0.0)
         return np.concatenate([[a + pc.r2 / s2, pc.r2], pc.vcov_unscaled().ravel()])
 
-    from ..ml import one_blas_thread  # tiny factorisations: threads only add overhead
+    from ..optimizer import one_blas_thread  # tiny factorisations: threads only add overhead
     with one_blas_thread():
         f0, G, H = _derivatives(fun, theta)
     k = len(theta)

@@ -449,7 +449,7 @@ def profile_confint(fit, level: float = 0.95, parm=None) -> pd.DataFrame:
     _check(fit)
     if not 0 < level < 1:
         raise BayesmixError(f"level must be between 0 and 1, got {level}")
-    from ..ml import one_blas_thread
+    from ..optimizer import one_blas_thread
     rows = select_parm(fit, parm)
     vnames = varpar_names(fit)
     xnames = list(fit.design.X_names)
