@@ -163,3 +163,21 @@ def test_family_names_and_errors():
         get_family("tweedie")
     with pytest.raises(FamilyError, match="no glmer program code"):
         get_family("gaussian").stan_codes("glmer")
+
+
+@pytest.mark.parametrize("name,link", [(f, lk) for f, links in families_for("glmer").items()
+                                       for lk in links])
+def test_laplace_mirror_log_density(name, link):
+    """glmer's per-observation terms (obs_terms: the link-specific, eta-scale numpy mirror of
+    glmm_functions.stan) give the same log density as the family's, at valid means."""
+    from bayesmix.glmerfit import obs_terms
+    y, mu, trials, phi = CASES[name]
+    if name in ("poisson", "negbinomial", "Gamma"):
+        mu = mu + 0.1
+    if link == "log" and name in ("binomial", "bernoulli"):
+        mu = np.minimum(mu, 0.9)
+    fam = get_family(name, link)
+    eta = fam.linkfun(mu)
+    trials = np.broadcast_to(np.asarray(trials, float), mu.shape)
+    lp = obs_terms(name, link, eta, y, trials, 1.0 if phi is None else phi)[0]
+    np.testing.assert_allclose(lp, fam.log_density(y, mu, trials, phi), rtol=1e-10)

@@ -514,19 +514,18 @@ class GlmFit(PlotMixin):
         mu, w = self.irls.mu, self.data.prior_weights
         n = len(mu)
         name = self.family.name
+        trials, phi = 1.0, None
         if name == "gaussian":
             with np.errstate(divide="ignore"):
-                sd = np.sqrt(self.deviance() / self.df_residual() / w)
-            return mu + rng.normal(size=(nsim, n)) * sd
-        if name == "binomial":
+                phi = np.sqrt(self.deviance() / self.df_residual() / w)
+        elif name == "binomial":
             trials = self.data.n if self.design.formula.cbind is not None else np.ones(n)
-            return rng.binomial(trials.astype(np.int64), mu, size=(nsim, n)).astype(float)
-        if name == "poisson":
-            return rng.poisson(mu, size=(nsim, n)).astype(float)
-        if name == "Gamma":
-            shape = 1 / self.dispersion()
-            return rng.gamma(shape, mu / shape, size=(nsim, n))
-        raise BayesmixError(f"simulate() is not implemented for family {name}")
+        elif name == "Gamma":
+            phi = 1 / self.dispersion()
+        elif name != "poisson":
+            raise BayesmixError(f"simulate() is not implemented for family {name}")
+        # the family's draws (bayesmix.families), nsim rows
+        return self.design.family.draw(rng, np.broadcast_to(mu, (nsim, n)), trials, phi)
 
     # -- printing ----------------------------------------------------------
     def call(self) -> str:

@@ -140,21 +140,16 @@ class GlmmFit(MerFitMixin):
         prob, est = self.problem, self.estimates
         base = prob.X @ est.beta + prob.offset
         out = np.empty((nsim, prob.n))
+        # the family's draws (bayesmix.families); Gamma with lme4's dispersion sigma^2
+        fam = self.design.family
+        phi = {"negbinomial": est.phi, "Gamma": 1 / self.sigma() ** 2}.get(fam.name)
         for s in range(nsim):
             eta = base.copy()
             for t, T in zip(self.design.terms, est.factors):
                 b = rng.standard_normal((t.n_levels, t.p)) @ T.T
                 eta += np.einsum("ij,ij->i", t.Z, b[t.index])
             mu = prob.linkinv(eta)
-            if prob.family in ("binomial", "bernoulli"):
-                out[s] = rng.binomial(prob.ntr.astype(np.int64), np.clip(mu, 0, 1))
-            elif prob.family == "poisson":
-                out[s] = rng.poisson(mu)
-            elif prob.family == "negbinomial":
-                out[s] = rng.negative_binomial(est.phi, est.phi / (est.phi + mu))
-            else:  # Gamma with lme4's dispersion sigma^2
-                shape = 1 / self.sigma() ** 2
-                out[s] = rng.gamma(shape, mu / shape)
+            out[s] = fam.draw(rng, mu, prob.ntr, phi)
         return out
 
     # -- printing ----------------------------------------------------------
