@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from .registry import EXPORT, provide, restorer
 from .engine.base import EngineInfo, RunResult, write_json
 from .errors import BayesmixError
+from .registry import EXPORT, provide, restorer
 from .version import __version__
 
 BUNDLE_VERSION = 1

@@ -28,7 +28,6 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import optimize, special
 
-from .registry import register_restorer
 from .design import Design
 from .engine import compile_model, stan_file
 from .errors import BayesmixError, FamilyError, user_stacklevel
@@ -39,6 +38,7 @@ from .lmm.suffstats import (as_terms, normalize_theta, random_design,
 from .lmm.theta import singular_factors, varcorr
 from .optimizer import (OPTIMIZER_SETTINGS, check_convergence, deviance_gradient,
                         one_blas_thread, run_timings)
+from .registry import register_restorer
 
 GLMER_PROGRAM = "glmer.stan"
 

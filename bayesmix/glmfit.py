@@ -14,11 +14,11 @@ from typing import Callable
 
 import numpy as np
 
-from .registry import register_restorer
 from .design import Design
 from .errors import BayesmixError, FamilyError
 from .families import FAMILIES, LINKS, Family, Link, families_for
 from .irls import irls
+from .registry import register_restorer
 
 
 

@@ -12,7 +12,6 @@ from dataclasses import replace
 
 import numpy as np
 
-from .registry import register_restorer
 from .design import Design
 from .engine import compile_model, stan_file
 from .lmm import (deviance_from_stan_data, lmm_estimates, lmm_stan_data,
@@ -20,6 +19,7 @@ from .lmm import (deviance_from_stan_data, lmm_estimates, lmm_stan_data,
 from .lmm.theta import column_signs as _column_signs  # noqa: F401  (tests' name)
 from .optimizer import (GRADIENT_TOL, OPTIMIZER_SETTINGS, check_convergence,  # noqa: F401
                         deviance_gradient, one_blas_thread, run_timings, stan_gradient)
+from .registry import register_restorer
 
 LMER_PROGRAM = "lmer.stan"
 

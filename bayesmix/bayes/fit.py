@@ -15,10 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from ..registry import EXPORT, operation
 from ..errors import BayesmixError
 from ..plots import PlotMixin
 from ..priors import Prior, prior_summary, slope_names
+from ..registry import EXPORT, operation
 from ..stancode import JointProgram, joint_program
 from .diagnostics import Diagnostics, diagnose, warn_diagnostics
 from .idata import NamedDraws, named_draws, to_inference_data

@@ -28,10 +28,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..registry import register_restorer
 from ..errors import BayesmixError, user_stacklevel
 from ..optimizer import stan_gradient
 from ..priors import Prior, default_scales
+from ..registry import register_restorer
 from .diagnostics import SamplingWarning
 from .generic import (GENERIC_NAME, GenericLayout, GenericPosteriorFit, generic_code,
                       generic_inits, generic_program, generic_stan_data, generic_unsupported)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Sequence
 
-from ..registry import register_restorer
 from ..priors import Prior
+from ..registry import register_restorer
 from ..stancode import joint_inits, joint_program, joint_stan_data
 from .fit import PosteriorFit, check_sampler_args, sample_program
 from .generic import FORCED, GenericPosteriorFit, choose_joint_program, fit_generic

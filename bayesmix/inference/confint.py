@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from ..registry import CONFINT, provide
 from ..errors import BayesmixError
+from ..registry import CONFINT, provide
 from .boot import boot_confint
 from .profile import profile_confint, select_parm, varpar_names
 

@@ -25,8 +25,8 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 from scipy import stats
 
-from ..registry import COEF_TABLE, NORMALIZE_DDF, provide
 from ..errors import BayesmixError
+from ..registry import COEF_TABLE, NORMALIZE_DDF, provide
 from ._core import fit_suffstats, pieces
 
 __all__ = ["satterthwaite", "kenward_roger", "coef_table", "contrast_test", "DDF_METHODS",

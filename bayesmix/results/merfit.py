@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..registry import CONFINT, EXPORT, operation
 from ..plots import PlotMixin
+from ..registry import CONFINT, EXPORT, operation
 from .format import signif_str
 
 

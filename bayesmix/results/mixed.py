@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..registry import COEF_TABLE, NORMALIZE_DDF, operation
 from ..design import Design, design_for_newdata
 from ..design.reform import re_form_groups
 from ..engine import RunResult
 from ..lmm import LmmEstimates
+from ..registry import COEF_TABLE, NORMALIZE_DDF, operation
 from .merfit import MerFitMixin, summary_body
 from .format import display_text, fmt_num, html_pre
 
