@@ -6,7 +6,8 @@
 
 The documentation site renders the committed outputs (it never executes a notebook), so
 this is the step that refreshes the gallery. Each notebook runs top to bottom in a fresh
-kernel with a scratch working directory; figures are captured inline as PNG. Afterwards
+kernel with a scratch working directory and BAYESMIX_QUIET=1 (no progress bars or compile
+notes: nobody watches a rendered page); figures are captured inline as PNG. Afterwards
 only stable metadata is kept (kernelspec, the language's name): no timings, no versions,
 no widget state, so re-running an unchanged notebook changes only what its outputs show.
 A notebook that raises, or writes anything to stderr (warnings, progress bars), is
@@ -67,15 +68,19 @@ def clean_metadata(nb) -> None:
 
 def execute(path: Path, timeout: int, force: bool = False) -> list[str]:
     nb = nbformat.read(path, as_version=4)
-    env_backend = os.environ.pop("MPLBACKEND", None)  # Agg would drop the inline figures
+    saved = dict(os.environ)
+    os.environ.pop("MPLBACKEND", None)  # Agg would drop the inline figures
+    # Progress bars and compile notes are for someone watching a live run; a rendered page
+    # has nobody watching (the kernel inherits this environment).
+    os.environ["BAYESMIX_QUIET"] = "1"
     try:
         with tempfile.TemporaryDirectory(prefix="bayesmix-nb-") as scratch:
             NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                            allow_errors=True,
                            resources={"metadata": {"path": scratch}}).execute()
     finally:
-        if env_backend is not None:
-            os.environ["MPLBACKEND"] = env_backend
+        os.environ.clear()
+        os.environ.update(saved)
     found = problems(nb)
     if force or not found:
         clean_metadata(nb)
