@@ -13,7 +13,8 @@ from ..registry import register_restorer
 from ..stancode import joint_inits, joint_program, joint_stan_data
 from .fit import PosteriorFit, check_sampler_args, sample_program
 from .generic import FORCED, GenericPosteriorFit, choose_joint_program, fit_generic
-from .marginal import MarginalPosteriorFit, choose_program, fit_marginal
+from .marginal import (FAMILY_LINK, NO_RANDOM, MarginalPosteriorFit, choose_program,
+                       fit_marginal)
 
 logger = logging.getLogger("bayesmix")
 
@@ -92,8 +93,7 @@ def sample_posterior(design, priors: Iterable[Prior] = (), program: str = "auto"
     if which == "marginal":
         kwargs.pop("centered", None)
         return fit_marginal(design, priors, **kwargs)
-    fam = design.family
-    if why is not None and (fam.name, fam.link) == ("gaussian", "identity") and design.terms:
+    if why is not None and why.code not in (FAMILY_LINK, NO_RANDOM):  # a gaussian mixed model
         logger.info("sampling the joint program: %s", why)
     joint = program if program in ("generic", "generated") else "joint"
     return fit_nuts(design, priors, program=joint, **kwargs)
