@@ -55,6 +55,19 @@ def irls(X, y, weights, offset, family: Family, mustart, epsilon=1e-8, maxit=25,
     def valid(eta, mu):
         return link.valideta(eta) and spec.validmu(mu)
 
+    def halve(start, coefold, ok, loop: int):
+        """glm.fit's step halving towards the last coefficients until ok(eta, mu)."""
+        if coefold is None:
+            raise BayesmixError("no valid set of coefficients has been found: "
+                                "please supply starting values")
+        for _ in range(maxit):
+            start = (start + coefold) / 2
+            eta = X @ start + offset
+            mu = link.linkinv(eta)
+            if ok(eta, mu):
+                return start, eta, mu
+        raise BayesmixError(f"inner loop {loop}; cannot correct step size")
+
     n, p = X.shape
     eta = link.linkfun(mustart)
     mu = link.linkinv(eta)
@@ -87,31 +100,11 @@ def irls(X, y, weights, offset, family: Family, mustart, epsilon=1e-8, maxit=25,
         dev = deviance(mu)
         boundary = False
         if not np.isfinite(dev):
-            if coefold is None:
-                raise BayesmixError("no valid set of coefficients has been found: "
-                                    "please supply starting values")
-            for _ in range(maxit):
-                start = (start + coefold) / 2
-                eta = X @ start + offset
-                mu = link.linkinv(eta)
-                dev = deviance(mu)
-                if np.isfinite(dev):
-                    break
-            else:
-                raise BayesmixError("inner loop 1; cannot correct step size")
+            start, eta, mu = halve(start, coefold, lambda eta, mu: np.isfinite(deviance(mu)), 1)
             boundary = True
+            dev = deviance(mu)
         if not valid(eta, mu):
-            if coefold is None:
-                raise BayesmixError("no valid set of coefficients has been found: "
-                                    "please supply starting values")
-            for _ in range(maxit):
-                start = (start + coefold) / 2
-                eta = X @ start + offset
-                mu = link.linkinv(eta)
-                if valid(eta, mu):
-                    break
-            else:
-                raise BayesmixError("inner loop 2; cannot correct step size")
+            start, eta, mu = halve(start, coefold, valid, 2)
             boundary = True
             dev = deviance(mu)
         beta = start
