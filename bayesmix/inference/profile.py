@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from ..errors import BayesmixError
-from ..lmm.theta import factors_of, normalize_theta, theta_of, tril_positions
+from ..lmm.theta import factors_of, normalize_theta, theta_of, tril_positions, varcorr
 from ._core import LOG_2PI, fit_suffstats, minimize_smooth, ml_profiled, pieces
 
 __all__ = ["profile_confint", "varpar_names", "ProfileProblem"]
@@ -82,17 +82,13 @@ class ProfileProblem:
         return normalize_theta(theta, self.p_term)
 
     def theta_to_sv(self, theta, sigma) -> np.ndarray:
+        """theta -> (sd and correlation per theta entry, sigma); a correlation with a zero
+        sd counts as 0."""
         out = []
-        for T in factors_of(theta, self.p_term):
-            C = sigma ** 2 * (T @ T.T)
-            sd = np.sqrt(np.diag(C))
-            p = T.shape[0]
-            for j in range(p):
-                for i in range(j, p):
-                    if i == j:
-                        out.append(sd[i])
-                    else:
-                        out.append(C[i, j] / (sd[i] * sd[j]) if sd[i] * sd[j] > 0 else 0.0)
+        _, sds, cors = varcorr(factors_of(theta, self.p_term), sigma ** 2)
+        for sd, cor in zip(sds, cors):
+            out.extend(sd[i] if i == j else (cor[i, j] if sd[i] * sd[j] > 0 else 0.0)
+                       for i, j in zip(*tril_positions(len(sd))))
         out.append(sigma)
         return np.array(out)
 
@@ -106,13 +102,12 @@ class ProfileProblem:
                 continue
             sd = np.zeros(p)
             R = np.eye(p)
-            for j in range(p):
-                for i in range(j, p):
-                    if i == j:
-                        sd[i] = sv[pos]
-                    else:
-                        R[i, j] = R[j, i] = sv[pos]
-                    pos += 1
+            for i, j in zip(*tril_positions(p)):
+                if i == j:
+                    sd[i] = sv[pos]
+                else:
+                    R[i, j] = R[j, i] = sv[pos]
+                pos += 1
             try:
                 Lc = np.linalg.cholesky(R)
             except np.linalg.LinAlgError:
