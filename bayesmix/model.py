@@ -60,7 +60,7 @@ class Model:
 
     @property
     def is_lmm(self) -> bool:
-        return self.family.name == "gaussian" and self.family.link == "identity"
+        return self.family.supports("lmer")  # gaussian identity (bayesmix.families)
 
     def _ml_method(self, method: str | None) -> str:
         if method is None:

@@ -149,7 +149,7 @@ def marginal_unsupported(design, priors: Iterable[Prior] = (),
                          centered: Any = False) -> Unsupported | None:
     """Why the marginal program does not apply (or would be slower), or None when it does."""
     fam = design.family
-    if (fam.name, fam.link) != ("gaussian", "identity"):
+    if not fam.supports("nuts_marginal"):
         return Unsupported(FAMILY_LINK, "the marginal program is for gaussian identity-link "
                            f"models, not {fam}")
     if not design.terms:
