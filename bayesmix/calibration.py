@@ -47,20 +47,24 @@ def _frozen_priors(model) -> tuple:
     return tuple(out)
 
 
-def _flatten(named, which: list[str] | None = None) -> tuple[list[str], np.ndarray]:
-    """Scalar parameter names and their draws (S, K) from a NamedDraws."""
+def _flatten(design, named, which: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+    """Scalar parameter names and their draws (S, K) from a NamedDraws, named as az.summary
+    labels the InferenceData (``Intercept``, ``sd(1|g)``, ``1|g[g0]``; docs/results.md);
+    `which` selects families of the internal arrays (``b``, ``sd``, ``cor``, ``r``, ``sigma``)."""
+    from .bayes.idata import readable_draws
+    keep = {var: arr for var, arr in named.posterior.items()
+            if which is None or any(var == w or var.startswith(w + "_") for w in which)}
+    rd = readable_draws(design, replace(named, posterior=keep))
     names, cols = [], []
-    for var, arr in named.posterior.items():
-        if which is not None and not any(var == w or var.startswith(w + "_") for w in which):
-            continue
-        dims = named.dims.get(var, [])
+    for var, arr in rd.variables.items():
+        dims = rd.dims.get(var, [])
         a = np.asarray(arr)
         a = a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])
         if not dims:
             names.append(var)
             cols.append(a.reshape(-1, 1))
             continue
-        coords = [named.coords[d] for d in dims]
+        coords = [rd.coords[d] for d in dims]
         for idx in np.ndindex(*[len(c) for c in coords]):
             label = ",".join(str(c[i]) for c, i in zip(coords, idx))
             names.append(f"{var}[{label}]")
@@ -79,7 +83,7 @@ def _sbc_task(shared, item):
                                    seed=stan_seed(child), show_progress=False,
                                    diagnostics=False, save_log_lik=False, save_y_rep=False,
                                    **kwargs)
-            got, draws = _flatten(fit.named_draws(), params)
+            got, draws = _flatten(design, fit.named_draws(), params)
         if got != names:
             return None, -1, f"parameter names differ from the prior run's: {got[:3]}..."
         ranks = (draws < np.asarray(truth)[None, :]).sum(axis=0)
@@ -167,8 +171,10 @@ def sbc(model, n_sims: int, executor: Any = None, seed: Any = None, *, n_draws: 
     n_draws: posterior draws per fit after thinning (ranks run 0..n_draws); a fit samples
     ``n_draws * thin / chains`` iterations per chain after ``iter_warmup``. prior_thin: keep
     every prior_thin-th draw of the prior run. params: parameter families to rank (e.g.
-    ["b", "sd", "sigma"]; default all: b, sd_*, cor_*, r_*, sigma/phi/shape). Other keyword
-    arguments go to the sampler (adapt_delta, ...). executor and seed as bayesmix.bootstrap."""
+    ["b", "sd", "sigma"]; default all: b, sd_*, cor_*, r_*, sigma/phi/shape); the result's
+    columns are named as az.summary labels the InferenceData (``Intercept``, ``sd(1|g)``,
+    ``1|g[g0]``; docs/results.md). Other keyword arguments go to the sampler (adapt_delta,
+    ...). executor and seed as bayesmix.bootstrap."""
     from .bayes.sampling import sample_posterior
     t_start = time.perf_counter()
     n_sims = int(n_sims)
@@ -188,7 +194,7 @@ def sbc(model, n_sims: int, executor: Any = None, seed: Any = None, *, n_draws: 
                                      seed=stan_seed(children[-1]), show_progress=False,
                                      diagnostics=False, save_log_lik=False, save_y_rep=True,
                                      **kwargs)
-    names, truth = _flatten(prior_fit.named_draws(), params)
+    names, truth = _flatten(design, prior_fit.named_draws(), params)
     truth = truth[prior_thin - 1::prior_thin][:n_sims]
     y_rep = np.asarray(prior_fit.draws("y_rep"))
     y_rep = y_rep.reshape(-1, y_rep.shape[-1])[prior_thin - 1::prior_thin][:n_sims]

@@ -50,22 +50,24 @@ def test_sbc_gaussian_uniform_and_reproducible():
     pd.testing.assert_frame_equal(res.ranks, again.ranks, check_exact=True)
     assert res.n_failed == 0
     assert res.max_rank == 19
-    assert list(res.ranks.columns[:3]) == ["b[(Intercept)]", "b[x]", "sd_g[(Intercept)]"]
-    assert "sigma" in res.ranks.columns and "r_g[g0,(Intercept)]" in res.ranks.columns
+    # named as az.summary labels the InferenceData (docs/results.md)
+    assert list(res.ranks.columns[:4]) == ["Intercept", "x", "sd(1|g)", "sigma"]
+    assert "1|g[g0]" in res.ranks.columns
     assert res.ranks.min().min() >= 0 and res.ranks.max().max() <= 19
     u = res.uniformity()
     assert (u["p_value"] > 0.001).all(), u
     # the true values come from the prior: exponential(1) sds, positive
-    assert (res.truth["sigma"] > 0).all() and (res.truth["sd_g[(Intercept)]"] > 0).all()
+    assert (res.truth["sigma"] > 0).all() and (res.truth["sd(1|g)"] > 0).all()
     assert res.program == "marginal"
     assert "SBC: 50 simulations (marginal program)" in repr(res)
+    assert "<table" in res._repr_html_() and "sd(1|g)" in res._repr_html_()
 
 
 def test_sbc_binomial_uniform():
     model = _binomial_model()
     res = bayesmix.sbc(model, 50, executor=2, seed=2, params=["b", "sd"])
     assert res.n_failed == 0, res.messages
-    assert list(res.ranks.columns) == ["b[(Intercept)]", "b[x]", "sd_g[(Intercept)]"]
+    assert list(res.ranks.columns) == ["Intercept", "x", "sd(1|g)"]
     assert res.program == "generic"
     u = res.uniformity()
     assert (u["p_value"] > 0.001).all(), u

@@ -196,24 +196,26 @@ def readable_draws(design, nd: NamedDraws) -> ReadableDraws:
     out: dict[str, np.ndarray] = {}
     dims: dict[str, list[str]] = {}
     coords: dict[str, list] = {}
-    b = nd.posterior["b"]
-    for j, name in enumerate(fixed_names(design)):
-        out[name] = b[..., j]
+    post = nd.posterior  # a subset of named_draws' arrays gives the matching subset here
+    if "b" in post:
+        for j, name in enumerate(fixed_names(design)):
+            out[name] = post["b"][..., j]
     # brms's order: population-level, sds and correlations, family parameter, then the
     # (many) group-level effects last, so summaries and trace plots start with the few
     for lay in nd.layouts:
         g = lay.group
-        sd = nd.posterior[f"sd_{g}"]
-        for m, c in enumerate(lay.coefs):
-            out[sd_name(c, g)] = sd[..., m]
-        for p, label in enumerate(lay.pair_labels):
+        for m, c in enumerate(lay.coefs if f"sd_{g}" in post else ()):
+            out[sd_name(c, g)] = post[f"sd_{g}"][..., m]
+        for p, label in enumerate(lay.pair_labels if f"cor_{g}" in post else ()):
             a, c = label.split(", ", 1)
-            out[cor_name(a, c, g)] = nd.posterior[f"cor_{g}"][..., p]
+            out[cor_name(a, c, g)] = post[f"cor_{g}"][..., p]
     for p in FAMILY_PARAMS:
-        if p in nd.posterior:
-            out[p] = nd.posterior[p]
+        if p in post:
+            out[p] = post[p]
     for lay in nd.layouts:
-        r = nd.posterior[f"r_{lay.group}"]
+        if f"r_{lay.group}" not in post:
+            continue
+        r = post[f"r_{lay.group}"]
         coords[lay.level_dim] = list(lay.levels)
         for m, c in enumerate(lay.coefs):
             name = ranef_name(c, lay.group)
