@@ -194,7 +194,7 @@ def plot_ppc(fit, ndraws: int = 50, seed: int = 0, ax=None, figsize=None):
     name = fit.design.formula.response if not fit.design.formula.cbind else \
         fit.design.formula.cbind[0]
     label = "posterior predictive" if _is_posterior(fit) else "simulated from the fit"
-    discrete = fit.design.family.name in ("binomial", "bernoulli", "poisson", "negbinomial")
+    discrete = fit.design.family.spec.discrete  # integer response (bayesmix.families)
     if discrete:
         top = int(max(y.max(), np.quantile(yrep, 0.99)))
         values = np.arange(top + 1)
