@@ -1,23 +1,96 @@
-"""The notebooks are part of the product: each runs top to bottom."""
+"""The notebooks are part of the product: each runs top to bottom, prints no warning, and its
+headline numbers are lme4's.
 
+Every cell runs even after a failure (allow_errors), so a failing test names each broken cell
+with its first line and the error, instead of nbclient's bare traceback. A probe cell appended
+to the notebook reports the fits the notebook built, which are compared with lme4 1.1-31
+(tests/reference/lme4_refs.json) at the tolerances of test_lmer.py / test_glmer.py.
+"""
+
+import json
+import math
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+ROOT = Path(__file__).parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+LME4 = json.loads((ROOT / "tests" / "reference" / "lme4_refs.json").read_text())["cases"]
+PROBE_TAG = "BAYESMIX_PROBE "
+
+# per notebook: code printing PROBE_TAG + JSON of what it fitted, and the lme4 case to compare
+PROBES = {
+    "school_tutorial": ("""
+import json as _json
+_f = reml["nested"]
+print("BAYESMIX_PROBE " + _json.dumps({
+    "fixef": _f.fixef().to_dict(), "se": _f.coef_table()["Std. Error"].to_dict(),
+    "loglik": float(_f.loglik()), "post_mean": post.fixef()["Estimate"].to_dict()}))
+""", "lmmdata_nested_REML"),
+    "cbpp_glmm": ("""
+import json as _json
+print("BAYESMIX_PROBE " + _json.dumps({
+    "fixef": ml.fixef().to_dict(), "se": ml.coef_table()["Std. Error"].to_dict(),
+    "loglik": float(ml.loglik()), "post_mean": post.fixef()["Estimate"].to_dict()}))
+""", "cbpp_binomial"),
+}
+
+
+def _first_line(cell) -> str:
+    lines = [ln for ln in cell.source.splitlines() if ln.strip()]
+    return lines[0][:80] if lines else "<empty>"
+
+
+def _problems(nb) -> list[str]:
+    """Errors and stderr text (warnings land there), each with its cell's number and first line."""
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"cell {i} ({_first_line(cell)!r})"
+        if not cell.get("execution_count"):
+            found.append(f"{where}: did not run")
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                found.append(f"{where}: {out['ename']}: {out['evalue']}")
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+                found.append(f"{where}: wrote to stderr: {out['text'].strip()[:300]}")
+    return found
+
+
+def _probe(nb) -> dict:
+    text = "".join(o.get("text", "") for o in nb.cells[-1].get("outputs", [])
+                   if o.get("output_type") == "stream")
+    line = next((ln for ln in text.splitlines() if ln.startswith(PROBE_TAG)), None)
+    assert line is not None, f"the probe cell printed nothing usable: {text[:300]!r}"
+    return json.loads(line[len(PROBE_TAG):])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs(path, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("BAYESMIX_QUIET", "1")  # build-progress lines are not warnings
+    assert path.stem in PROBES, f"{path.name}: add a probe for the new notebook to PROBES"
+    probe_code, case = PROBES[path.stem]
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=900, kernel_name="python3",
+    nb.cells.append(nbformat.v4.new_code_cell(probe_code))
+    NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.get("output_type") == "error"]
-    assert not errors
-    # every code cell produced something or ran silently without error
-    assert all(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+    problems = _problems(nb)
+    assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+    got, ref = _probe(nb), LME4[case]["results"]
+    names = list(ref["fixef"])
+    assert list(got["fixef"]) == names
+    for name in names:
+        # REML/Laplace ML through Stan's optimizer: lme4's estimates to 1e-3 relative,
+        # logLik to 1e-3 absolute (test_lmer.py, test_glmer.py; cbpp's lme4 default stops short)
+        assert got["fixef"][name] == pytest.approx(ref["fixef"][name], rel=1e-3), name
+        # the posterior mean of a fixed effect lies within one REML/ML standard error of the
+        # estimate: a loose check (2 x 300 draws, priors), which a wrong model fails by far
+        assert abs(got["post_mean"][name] - ref["fixef"][name]) < got["se"][name], name
+    assert got["loglik"] == pytest.approx(ref["logLik"], abs=1e-3)
+    assert all(math.isfinite(v) and v > 0 for v in got["se"].values())

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..errors import BayesmixError
-from .base import EngineInfo, RunResult
+from .base import Engine, EngineInfo, RunResult
 from .bundled import BundledModel
 from .cmdstan import CmdStanEngineModel, cmdstan_available
 from .toolchain import bundled_toolchain, cache_root
@@ -64,6 +64,6 @@ def compile_model(code: str, name: str = "model", engine: str = "auto"):
     return BundledModel(code, name)
 
 
-__all__ = ["BundledModel", "CmdStanEngineModel", "EngineInfo", "RunResult", "cache_root",
-           "cmdstan_available", "compile_model", "bundled_toolchain", "inline_includes",
-           "resolve_engine", "stan_dir", "stan_file"]
+__all__ = ["BundledModel", "CmdStanEngineModel", "Engine", "EngineInfo", "RunResult",
+           "cache_root", "cmdstan_available", "compile_model", "bundled_toolchain",
+           "inline_includes", "resolve_engine", "stan_dir", "stan_file"]

@@ -1,4 +1,6 @@
-"""The engine interface shared by the bundled driver and CmdStan."""
+"""The engine interface shared by the bundled driver and CmdStan: the run record
+(`RunResult`), the `Engine` base class that turns `sample` / `optimize` / `rerun`
+calls into recorded arguments, and the helpers both engines use to run Stan."""
 
 from __future__ import annotations
 
@@ -6,6 +8,9 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
+import warnings
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,8 +46,7 @@ class RunResult:
 
     def fit(self):
         """The run as a cmdstanpy fit object (CmdStanMCMC / CmdStanMLE / ...)."""
-        import cmdstanpy
-        return cmdstanpy.from_csv(list(self.csv_files), method=self.method)
+        return import_cmdstanpy().from_csv(list(self.csv_files), method=self.method)
 
     def optimum(self) -> dict[str, float]:
         """Column -> value of an optimize run, at full precision."""
@@ -71,6 +75,98 @@ def _last_csv_row(path: str) -> tuple[list[str], np.ndarray]:
     return header, np.array([float(v) for v in last.split(",")])
 
 
+# Stan's optimizer exits with 70 when the line search fails, which at the
+# optimum of a flat objective is not a failure: callers decide (see lmer).
+OPTIMIZE_SOFT_FAILURE = 70
+
+
+def _seed(seed: int | None) -> int:
+    """A concrete seed, so that every run records what it used."""
+    if seed is None:
+        return int(np.random.default_rng().integers(0, 2**31 - 1))
+    return int(seed)
+
+
+def import_cmdstanpy():
+    """cmdstanpy, imported without tqdm's "IProgress not found" warning: cmdstanpy imports
+    tqdm.auto, which warns into a notebook without ipywidgets although bayesmix draws its
+    own progress bars (console.py)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import cmdstanpy
+    return cmdstanpy
+
+
+class Engine(ABC):
+    """One compiled Stan program on one engine. Both engines take the same method arguments
+    and record them the same way (so that a bundle reruns on either); a subclass compiles
+    in its constructor (setting `name` and `exe`) and turns a method and its recorded
+    arguments into its own command line in `_run`."""
+
+    name: str
+
+    @property
+    @abstractmethod
+    def info(self) -> EngineInfo: ...
+
+    @abstractmethod
+    def _run(self, method: str, data: dict, args: dict[str, Any], output_dir: str | None,
+             inits: dict | None = None, progress_total: int = 0,
+             show_progress: bool | None = False,
+             accept_codes: tuple[int, ...] = (0,)) -> RunResult: ...
+
+    @abstractmethod
+    def laplace(self, data: dict, mode: RunResult, *, draws: int = 1000,
+                jacobian: bool = True, seed: int | None = None,
+                output_dir: str | None = None) -> RunResult: ...
+
+    def _output_dir(self, output_dir: str | None) -> Path:
+        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
+        out.mkdir(parents=True, exist_ok=True)
+        return out
+
+    def rerun(self, method: str, data: dict, args: dict[str, Any], inits: dict | None = None,
+              output_dir: str | None = None) -> RunResult:
+        """Repeat a run exactly from its recorded arguments (seed included)."""
+        if method == "laplace":
+            raise StanError("rerunning laplace runs is not supported; rerun the mode first")
+        total = args.get("chains", 1) * 21 if method == "sample" else 0
+        return self._run(method, data, dict(args), output_dir, inits, progress_total=total,
+                         accept_codes=(0, OPTIMIZE_SOFT_FAILURE) if method == "optimize"
+                         else (0,))
+
+    def sample(self, data: dict, *, chains: int = 4, iter_warmup: int = 1000,
+               iter_sampling: int = 1000, thin: int = 1, seed: int | None = None,
+               adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
+               step_size: float = 1.0, init_radius: float = 2.0, inits: dict | None = None,
+               save_warmup: bool = False, refresh: int | None = None,
+               sig_figs: int | None = None, output_dir: str | None = None,
+               show_progress: bool | None = None) -> RunResult:
+        refresh = refresh if refresh is not None else max(1, (iter_warmup + iter_sampling) // 20)
+        args = dict(chains=chains, num_warmup=iter_warmup, num_samples=iter_sampling,
+                    thin=thin, seed=_seed(seed), adapt_delta=adapt_delta,
+                    max_depth=max_treedepth, metric=metric, stepsize=step_size,
+                    init_radius=init_radius, save_warmup=int(save_warmup), refresh=refresh,
+                    sig_figs=sig_figs)
+        total = chains * ((iter_warmup + iter_sampling) // refresh + 1)
+        return self._run("sample", data, args, output_dir, inits, progress_total=total,
+                         show_progress=show_progress)
+
+    def optimize(self, data: dict, *, algorithm: str = "lbfgs", jacobian: bool = False,
+                 seed: int | None = None, inits: dict | None = None, iter: int = 2000,
+                 tol_obj: float | None = None, tol_rel_obj: float | None = None,
+                 tol_grad: float | None = None, tol_rel_grad: float | None = None,
+                 tol_param: float | None = None, history_size: int | None = None,
+                 init_alpha: float | None = None, init_radius: float = 2.0,
+                 output_dir: str | None = None, accept_line_search_failure: bool = False,
+                 ) -> RunResult:
+        args = dict(algorithm=algorithm, jacobian=int(jacobian), seed=_seed(seed), iter=iter,
+                    tol_obj=tol_obj, tol_rel_obj=tol_rel_obj, tol_grad=tol_grad,
+                    tol_rel_grad=tol_rel_grad, tol_param=tol_param,
+                    history_size=history_size, init_alpha=init_alpha,
+                    init_radius=init_radius, refresh=0)
+        accept = (0, OPTIMIZE_SOFT_FAILURE) if accept_line_search_failure else (0,)
+        return self._run("optimize", data, args, output_dir, inits, accept_codes=accept)
 
 
 def run_process(cmd: Sequence[str], *, progress_total: int = 0,

@@ -13,18 +13,13 @@ import numpy as np
 from filelock import FileLock
 
 from ..errors import StanError
-from .base import (EngineInfo, RunResult, _last_csv_row, run_process, stan_messages,
-                   write_json)
+from .base import (Engine, EngineInfo, RunResult, _last_csv_row, _seed, run_process,
+                   stan_messages, write_json)
 from .cache import atomic_build, cache_errors, run_compiler
 from .console import timed
 from .toolchain import LIBS, Toolchain, bundled_toolchain, wait_for
 
-# Stan's optimizer exits with 70 when the line search fails, which at the
-# optimum of a flat objective is not a failure: callers decide (see lmer).
-OPTIMIZE_SOFT_FAILURE = 70
-
-
-class BundledModel:
+class BundledModel(Engine):
     """A Stan program compiled with the bundled toolchain (cached)."""
 
     def __init__(self, code: str, name: str = "model",
@@ -115,8 +110,7 @@ class BundledModel:
              inits: dict | None = None, progress_total: int = 0,
              show_progress: bool | None = False,
              accept_codes: tuple[int, ...] = (0,), extra_files: dict | None = None) -> RunResult:
-        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._output_dir(output_dir)
         data_file = out / "data.bin"  # our driver reads it without parsing (JSON: exports)
         write_binary_data(data_file, data)
         cmd = [str(self.exe), method, f"data={data_file}", f"model_name={self.name}"]
@@ -142,55 +136,12 @@ class BundledModel:
             raise StanError(f"Stan {method} failed (exit code {code}):\n{stan_messages(console)}")
         return RunResult(method, csv, dict(args), self.info, console, code, elapsed)
 
-    def rerun(self, method: str, data: dict, args: dict[str, Any], inits: dict | None = None,
-              output_dir: str | None = None) -> RunResult:
-        """Repeat a run exactly from its recorded arguments (seed included)."""
-        if method == "laplace":
-            raise StanError("rerunning laplace runs is not supported; rerun the mode first")
-        total = args.get("chains", 1) * 21 if method == "sample" else 0
-        return self._run(method, data, dict(args), output_dir, inits, progress_total=total,
-                         accept_codes=(0, OPTIMIZE_SOFT_FAILURE) if method == "optimize"
-                         else (0,))
-
-    def sample(self, data: dict, *, chains: int = 4, iter_warmup: int = 1000,
-               iter_sampling: int = 1000, thin: int = 1, seed: int | None = None,
-               adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
-               step_size: float = 1.0, init_radius: float = 2.0, inits: dict | None = None,
-               save_warmup: bool = False, refresh: int | None = None,
-               sig_figs: int | None = None, output_dir: str | None = None,
-               show_progress: bool | None = None) -> RunResult:
-        refresh = refresh if refresh is not None else max(1, (iter_warmup + iter_sampling) // 20)
-        args = dict(chains=chains, num_warmup=iter_warmup, num_samples=iter_sampling,
-                    thin=thin, seed=_seed(seed), adapt_delta=adapt_delta,
-                    max_depth=max_treedepth, metric=metric, stepsize=step_size,
-                    init_radius=init_radius, save_warmup=int(save_warmup), refresh=refresh,
-                    sig_figs=sig_figs)
-        total = chains * ((iter_warmup + iter_sampling) // refresh + 1)
-        return self._run("sample", data, args, output_dir, inits, progress_total=total,
-                         show_progress=show_progress)
-
-    def optimize(self, data: dict, *, algorithm: str = "lbfgs", jacobian: bool = False,
-                 seed: int | None = None, inits: dict | None = None, iter: int = 2000,
-                 tol_obj: float | None = None, tol_rel_obj: float | None = None,
-                 tol_grad: float | None = None, tol_rel_grad: float | None = None,
-                 tol_param: float | None = None, history_size: int | None = None,
-                 init_alpha: float | None = None, init_radius: float = 2.0,
-                 output_dir: str | None = None, accept_line_search_failure: bool = False,
-                 ) -> RunResult:
-        args = dict(algorithm=algorithm, jacobian=int(jacobian), seed=_seed(seed), iter=iter,
-                    tol_obj=tol_obj, tol_rel_obj=tol_rel_obj, tol_grad=tol_grad,
-                    tol_rel_grad=tol_rel_grad, tol_param=tol_param,
-                    history_size=history_size, init_alpha=init_alpha,
-                    init_radius=init_radius, refresh=0)
-        accept = (0, OPTIMIZE_SOFT_FAILURE) if accept_line_search_failure else (0,)
-        return self._run("optimize", data, args, output_dir, inits, accept_codes=accept)
-
     def laplace(self, data: dict, mode: RunResult, *, draws: int = 1000,
                 jacobian: bool = True, seed: int | None = None,
                 output_dir: str | None = None) -> RunResult:
         """Draws from the normal approximation at the mode of an optimize run."""
         values = mode_values(mode.csv_files[0])
-        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
+        out = self._output_dir(output_dir)
         args = dict(draws=draws, jacobian=int(jacobian), seed=_seed(seed),
                     mode=str(out / "mode.json"), mode_csv=mode.csv_files[0], refresh=0)
         return self._run("laplace", data, args, str(out), extra_files={"mode.json": values})
@@ -240,13 +191,6 @@ def write_binary_data(path: Path, data: dict[str, Any]) -> None:
             fh.write(np.uint32(arr.ndim).astype("<u4").tobytes())
             fh.write(np.asarray(arr.shape, "<u8").tobytes())
             fh.write(arr.tobytes(order="F"))
-
-
-def _seed(seed: int | None) -> int:
-    """A concrete seed, so that every run records what it used."""
-    if seed is None:
-        return int(np.random.default_rng().integers(0, 2**31 - 1))
-    return int(seed)
 
 
 def _fmt(v: Any) -> str:

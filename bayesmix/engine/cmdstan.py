@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -29,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StanError
-from .base import EngineInfo, RunResult, run_process, stan_messages, write_json
-from .bundled import OPTIMIZE_SOFT_FAILURE, _seed
+from .base import (OPTIMIZE_SOFT_FAILURE, Engine, EngineInfo, RunResult, _seed,
+                   import_cmdstanpy, run_process, stan_messages, write_json)
 from .cache import atomic_build, run_compiler
 from .toolchain import cache_root
 
@@ -43,8 +42,7 @@ _OPTIMIZER_SETTINGS = ("init_alpha", "tol_obj", "tol_rel_obj", "tol_grad", "tol_
 
 def cmdstan_available() -> bool:
     try:
-        import cmdstanpy
-        path = Path(cmdstanpy.cmdstan_path())
+        path = Path(import_cmdstanpy().cmdstan_path())
         return (path / "makefile").exists()
     except (ValueError, ImportError, OSError):
         return False
@@ -200,9 +198,8 @@ _MAKE_ENV = ("CXX", "CC", "CXXFLAGS", "CPPFLAGS", "LDFLAGS", "LDLIBS", "O", "STA
 
 def cmdstan_setup() -> CmdStanSetup:
     """The installation cmdstanpy points at, with its version, compiler and flags."""
-    import cmdstanpy
     try:
-        home = cmdstanpy.cmdstan_path()
+        home = import_cmdstanpy().cmdstan_path()
     except ValueError as exc:
         raise StanError(f"no CmdStan installation: {exc}") from exc
     env_key = "\n".join(f"{k}={os.environ.get(k, '')}" for k in _MAKE_ENV)
@@ -220,7 +217,7 @@ def _timed(what: str):
 # ------------------------------------------------------------------ the engine
 
 
-class CmdStanEngineModel:
+class CmdStanEngineModel(Engine):
     """The same operations as BundledModel, run by CmdStan."""
 
     def __init__(self, code: str, name: str = "model"):
@@ -270,8 +267,7 @@ class CmdStanEngineModel:
              inits: dict | None = None, progress_total: int = 0,
              show_progress: bool | None = False, accept_codes: tuple[int, ...] = (0,),
              mode: str | None = None) -> RunResult:
-        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
-        out.mkdir(parents=True, exist_ok=True)
+        out = self._output_dir(output_dir)
         write_json(out / "data.json", data)
         init = None
         if inits is not None:
@@ -292,49 +288,6 @@ class CmdStanEngineModel:
             raise StanError(f"Stan {method} failed (exit code {code}):\n"
                             + stan_messages(_after_config(console)))
         return RunResult(method, csv, dict(args), self.info, console, code, elapsed)
-
-    def rerun(self, method: str, data: dict, args: dict[str, Any], inits: dict | None = None,
-              output_dir: str | None = None) -> RunResult:
-        """Repeat a run exactly from its recorded arguments (seed included)."""
-        if method == "laplace":
-            raise StanError("rerunning laplace runs is not supported; rerun the mode first")
-        total = args.get("chains", 1) * 21 if method == "sample" else 0
-        return self._run(method, data, dict(args), output_dir, inits, progress_total=total,
-                         accept_codes=(0, OPTIMIZE_SOFT_FAILURE) if method == "optimize"
-                         else (0,))
-
-    def sample(self, data: dict, *, chains: int = 4, iter_warmup: int = 1000,
-               iter_sampling: int = 1000, thin: int = 1, seed: int | None = None,
-               adapt_delta: float = 0.8, max_treedepth: int = 10, metric: str = "diag_e",
-               step_size: float = 1.0, init_radius: float = 2.0, inits: dict | None = None,
-               save_warmup: bool = False, refresh: int | None = None,
-               sig_figs: int | None = None, output_dir: str | None = None,
-               show_progress: bool | None = None) -> RunResult:
-        refresh = refresh if refresh is not None else max(1, (iter_warmup + iter_sampling) // 20)
-        args = dict(chains=chains, num_warmup=iter_warmup, num_samples=iter_sampling,
-                    thin=thin, seed=_seed(seed), adapt_delta=adapt_delta,
-                    max_depth=max_treedepth, metric=metric, stepsize=step_size,
-                    init_radius=init_radius, save_warmup=int(save_warmup), refresh=refresh,
-                    sig_figs=sig_figs)
-        total = chains * ((iter_warmup + iter_sampling) // refresh + 1)
-        return self._run("sample", data, args, output_dir, inits, progress_total=total,
-                         show_progress=show_progress)
-
-    def optimize(self, data: dict, *, algorithm: str = "lbfgs", jacobian: bool = False,
-                 seed: int | None = None, inits: dict | None = None, iter: int = 2000,
-                 tol_obj: float | None = None, tol_rel_obj: float | None = None,
-                 tol_grad: float | None = None, tol_rel_grad: float | None = None,
-                 tol_param: float | None = None, history_size: int | None = None,
-                 init_alpha: float | None = None, init_radius: float = 2.0,
-                 output_dir: str | None = None, accept_line_search_failure: bool = False,
-                 ) -> RunResult:
-        args = dict(algorithm=algorithm, jacobian=int(jacobian), seed=_seed(seed), iter=iter,
-                    tol_obj=tol_obj, tol_rel_obj=tol_rel_obj, tol_grad=tol_grad,
-                    tol_rel_grad=tol_rel_grad, tol_param=tol_param,
-                    history_size=history_size, init_alpha=init_alpha,
-                    init_radius=init_radius, refresh=0)
-        accept = (0, OPTIMIZE_SOFT_FAILURE) if accept_line_search_failure else (0,)
-        return self._run("optimize", data, args, output_dir, inits, accept_codes=accept)
 
     def laplace(self, data: dict, mode: RunResult, *, draws: int = 1000,
                 jacobian: bool = True, seed: int | None = None,
