@@ -107,7 +107,7 @@ class Model:
         return route.fit(**kwargs)
 
     # -- Bayesian ------------------------------------------------------------
-    def sample(self, program: str = "auto", **kwargs: Any):
+    def sample(self, program: str = "auto", prior_draws: bool = False, **kwargs: Any):
         """Fully Bayesian fit with Stan's NUTS; see bayesmix.bayes.fit_nuts.
 
         program: "auto" (default) samples gaussian identity-link mixed models with the
@@ -119,9 +119,13 @@ class Model:
         (`stan_code("nuts")`; compiles once per formula structure), "marginal" the
         marginal one. "auto" falls back to the joint program (with an info log message)
         for prior weights, centered= or very many crossed levels; see bayesmix.bayes.
-        Progress: a bar where a person watches; show_progress=True/False overrides."""
+        Progress: a bar where a person watches; show_progress=True/False overrides.
+        prior_draws=True: `to_arviz()` also holds a ``prior`` group, exact draws from the
+        declared priors (drawn in numpy when asked for; docs/results.md)."""
         kwargs.setdefault("engine", self.engine)
-        return sample_posterior(self.design, self.priors, program=program, **kwargs)
+        fit = sample_posterior(self.design, self.priors, program=program, **kwargs)
+        fit.include_prior = bool(prior_draws)
+        return fit
 
     def laplace(self, draws: int = 1000, seed: int | None = None, **kwargs: Any):
         """The Laplace approximation of the joint posterior (same priors as sample()):

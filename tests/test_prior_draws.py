@@ -67,3 +67,23 @@ def test_lkj_marginal_of_a_correlation(eta):
     b = eta - 1 + K / 2
     for i, j in [(1, 0), (3, 0), (3, 2)]:
         assert stats.kstest((C[:, i, j] + 1) / 2, stats.beta(b, b).cdf).pvalue > 1e-3, (i, j)
+
+
+def test_sample_with_prior_draws_fills_the_prior_group():
+    import warnings
+
+    import bayesmix
+    m = bayesmix.Model(SLEEP, load("sleepstudy"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short chains
+        post = m.sample(chains=2, iter_warmup=200, iter_sampling=200, seed=3,
+                        show_progress=False, prior_draws=True)
+    idata = post.to_arviz()
+    assert "prior" in idata.groups() and "prior" not in post.to_arviz(prior=False).groups()
+    assert list(idata.prior.data_vars) == list(idata.posterior.data_vars)
+    assert idata.prior["Days|Subject"].shape == (2, 200, 18)
+    # the prior draws are the numpy prior's (seeded from the run's seed), not the posterior
+    nd = post.prior_draws()
+    np.testing.assert_array_equal(idata.prior["sd(Days|Subject)"].values,
+                                  nd.posterior["sd_Subject"][..., 1])
+    assert idata.prior["Days"].std() > 10 * idata.posterior["Days"].std()

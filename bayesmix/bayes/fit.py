@@ -207,12 +207,15 @@ class PosteriorFit(PlotMixin):
     def _idata(self):
         return to_inference_data(self)
 
-    def to_arviz(self, prior: bool = False):
+    include_prior = False  # Model.sample(prior_draws=True) sets it: to_arviz adds `prior`
+
+    def to_arviz(self, prior: bool | None = None):
         """arviz.InferenceData: one readable variable per fixed effect, sd, correlation and
         family parameter, random effects with their factor's levels as a coordinate
         (docs/results.md, bayesmix.bayes.idata). prior=True adds a ``prior`` group of exact
-        draws from the declared priors (`prior_draws`)."""
-        if not prior:
+        draws from the declared priors (`prior_draws`); by default it is there when the fit
+        was asked for it (``model.sample(prior_draws=True)``)."""
+        if not (self.include_prior if prior is None else prior):
             return self._idata
         return to_inference_data(self, prior=self.prior_draws())
 
