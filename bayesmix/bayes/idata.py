@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..families import FAMILIES
+
 SAMPLE_STATS = {
     "lp__": "lp",
     "accept_stat__": "acceptance_rate",
@@ -43,7 +45,8 @@ SAMPLE_STATS = {
     "log_p__": "lp",     # laplace: the log density of each draw (as NUTS's lp__) ...
     "log_q__": "log_q",  # ... and of the normal approximation
 }
-FAMILY_PARAMS = ("sigma", "phi", "shape")
+# the families' parameters (sigma, phi, shape), from bayesmix.families
+FAMILY_PARAMS = tuple(dict.fromkeys(s.dispersion for s in FAMILIES.values() if s.dispersion))
 
 
 @dataclass(frozen=True)
@@ -149,13 +152,18 @@ def named_draws(design, var) -> NamedDraws:
 # ---------------------------------------------------------------- readable names
 
 
+# netCDF (idata.to_netcdf) forbids "/" in names: I(x/2) is written with U+2215 (looks alike)
+_SLASH = "\u2215"
+
+
 def fixed_label(column: str) -> str:
-    """A design column as a variable: "(Intercept)" -> "Intercept", others unchanged."""
-    return "Intercept" if column == "(Intercept)" else column
+    """A design column as a variable: "(Intercept)" -> "Intercept", others unchanged
+    (but "/", which netCDF forbids in names, becomes U+2215)."""
+    return "Intercept" if column == "(Intercept)" else column.replace("/", _SLASH)
 
 
 def _term_label(coef: str) -> str:
-    return "1" if coef == "(Intercept)" else coef
+    return "1" if coef == "(Intercept)" else coef.replace("/", _SLASH)
 
 
 def ranef_name(coef: str, group: str) -> str:

@@ -20,8 +20,6 @@ from ..engine import RunResult
 from .format import display_text, fmt_num, html_pre
 from .merfit import MerFitMixin, summary_body
 
-_FAMILY_LABEL = {"binomial": "binomial", "bernoulli": "binomial", "poisson": "poisson",
-                 "Gamma": "Gamma"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,7 +156,7 @@ class GlmmFit(MerFitMixin):
         if name == "negbinomial":
             label = f"Negative Binomial({self.estimates.phi:.4f})"
         else:
-            label = _FAMILY_LABEL.get(name, name)
+            label = self.family.spec.r_name  # R's family name (binomial for bernoulli)
         return f"{label}  ( {self.family.link} )"
 
     def summary(self) -> "GlmmSummary":
@@ -184,7 +182,7 @@ class GlmmFit(MerFitMixin):
     def _call(self) -> str:
         if self.family.name == "negbinomial":
             return f"glmer.nb(formula = {self.design.formula.text})"
-        fam = _FAMILY_LABEL.get(self.family.name, self.family.name)
+        fam = self.family.spec.r_name
         return f"glmer(formula = {self.design.formula.text}, family = {fam}({self.family.link}))"
 
     def __repr__(self) -> str:
