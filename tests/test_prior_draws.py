@@ -87,3 +87,18 @@ def test_sample_with_prior_draws_fills_the_prior_group():
     np.testing.assert_array_equal(idata.prior["sd(Days|Subject)"].values,
                                   nd.posterior["sd_Subject"][..., 1])
     assert idata.prior["Days"].std() > 10 * idata.posterior["Days"].std()
+
+
+def test_readable_names_survive_netcdf(tmp_path):
+    # "/" is not allowed in netCDF names: I(Days/7) is written with U+2215
+    import arviz as az
+
+    from bayesmix.bayes.idata import readable_draws
+    d = build_design("Reaction ~ I(Days/7) + (I(Days/7) | Subject)", load("sleepstudy"))
+    rd = readable_draws(d, prior_named_draws(d, chains=1, ndraws=5, seed=1))
+    assert list(rd.variables)[:3] == ["Intercept", "I(Days \u2215 7)", "sd(1|Subject)"]
+    assert "I(Days \u2215 7)|Subject" in rd.variables  # formulaic spaces the column
+    idata = az.from_dict(prior=rd.variables, coords=rd.coords, dims=rd.dims)
+    idata.to_netcdf(str(tmp_path / "prior.nc"))
+    back = az.from_netcdf(str(tmp_path / "prior.nc"))
+    assert list(back.prior.data_vars) == list(rd.variables)
