@@ -92,7 +92,7 @@ def plot_ranef(fit, group: str | Sequence[str] | None = None, level: float = 0.9
         raise BayesmixError("the model has no group-level effects to plot")
     tallest = max(len(table[g][0]) for g in groups)
     height = min(max(2.5, 0.16 * tallest + 1.0), 14.0)
-    fig, axes = _grid(len(panels), ncols, (3.6, height), figsize)
+    fig, axes = _grid(len(panels), ncols, (4.4 if len(panels) == 1 else 3.6, height), figsize)
     what = (_BAYES_INTERVAL.format(pct=_pct(level)) if _is_posterior(fit) else
             f"conditional mode \u00b1 {_z(level):.2f} cond. SD")
     for ax, (g, c) in zip(axes, panels):

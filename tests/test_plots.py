@@ -12,6 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -264,3 +265,24 @@ def test_models_without_random_terms(tmp_path):
     with pytest.raises(BayesmixError, match="no group-level effects"):
         ols.plot_ranef()
     _saved(ax, tmp_path, "lm_effects")
+
+
+def test_conditional_effects_by_a_numeric_column():
+    # by a numeric column: one line at mean - sd, mean and mean + sd (brms's choice)
+    rng = np.random.default_rng(5)
+    n = 200
+    data = pd.DataFrame({"x": rng.uniform(0, 10, n), "z": rng.normal(3, 2, n)})
+    data["y"] = 1 + 0.5 * data.x - 0.3 * data.z + 0.2 * data.x * data.z + rng.normal(0, 1, n)
+    fit = bayesmix.lm("y ~ x * z", data)
+    X = np.column_stack([np.ones(n), data.x, data.z, data.x * data.z])
+    beta = np.linalg.lstsq(X, data.y, rcond=None)[0]  # an independent least squares
+    ax = fit.plot_effects("x", by="z")
+    lines = ax.get_lines()
+    zs = data.z.mean() + np.array([-1, 0, 1]) * data.z.std()
+    assert len(lines) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [f"{z:.3g}" for z in zs]
+    for ln, z in zip(lines, zs):
+        x = np.asarray(ln.get_xdata(), float)
+        np.testing.assert_allclose(ln.get_ydata(),
+                                   beta[0] + beta[1] * x + beta[2] * z + beta[3] * x * z,
+                                   rtol=1e-8)
