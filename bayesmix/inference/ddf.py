@@ -26,6 +26,7 @@ import scipy.sparse as sp
 from scipy import stats
 
 from ..errors import BayesmixError
+from ..lmm.theta import tril_positions
 from ..registry import COEF_TABLE, NORMALIZE_DDF, provide
 from ._core import fit_suffstats, pieces
 
@@ -278,12 +279,10 @@ def kenward_roger(fit) -> KenwardRogerState:
     M = [[np.asarray(Zs[a].T @ SinvZ[b]) for b in range(len(Zs))] for a in range(len(Zs))]
     params = []  # (term, E) per variance parameter, pbkrtest's order
     for k, t in enumerate(d.terms):
-        p = t.p
-        for j in range(p):
-            for i in range(j, p):
-                E = np.zeros((p, p))
-                E[i, j] = E[j, i] = 1.0
-                params.append((k, sp.kron(sp.identity(t.n_levels), sp.csr_matrix(E)).tocsr()))
+        for i, j in zip(*tril_positions(t.p)):
+            E = np.zeros((t.p, t.p))
+            E[i, j] = E[j, i] = 1.0
+            params.append((k, sp.kron(sp.identity(t.n_levels), sp.csr_matrix(E)).tocsr()))
     nr = len(params)
     ng = nr + 1
     EW = [E @ Wk[k] for k, E in params]                    # E_r W_k (q_k x p)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..lmm.theta import SINGULAR_TOL, singular_factors
 from ..plots import PlotMixin
 from ..registry import CONFINT, EXPORT, operation
 from .format import signif_str
@@ -114,8 +115,9 @@ class MerFitMixin(PlotMixin):
     def bic(self) -> float:
         return -2 * self.loglik() + np.log(self.nobs()) * self.df()
 
-    def is_singular(self, tol: float = 1e-4) -> bool:
-        return any(np.any(np.abs(np.diag(T)) < tol) for T in self.estimates.factors)
+    def is_singular(self, tol: float = SINGULAR_TOL) -> bool:
+        """lme4's isSingular: a diagonal of some relative factor T_k below tol."""
+        return singular_factors(self.estimates.factors, tol)
 
     def confint(self, level: float = 0.95, method: str = "profile", parm=None,
                 **boot_args) -> pd.DataFrame:
