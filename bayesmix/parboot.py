@@ -25,6 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from .errors import BayesmixError, user_stacklevel
+from .lmm.theta import tril_positions
 from .parallel import Portable, run_tasks, spawn_seeds, stan_seed
 from .refit import LmmRefitter, default_names, simulate_lmm
 
@@ -47,9 +48,7 @@ def default_statistic(fit: Any) -> pd.Series:
     est = fit.estimates
     vals = []
     for t, sd, cor in zip(fit.design.terms, est.varcorr_sd, est.varcorr_cor):
-        for j in range(t.p):
-            for i in range(j, t.p):
-                vals.append(sd[i] if i == j else cor[i, j])
+        vals.extend(sd[i] if i == j else cor[i, j] for i, j in zip(*tril_positions(t.p)))
     if getattr(fit, "has_scale", True):
         vals.append(fit.sigma())
     vals.extend(np.asarray(est.beta, float))

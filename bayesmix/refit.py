@@ -491,13 +491,12 @@ def default_names(fit: Any) -> list[str]:
     names: list[str] = []
     seen: dict[str, int] = {}
     for t in fit.design.terms:
-        for j in range(t.p):
-            for i in range(j, t.p):
-                a, b = t.coef_names[i], t.coef_names[j]
-                name = f"sd_{a}|{t.group}" if i == j else f"cor_{a}.{b}|{t.group}"
-                k = seen.get(name, 0)
-                seen[name] = k + 1
-                names.append(name if k == 0 else f"{name}.{k}")
+        for i, j in zip(*tril_positions(t.p)):
+            a, b = t.coef_names[i], t.coef_names[j]
+            name = f"sd_{a}|{t.group}" if i == j else f"cor_{a}.{b}|{t.group}"
+            k = seen.get(name, 0)
+            seen[name] = k + 1
+            names.append(name if k == 0 else f"{name}.{k}")
     if getattr(fit, "has_scale", True):
         names.append("sigma")
     names.extend(fit.design.X_names)

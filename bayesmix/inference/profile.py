@@ -42,9 +42,8 @@ def varpar_names(fit) -> list[str]:
     for t in fit.design.terms:
         label = t.group
         cn = list(t.coef_names)
-        for j in range(t.p):
-            for i in range(j, t.p):
-                out.append(f"sd_{cn[i]}|{label}" if i == j else f"cor_{cn[i]}.{cn[j]}|{label}")
+        for i, j in zip(*tril_positions(t.p)):
+            out.append(f"sd_{cn[i]}|{label}" if i == j else f"cor_{cn[i]}.{cn[j]}|{label}")
     if getattr(fit, "has_scale", True):
         out.append("sigma")
     return out

@@ -197,15 +197,9 @@ def deviance_from_stan_data(theta: np.ndarray, data: dict, return_parts: bool = 
     p1, l1 = p_term[0], l_term[0]
     C1 = np.asarray(data["C1"], float).reshape(l1, p1, p1)
 
-    def T_of(k):
+    def T_of(k):  # term k's factor from its theta_start entry, as lmer.stan reads it
         p = p_term[k]
-        T = np.zeros((p, p))
-        pos = starts[k] - 1
-        for j in range(p):
-            for i in range(j, p):
-                T[i, j] = theta[pos]
-                pos += 1
-        return T
+        return factors_of(theta[starts[k] - 1:starts[k] - 1 + p * (p + 1) // 2], [p])[0]
 
     # first term, block by block
     T1 = T_of(0)

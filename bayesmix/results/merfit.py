@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..lmm.theta import SINGULAR_TOL, singular_factors
+from ..lmm.theta import SINGULAR_TOL, singular_factors, tril_positions
 from ..plots import PlotMixin
 from ..registry import CONFINT, EXPORT, operation
 from .format import signif_str
@@ -25,10 +25,9 @@ class MerFitMixin(PlotMixin):
     def theta(self) -> pd.Series:
         names = []
         for t in self.design.terms:
-            for j in range(t.p):
-                for i in range(j, t.p):
-                    a, b = t.coef_names[i], t.coef_names[j]
-                    names.append(f"{t.group}.{a}" if i == j else f"{t.group}.{a}.{b}")
+            for i, j in zip(*tril_positions(t.p)):
+                a, b = t.coef_names[i], t.coef_names[j]
+                names.append(f"{t.group}.{a}" if i == j else f"{t.group}.{a}.{b}")
         return pd.Series(self.estimates.theta, index=names)
 
     def fixef(self) -> pd.Series:
