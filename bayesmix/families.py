@@ -47,6 +47,7 @@ class Link:
     linkfun: Callable[[np.ndarray], np.ndarray]
     linkinv: Callable[[np.ndarray], np.ndarray]
     mu_eta: Callable[[np.ndarray], np.ndarray]   # d mu / d eta
+    stan_inverse: str  # the inverse link in Stan source, "{x}" the linear predictor
     valideta: Callable[[np.ndarray], bool] = lambda eta: True
 
 
@@ -75,18 +76,21 @@ def _nonzero_finite(eta) -> bool:
 
 
 LINKS: dict[str, Link] = {link.name: link for link in (
-    Link("logit", 1, lambda mu: np.log(mu / (1.0 - mu)), _logit_inv, _logit_mu_eta),
+    Link("logit", 1, lambda mu: np.log(mu / (1.0 - mu)), _logit_inv, _logit_mu_eta,
+         "inv_logit({x})"),
     Link("probit", 2, stats.norm.ppf,
          lambda eta: stats.norm.cdf(np.clip(eta, -_PROBIT_THRESH, _PROBIT_THRESH)),
-         lambda eta: np.maximum(stats.norm.pdf(eta), _EPS)),
+         lambda eta: np.maximum(stats.norm.pdf(eta), _EPS), "Phi({x})"),
     Link("cloglog", 3, lambda mu: np.log(-np.log1p(-mu)),
-         lambda eta: np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS), _cloglog_mu_eta),
+         lambda eta: np.clip(-np.expm1(-np.exp(eta)), _EPS, 1 - _EPS), _cloglog_mu_eta,
+         "inv_cloglog({x})"),
     Link("log", 4, np.log, lambda eta: np.maximum(np.exp(eta), _EPS),
-         lambda eta: np.maximum(np.exp(eta), _EPS)),
-    Link("identity", 5, lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta)),
+         lambda eta: np.maximum(np.exp(eta), _EPS), "exp({x})"),
+    Link("identity", 5, lambda mu: mu, lambda eta: eta, lambda eta: np.ones_like(eta), "{x}"),
     Link("inverse", 6, lambda mu: 1.0 / mu, lambda eta: 1.0 / eta, lambda eta: -1.0 / eta ** 2,
-         _nonzero_finite),
-    Link("sqrt", 7, np.sqrt, lambda eta: eta ** 2, lambda eta: 2.0 * eta, _positive_finite),
+         "inv({x})", _nonzero_finite),
+    Link("sqrt", 7, np.sqrt, lambda eta: eta ** 2, lambda eta: 2.0 * eta, "square({x})",
+         _positive_finite),
 )}
 
 

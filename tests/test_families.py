@@ -181,3 +181,12 @@ def test_laplace_mirror_log_density(name, link):
     trials = np.broadcast_to(np.asarray(trials, float), mu.shape)
     lp = obs_terms(name, link, eta, y, trials, 1.0 if phi is None else phi)[0]
     np.testing.assert_allclose(lp, fam.log_density(y, mu, trials, phi), rtol=1e-10)
+
+
+def test_stan_inverse_links_match_the_generic_program():
+    """Each link's Stan text (the generated program's) is the generic program's joint_mean."""
+    joint = (ROOT / "stan" / "glmm_joint.stan").read_text()
+    body = re.search(r"vector joint_mean\(vector mu, int link\) \{(.*?)\n  \}", joint, re.S).group(1)
+    branches = {int(c): expr for c, expr in re.findall(r"if \(link == (\d)\) return (.*?);", body)}
+    branches[7] = re.search(r"\n\s*return (.*?);\s*$", body).group(1)  # the last, unconditional
+    assert {lk.code: lk.stan_inverse.format(x="mu") for lk in LINKS.values()} == branches

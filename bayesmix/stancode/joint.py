@@ -41,7 +41,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..errors import BayesmixError
-from ..families import FAMILIES, get_link
+from ..families import FAMILIES, LINKS, get_link
 from ..priors import (Prior, PriorSlot, default_scales, default_stan_call, resolve_priors,
                       slope_names)
 from .blocks import Blocks, assemble, merge
@@ -54,15 +54,7 @@ _GLM = {
     ("negbinomial", "log"): ("neg_binomial_2_log_glm_lpmf", ", phi"),
 }
 
-_INV_LINK = {
-    "identity": "{x}",
-    "log": "exp({x})",
-    "logit": "inv_logit({x})",
-    "probit": "Phi({x})",
-    "cloglog": "inv_cloglog({x})",
-    "inverse": "inv({x})",
-    "sqrt": "square({x})",
-}
+_INV_LINK = {name: link.stan_inverse for name, link in LINKS.items()}  # bayesmix.families
 
 _DISCRETE = tuple(name for name, spec in FAMILIES.items() if spec.discrete)
 
