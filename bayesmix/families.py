@@ -250,31 +250,47 @@ class FamilySpec:
 
 _ALL_BUT_ML = frozenset({"nuts_joint", "laplace"})
 
+_PROBABILITY_LINKS = ("logit", "probit", "cloglog", "log")
+_COUNT_LINKS = ("log", "identity", "sqrt")
+
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
-    FamilySpec("gaussian", ("identity", "log", "inverse"), "gaussian",
-               lambda mu, phi=1.0: np.ones_like(mu), lambda mu: True,
-               _dev_gaussian, _lp_gaussian, _draw_gaussian, _aic_gaussian,
-               "sigma", False, False, 1, None, _ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
-    FamilySpec("binomial", ("logit", "probit", "cloglog", "log"), "binomial",
-               lambda mu, phi=1.0: mu * (1 - mu), _valid_probability,
-               _dev_binomial, _lp_binomial, _draw_binomial, _aic_binomial,
-               None, True, True, 2, 1, _ALL_BUT_ML | {"glm", "glmer"}),
-    FamilySpec("bernoulli", ("logit", "probit", "cloglog", "log"), "binomial",
-               lambda mu, phi=1.0: mu * (1 - mu), _valid_probability,
-               _dev_binomial, _lp_binomial, _draw_binomial, _aic_binomial,
-               None, True, True, 3, 1, _ALL_BUT_ML | {"glm", "glmer"}),
-    FamilySpec("poisson", ("log", "identity", "sqrt"), "poisson",
-               lambda mu, phi=1.0: mu, _positive_finite,
-               _dev_poisson, _lp_poisson, _draw_poisson, _aic_poisson,
-               None, True, True, 4, 2, _ALL_BUT_ML | {"glm", "glmer"}),
-    FamilySpec("negbinomial", ("log", "identity", "sqrt"), "Negative Binomial",
-               lambda mu, phi=1.0: mu + mu ** 2 / phi, _positive_finite,
-               _dev_negbinomial, _lp_negbinomial, _draw_negbinomial, None,
-               "phi", True, True, 5, 3, _ALL_BUT_ML | {"glmer"}),
-    FamilySpec("Gamma", ("inverse", "log", "identity"), "Gamma",
-               lambda mu, phi=1.0: mu ** 2, _positive_finite,
-               _dev_gamma, _lp_gamma, _draw_gamma, _aic_gamma,
-               "shape", False, False, 6, 4, _ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec(
+        "gaussian", ("identity", "log", "inverse"), r_name="gaussian",
+        variance=lambda mu, phi=1.0: np.ones_like(mu), validmu=lambda mu: True,
+        dev_resids=_dev_gaussian, log_density=_lp_gaussian, draw=_draw_gaussian,
+        aic=_aic_gaussian, dispersion="sigma", fixed_dispersion=False, discrete=False,
+        joint_code=1, glmer_code=None,
+        methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
+    FamilySpec(
+        "binomial", _PROBABILITY_LINKS, r_name="binomial",
+        variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
+        dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
+        aic=_aic_binomial, dispersion=None, fixed_dispersion=True, discrete=True,
+        joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec(
+        "bernoulli", _PROBABILITY_LINKS, r_name="binomial",
+        variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
+        dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
+        aic=_aic_binomial, dispersion=None, fixed_dispersion=True, discrete=True,
+        joint_code=3, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec(
+        "poisson", _COUNT_LINKS, r_name="poisson",
+        variance=lambda mu, phi=1.0: mu, validmu=_positive_finite,
+        dev_resids=_dev_poisson, log_density=_lp_poisson, draw=_draw_poisson,
+        aic=_aic_poisson, dispersion=None, fixed_dispersion=True, discrete=True,
+        joint_code=4, glmer_code=2, methods=_ALL_BUT_ML | {"glm", "glmer"}),
+    FamilySpec(
+        "negbinomial", _COUNT_LINKS, r_name="Negative Binomial",
+        variance=lambda mu, phi=1.0: mu + mu ** 2 / phi, validmu=_positive_finite,
+        dev_resids=_dev_negbinomial, log_density=_lp_negbinomial, draw=_draw_negbinomial,
+        aic=None, dispersion="phi", fixed_dispersion=True, discrete=True,
+        joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | {"glmer"}),
+    FamilySpec(
+        "Gamma", ("inverse", "log", "identity"), r_name="Gamma",
+        variance=lambda mu, phi=1.0: mu ** 2, validmu=_positive_finite,
+        dev_resids=_dev_gamma, log_density=_lp_gamma, draw=_draw_gamma,
+        aic=_aic_gamma, dispersion="shape", fixed_dispersion=False, discrete=False,
+        joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | {"glm", "glmer"}),
 )}
 
 # lower-cased spellings accepted for each family
