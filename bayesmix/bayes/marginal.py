@@ -17,11 +17,12 @@ After sampling, per draw, the random effects are drawn exactly from their Gaussi
 
     u | y, beta, theta, sigma ~ N(A^-1 Lambda' Z'(y - X beta), sigma^2 A^-1),   r = Lambda u,
 
-A = Lambda' Z'Z Lambda + I; then ``log_lik`` (conditional on the drawn effects, like the joint
-program) and ``y_rep``. The result is a `MarginalPosteriorFit`, a `PosteriorFit` whose draws,
-summaries and InferenceData carry the joint program's names (``b``, ``sd_<group>``,
-``cor_<group>``, ``r_<group>``, ``sigma``, the response-named log-likelihood and posterior
-predictive).
+A = Lambda' Z'Z Lambda + I, factored blocked like the likelihood (per level of the first term,
+dense only on the Q2 columns of the other terms: `bayesmix.bayes.ranef_draws`); then
+``log_lik`` (conditional on the drawn effects, like the joint program) and ``y_rep``. The
+result is a `MarginalPosteriorFit`, a `PosteriorFit` whose draws, summaries and InferenceData
+carry the joint program's names (``b``, ``sd_<group>``, ``cor_<group>``, ``r_<group>``,
+``sigma``, the response-named log-likelihood and posterior predictive).
 
 `sample_posterior(design, priors, program="auto")` picks the program: the marginal one for
 gaussian identity-link models with random effects, no prior weights, no centred terms asked for
@@ -44,6 +45,7 @@ from ..errors import BayesmixError
 from ..priors import (PRIOR_CODES, Prior, default_scales, prior_row,  # noqa: F401
                       resolve_priors, slope_names)
 from .fit import PosteriorFit, check_sampler_args
+from .ranef_draws import cholesky_corr_batch, draw_random_effects
 
 logger = logging.getLogger("bayesmix")
 
@@ -407,59 +409,6 @@ def _lkj_log_const(eta: float, K: int) -> float:
     return float(-c)
 
 
-# ---------------------------------------------------------------- exact random-effect draws
-
-
-def draw_random_effects(lay: MarginalLayout, beta: np.ndarray, sd_all: np.ndarray,
-                        cpc: np.ndarray, sigma: np.ndarray, rng: np.random.Generator,
-                        prior_only: bool = False, chunk_bytes: float = 64e6) -> np.ndarray:
-    """Exact draws (S, q) of the random effects b = Lambda u, one per posterior draw, from
-    u | y ~ N(A^-1 Lambda' Z'(y - X beta), sigma^2 A^-1), A = Lambda' Z'Z Lambda + I
-    (prior_only: u ~ N(0, sigma^2 I)). Columns in lme4's order of the reduced system's terms.
-    Dense in q, batched over draws."""
-    from ..lmm import random_design
-    S = beta.shape[0]
-    q = lay.q
-    Z = random_design(lay.terms)
-    ZtZ = (Z.T @ Z).toarray()
-    Zty = Z.T @ lay.y_s
-    ZtX = (Z.T @ lay.X_s) if lay.X_s.shape[1] else np.zeros((q, 0))
-    ZtX = np.asarray(ZtX)
-    out = np.empty((S, q))
-    step = max(1, int(chunk_bytes // (8 * q * q * 4)))
-    eye = np.eye(q)
-    for lo in range(0, S, step):
-        hi = min(S, lo + step)
-        c = hi - lo
-        Lam = np.zeros((c, q, q))
-        pos = 0
-        for j, t in enumerate(lay.terms):
-            p = t.p
-            sdk = sd_all[lo:hi, lay.sd_start[j]:lay.sd_start[j] + p]
-            if lay.correlated(j):
-                c0 = lay.cpc_start[j]
-                nc = p * (p - 1) // 2
-                Lk = np.stack([cholesky_corr(cpc[s, c0:c0 + nc], p) for s in range(lo, hi)])
-            else:
-                Lk = np.broadcast_to(np.eye(p), (c, p, p))
-            T = sdk[:, :, None] * Lk / sigma[lo:hi, None, None]
-            for lev in range(t.n_levels):
-                Lam[:, pos:pos + p, pos:pos + p] = T
-                pos += p
-        e = rng.standard_normal((c, q))
-        if prior_only:
-            u = sigma[lo:hi, None] * e
-        else:
-            A = np.swapaxes(Lam, 1, 2) @ ZtZ @ Lam + eye
-            C = np.linalg.cholesky(A)
-            rhs = np.einsum("sji,sj->si", Lam, Zty[None, :] - beta[lo:hi] @ ZtX.T)
-            mean = np.linalg.solve(A, rhs[..., None])[..., 0]
-            noise = np.linalg.solve(np.swapaxes(C, 1, 2), e[..., None])[..., 0]
-            u = mean + sigma[lo:hi, None] * noise
-        out[lo:hi] = np.einsum("sij,sj->si", Lam, u)
-    return out
-
-
 # ---------------------------------------------------------------- the fit
 
 
@@ -516,7 +465,7 @@ class MarginalPosteriorFit(PosteriorFit):
             if lay.correlated(j):
                 c0 = lay.cpc_start[j]
                 nc = t.p * (t.p - 1) // 2
-                L = np.stack([cholesky_corr(cpc[s, c0:c0 + nc], t.p) for s in range(S)])
+                L = cholesky_corr_batch(cpc[:, c0:c0 + nc], t.p)
                 out[f"L_{k + 1}"] = L
                 out[f"Cor_{k + 1}"] = L @ np.swapaxes(L, 1, 2)
         save_ll = bool(self.stan_data.get("save_log_lik", 0))
