@@ -18,7 +18,7 @@ Conventions (as R's glm for ``dev_resids`` and ``variance``, Stan's for densitie
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -253,6 +253,13 @@ _ALL_BUT_ML = frozenset({"nuts_joint", "laplace"})
 _PROBABILITY_LINKS = ("logit", "probit", "cloglog", "log")
 _COUNT_LINKS = ("log", "identity", "sqrt")
 
+_BINOMIAL = FamilySpec(
+    "binomial", _PROBABILITY_LINKS, r_name="binomial",
+    variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
+    dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
+    aic=_aic_binomial, dispersion=None, fixed_dispersion=True, discrete=True,
+    joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"})
+
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec(
         "gaussian", ("identity", "log", "inverse"), r_name="gaussian",
@@ -261,18 +268,9 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         aic=_aic_gaussian, dispersion="sigma", fixed_dispersion=False, discrete=False,
         joint_code=1, glmer_code=None,
         methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
-    FamilySpec(
-        "binomial", _PROBABILITY_LINKS, r_name="binomial",
-        variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
-        dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
-        aic=_aic_binomial, dispersion=None, fixed_dispersion=True, discrete=True,
-        joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"}),
-    FamilySpec(
-        "bernoulli", _PROBABILITY_LINKS, r_name="binomial",
-        variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
-        dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
-        aic=_aic_binomial, dispersion=None, fixed_dispersion=True, discrete=True,
-        joint_code=3, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"}),
+    _BINOMIAL,
+    # binomial with one trial per row (0/1 response): its own Stan code (bernoulli_*)
+    replace(_BINOMIAL, name="bernoulli", joint_code=3),
     FamilySpec(
         "poisson", _COUNT_LINKS, r_name="poisson",
         variance=lambda mu, phi=1.0: mu, validmu=_positive_finite,
