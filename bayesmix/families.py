@@ -220,6 +220,20 @@ def _aic_gamma(y, n, mu, wt, dev):
     return -2.0 * np.sum(np.where(wt > 0, ll * wt, 0.0)) + 2.0
 
 
+# R's family()$initialize: IRLS's starting means (y on R's scale; n the binomial weights,
+# i.e. the trials of a cbind() response or the prior weights of a 0/1 one)
+def _start_binomial(y, n):
+    return (n * y + 0.5) / (n + 1)
+
+
+def _start_count(y, n):
+    return y + 0.1  # poisson()$initialize; glm.nb starts from the poisson fit too
+
+
+def _start_y(y, n):
+    return y.copy()
+
+
 def _valid_probability(mu) -> bool:
     return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
@@ -240,6 +254,7 @@ class FamilySpec:
     log_density: Callable       # (y, mu, trials, phi) -> log p(y)
     draw: Callable              # (rng, mu, trials, phi) -> one draw per mu
     aic: Callable | None        # R's family()$aic, for glm fits
+    mustart: Callable           # (y, n) -> IRLS's starting means (R's initialize)
     dispersion: str | None      # the family parameter's name in Stan and the priors
     fixed_dispersion: bool      # glm: dispersion 1 (z tests) rather than estimated (t tests)
     discrete: bool              # integer response (Stan reads it as int)
@@ -257,7 +272,8 @@ _BINOMIAL = FamilySpec(
     "binomial", _PROBABILITY_LINKS, r_name="binomial",
     variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
     dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
-    aic=_aic_binomial, dispersion=None, fixed_dispersion=True, discrete=True,
+    aic=_aic_binomial, mustart=_start_binomial,
+    dispersion=None, fixed_dispersion=True, discrete=True,
     joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"})
 
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
@@ -265,7 +281,8 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         "gaussian", ("identity", "log", "inverse"), r_name="gaussian",
         variance=lambda mu, phi=1.0: np.ones_like(mu), validmu=lambda mu: True,
         dev_resids=_dev_gaussian, log_density=_lp_gaussian, draw=_draw_gaussian,
-        aic=_aic_gaussian, dispersion="sigma", fixed_dispersion=False, discrete=False,
+        aic=_aic_gaussian, mustart=_start_y,
+        dispersion="sigma", fixed_dispersion=False, discrete=False,
         joint_code=1, glmer_code=None,
         methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
     _BINOMIAL,
@@ -275,19 +292,22 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         "poisson", _COUNT_LINKS, r_name="poisson",
         variance=lambda mu, phi=1.0: mu, validmu=_positive_finite,
         dev_resids=_dev_poisson, log_density=_lp_poisson, draw=_draw_poisson,
-        aic=_aic_poisson, dispersion=None, fixed_dispersion=True, discrete=True,
+        aic=_aic_poisson, mustart=_start_count,
+        dispersion=None, fixed_dispersion=True, discrete=True,
         joint_code=4, glmer_code=2, methods=_ALL_BUT_ML | {"glm", "glmer"}),
     FamilySpec(
         "negbinomial", _COUNT_LINKS, r_name="Negative Binomial",
         variance=lambda mu, phi=1.0: mu + mu ** 2 / phi, validmu=_positive_finite,
         dev_resids=_dev_negbinomial, log_density=_lp_negbinomial, draw=_draw_negbinomial,
-        aic=None, dispersion="phi", fixed_dispersion=True, discrete=True,
+        aic=None, mustart=_start_count,
+        dispersion="phi", fixed_dispersion=True, discrete=True,
         joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | {"glmer"}),
     FamilySpec(
         "Gamma", ("inverse", "log", "identity"), r_name="Gamma",
         variance=lambda mu, phi=1.0: mu ** 2, validmu=_positive_finite,
         dev_resids=_dev_gamma, log_density=_lp_gamma, draw=_draw_gamma,
-        aic=_aic_gamma, dispersion="shape", fixed_dispersion=False, discrete=False,
+        aic=_aic_gamma, mustart=_start_y,
+        dispersion="shape", fixed_dispersion=False, discrete=False,
         joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | {"glm", "glmer"}),
 )}
 

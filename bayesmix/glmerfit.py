@@ -454,12 +454,7 @@ def glm_irls(prob: GlmmProblem, phi: float = 1.0, epsilon: float = 1e-10, maxit:
     if prob.p == 0:
         return np.zeros(0)
     y, wt = _r_scale(prob.family, prob.y, prob.ntr)
-    if prob.family in ("binomial", "bernoulli"):
-        mu0 = (wt * y + 0.5) / (wt + 1)   # binomial()$initialize
-    elif prob.family == "Gamma":
-        mu0 = y.copy()
-    else:
-        mu0 = y + 0.1                     # poisson()$initialize (glm.nb starts from it too)
+    mu0 = FAMILIES[prob.family].mustart(y, wt)  # R's initialize
     with warnings.catch_warnings():       # only a start: glm.fit's own warnings do not apply
         warnings.simplefilter("ignore")
         return irls(prob.X, y, wt, prob.offset, Family(prob.family, prob.link), mu0,

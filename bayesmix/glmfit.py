@@ -68,26 +68,22 @@ def glm_data(design: Design, fam: GlmFamily) -> GlmData:
     offset = np.zeros(nobs) if design.offset is None else np.asarray(design.offset, float)
     y = np.asarray(design.y, float)
     n = np.ones(nobs)
+    start_n = w  # binomial()$initialize's n: the prior weights of a 0/1 response ...
     if fam.name == "binomial":
         if design.formula.cbind is not None:
             n = np.asarray(design.trials, float)
             with np.errstate(invalid="ignore", divide="ignore"):
                 y = np.where(n > 0, y / np.where(n > 0, n, 1.0), 0.0)
             w = w * n
-            mustart = (n * y + 0.5) / (n + 1)
+            start_n = n  # ... the trials of a cbind() one
         else:
             y = np.where(w == 0, 0.0, y)
-            mustart = (w * y + 0.5) / (w + 1)
-    elif fam.name == "poisson":
-        mustart = y + 0.1
-    elif fam.name == "Gamma":
-        mustart = y.copy()
-    else:
+    elif fam.name == "gaussian":
         link = fam.link.name
         if (link == "inverse" and np.any(y == 0)) or (link == "log" and np.any(y <= 0)):
             raise BayesmixError("cannot find valid starting values for a gaussian glm with "
                                 f"{link} link: the response has values <= 0")
-        mustart = y.copy()
+    mustart = design.family.spec.mustart(y, start_n)
     return GlmData(y, n, w, offset, mustart)
 
 
