@@ -31,6 +31,11 @@ _INVEPS = 1.0 / _EPS
 _THRESH = 30.0                            # R's logit guards (family.c)
 _PROBIT_THRESH = -stats.norm.ppf(_EPS)    # R's probit guard: qnorm(eps)
 
+# What a family's response may be (checked by the design stage, design/build.py): any number,
+# 0/1 (a factor or logical too; binomial also successes and failures by cbind()), whole numbers
+# >= 0, numbers > 0.
+SUPPORTS = ("real", "binary", "count", "positive")
+
 # The fitting methods a family can declare (`Family.supports`).
 METHODS = ("glm", "lmer", "glmer", "nuts_joint", "nuts_marginal", "laplace")
 
@@ -258,6 +263,7 @@ class FamilySpec:
     dispersion: str | None      # the family parameter's name in Stan and the priors
     fixed_dispersion: bool      # glm: dispersion 1 (z tests) rather than estimated (t tests)
     discrete: bool              # integer response (Stan reads it as int)
+    support: str                # the response the design stage accepts: SUPPORTS
     joint_code: int             # `family` data of stan/glmm_joint.stan
     glmer_code: int | None      # `family` data of stan/glmer.stan (glmm_functions.stan)
     methods: frozenset          # of METHODS; lmer / nuts_marginal: identity link only
@@ -273,7 +279,7 @@ _BINOMIAL = FamilySpec(
     variance=lambda mu, phi=1.0: mu * (1 - mu), validmu=_valid_probability,
     dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
     aic=_aic_binomial, mustart=_start_binomial,
-    dispersion=None, fixed_dispersion=True, discrete=True,
+    dispersion=None, fixed_dispersion=True, discrete=True, support="binary",
     joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"})
 
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
@@ -282,7 +288,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         variance=lambda mu, phi=1.0: np.ones_like(mu), validmu=lambda mu: True,
         dev_resids=_dev_gaussian, log_density=_lp_gaussian, draw=_draw_gaussian,
         aic=_aic_gaussian, mustart=_start_y,
-        dispersion="sigma", fixed_dispersion=False, discrete=False,
+        dispersion="sigma", fixed_dispersion=False, discrete=False, support="real",
         joint_code=1, glmer_code=None,
         methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
     _BINOMIAL,
@@ -293,21 +299,21 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         variance=lambda mu, phi=1.0: mu, validmu=_positive_finite,
         dev_resids=_dev_poisson, log_density=_lp_poisson, draw=_draw_poisson,
         aic=_aic_poisson, mustart=_start_count,
-        dispersion=None, fixed_dispersion=True, discrete=True,
+        dispersion=None, fixed_dispersion=True, discrete=True, support="count",
         joint_code=4, glmer_code=2, methods=_ALL_BUT_ML | {"glm", "glmer"}),
     FamilySpec(
         "negbinomial", _COUNT_LINKS, r_name="Negative Binomial",
         variance=lambda mu, phi=1.0: mu + mu ** 2 / phi, validmu=_positive_finite,
         dev_resids=_dev_negbinomial, log_density=_lp_negbinomial, draw=_draw_negbinomial,
         aic=None, mustart=_start_count,
-        dispersion="phi", fixed_dispersion=True, discrete=True,
+        dispersion="phi", fixed_dispersion=True, discrete=True, support="count",
         joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | {"glmer"}),
     FamilySpec(
         "Gamma", ("inverse", "log", "identity"), r_name="Gamma",
         variance=lambda mu, phi=1.0: mu ** 2, validmu=_positive_finite,
         dev_resids=_dev_gamma, log_density=_lp_gamma, draw=_draw_gamma,
         aic=_aic_gamma, mustart=_start_y,
-        dispersion="shape", fixed_dispersion=False, discrete=False,
+        dispersion="shape", fixed_dispersion=False, discrete=False, support="positive",
         joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | {"glm", "glmer"}),
 )}
 

@@ -674,8 +674,8 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
     varcorr_cov, varcorr_sd, varcorr_cor = varcorr(factors, s2)
     singular = singular_factors(factors)
     dres = deviance_residuals(prob.family, prob.y, fit.mu, prob.ntr, phi)
-    n_params = p + nt + (1 if prob.family == "negbinomial" else 0) \
-        + (1 if prob.family == "Gamma" else 0)
+    # the family parameter counts (glmer.nb's theta, Gamma's dispersion)
+    n_params = p + nt + int(FAMILIES[prob.family].dispersion is not None)
     return GlmmEstimates(beta=beta, theta=theta, phi=phi, vcov=vcov, se=se, hessian=H,
                          gradient=grad, laplace=fit, logLik=fit.loglik, deviance_resid=dres,
                          n_params=n_params, ranef=ranef, condsd=condsd, condvar=condvar,

@@ -19,7 +19,8 @@ from scipy import stats
 
 import bayesmix as bm
 from bayesmix.errors import FamilyError
-from bayesmix.families import FAMILIES, LINKS, METHODS, Family, families_for, get_family
+from bayesmix.families import (FAMILIES, LINKS, METHODS, SUPPORTS, Family, families_for,
+                               get_family)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFS = json.loads((ROOT / "tests" / "reference" / "family_refs.json").read_text())
@@ -149,6 +150,7 @@ def test_supported_methods():
     with pytest.raises(FamilyError, match="choose one of"):
         get_family("poisson").supports("em")
     assert set(METHODS) >= set().union(*(s.methods for s in FAMILIES.values()))
+    assert {s.support for s in FAMILIES.values()} <= set(SUPPORTS)
 
 
 def test_family_names_and_errors():

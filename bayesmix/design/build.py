@@ -149,8 +149,10 @@ def _counts(values: np.ndarray, expr: str, what: str) -> None:
 
 
 def _response(parsed: ParsedFormula, data: pd.DataFrame, family: Family, transforms=None):
-    """y and binomial trials, with the checks each family needs."""
-    binom = family.name in ("binomial", "bernoulli")
+    """y and binomial trials, with the checks the family's support needs
+    (`bayesmix.families.SUPPORTS`)."""
+    support = family.spec.support
+    binom = support == "binary"
     if parsed.cbind is not None:
         if family.name != "binomial":
             raise FamilyError(
@@ -178,10 +180,10 @@ def _response(parsed: ParsedFormula, data: pd.DataFrame, family: Family, transfo
                 "for counts of successes use cbind(successes, failures) with family='binomial'"
             )
         return y, (np.ones_like(y) if family.name == "binomial" else None)
-    if family.name in ("poisson", "negbinomial"):
+    if support == "count":
         _counts(y, expr, f"the {family.name} response")
-    if family.name == "Gamma" and np.any(y <= 0):
-        raise DataError(f"the Gamma response {expr!r} must be positive")
+    if support == "positive" and np.any(y <= 0):
+        raise DataError(f"the {family.name} response {expr!r} must be positive")
     return y, None
 
 
