@@ -11,6 +11,16 @@ The joint program runs as brms would for sleepstudy (non-centred, diag_e) and wi
 centered=True, metric="dense_e" for lmmdata (its non-centred form takes minutes there).
 
 Run: python benchmarks/bench_marginal.py [--chains 4] [--iter 1000] [--seed 1]
+
+Bayesian at scale (issue 12): ``--bayes`` runs instead the simulated crossed design of
+bench_scale.py, ``y ~ x + (1 + x | g) + (1 | h)`` (10^4 rows: g 500 levels, h 200; ``--rows
+100000``: g 5,000), 2 chains x (500 warmup + 500 draws) by default, and prints the stage split:
+the call to ``sample`` (design, data, Stan), Stan's sampling time, the post-sampling work
+(``to_arviz``: the exact random-effect draws, log_lik, y_rep and the InferenceData) and its share
+of sampling, min bulk ESS of the hyperparameters (every scalar quantity: fixed effects, sd's,
+correlation, sigma) and per second of sampling. ``--joint`` adds the joint program.
+
+    python benchmarks/bench_marginal.py --bayes [--rows 10000] [--joint]
 """
 
 import argparse
@@ -59,12 +69,105 @@ def run(formula, data, program, chains, n_iter, seed, joint_kw):
     }
 
 
+SCALE_FORMULA = "y ~ x + (1 + x | g) + (1 | h)"
+BRMS_1E4 = "brms (issue 12, cold, 2 x 500 + 500): 120 s total, 63 s sampling, min bulk ESS 247"
+
+
+class _StanClock:
+    """Wraps bayesmix.engine.compile_model so that the Stan call's start and end are known:
+    everything after it in ``sample`` (the fit object, the exact random-effect draws, the
+    diagnostics and their InferenceData) is post-sampling work."""
+
+    def __init__(self):
+        import bayesmix.engine as eng
+        self.eng, self.orig, self.marks = eng, eng.compile_model, {}
+
+    def __enter__(self):
+        clock = self
+
+        class Timed:
+            def __init__(self, model):
+                self._model = model
+
+            def __getattr__(self, name):
+                return getattr(self._model, name)
+
+            def sample(self, *args, **kw):
+                clock.marks["stan_start"] = time.perf_counter()
+                try:
+                    return self._model.sample(*args, **kw)
+                finally:
+                    clock.marks["stan_end"] = time.perf_counter()
+
+        self.eng.compile_model = lambda *a, **k: Timed(self.orig(*a, **k))
+        return self
+
+    def __exit__(self, *exc):
+        self.eng.compile_model = self.orig
+
+
+def run_scale(rows, program, chains, n_warmup, n_iter, seed):
+    """One fit of the crossed design, timed by stage."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_scale import crossed
+    df = crossed(rows, 200)
+    kw = dict(chains=chains, iter_warmup=n_warmup, iter_sampling=n_iter, seed=seed,
+              show_progress=False, program=program)
+    with warnings.catch_warnings(), _StanClock() as clock:
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        fit = bayesmix.Model(SCALE_FORMULA, df).sample(**kw)
+        idata = fit.to_arviz()
+        t2 = time.perf_counter()
+    m = clock.marks
+    post = idata.posterior
+    hyper = [v for v in post.data_vars if post[v].ndim == 2]   # scalars: (chain, draw)
+    ess = az.ess(idata, var_names=hyper, method="bulk")
+    min_ess = min(float(ess[v]) for v in hyper)
+    sampling = float(fit.run.elapsed)
+    return {"before": m["stan_start"] - t0, "stan_call": m["stan_end"] - m["stan_start"],
+            "sampling": sampling, "post": t2 - m["stan_end"], "total": t2 - t0,
+            "min_ess": min_ess, "ess_s": min_ess / sampling,
+            "div": int(idata.sample_stats["diverging"].sum()), "type": type(fit).__name__}
+
+
+def main_scale(a) -> None:
+    print(f"{SCALE_FORMULA}, {a.rows:,} rows (g {a.rows // 20}, h 200), {a.chains} chains x "
+          f"({a.warmup} warmup + {a.iter} draws), seed {a.seed}")
+    print("before: design, data, program lookup; Stan call: transfer + sampling + reading the "
+          "draws; post: everything after (random effects, log_lik, y_rep, diagnostics, "
+          "InferenceData)")
+    head = (f"{'program':9} {'total s':>8} {'before s':>8} {'Stan call s':>11} "
+            f"{'sampling s':>10} {'post s':>7} {'post/sampling':>13} {'minESS':>7} "
+            f"{'ESS/s':>6} {'div':>4}")
+    print(head)
+    print("-" * len(head))
+    for program in ("marginal",) + (("joint",) if a.joint else ()):
+        r = run_scale(a.rows, program, a.chains, a.warmup, a.iter, a.seed)
+        print(f"{program:9} {r['total']:8.1f} {r['before']:8.2f} {r['stan_call']:11.1f} "
+              f"{r['sampling']:10.1f} {r['post']:7.2f} {r['post'] / r['sampling']:13.1%} "
+              f"{r['min_ess']:7.0f} {r['ess_s']:6.1f} {r['div']:4d}", flush=True)
+    if a.rows == 10_000:
+        print(BRMS_1E4)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--iter", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--bayes", action="store_true", help="the crossed design at scale")
+    ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--warmup", type=int, default=500)
+    ap.add_argument("--joint", action="store_true", help="--bayes: also the joint program")
     a = ap.parse_args()
+    if a.bayes:
+        if a.chains == 4 and a.iter == 1000:   # the --bayes defaults: 2 x (500 + 500)
+            a.chains, a.iter = 2, 500
+        main_scale(a)
+        return
     print(f"{a.chains} chains x ({a.iter} warmup + {a.iter} draws), seed {a.seed}")
     head = (f"{'case':16} {'program':9} {'compile s':>9} {'sample s':>9} {'post s':>7} "
             f"{'total s':>8} {'minESS':>7} {'ESS/s':>8} {'div':>4} {'leapfrog':>8}")

@@ -473,15 +473,23 @@ class MarginalPosteriorFit(PosteriorFit):
         if save_ll or save_rep:
             from ..lmm import random_design
             Z = random_design(lay.terms)
-            mu = beta @ lay.X_s.T + (Z @ rr.T).T          # (S, n), offset removed
-            y = lay.y_s
+            mu = beta @ lay.X_s.T
+            mu += (Z @ rr.T).T                             # (S, n), offset removed
+            # (S, n) arrays: updated in place, one temporary each
             if save_ll:
-                out["log_lik"] = (-0.5 * np.log(2 * np.pi) - np.log(sigma)[:, None]
-                                  - 0.5 * ((y[None, :] - mu) / sigma[:, None]) ** 2)
+                ll = lay.y_s[None, :] - mu
+                ll /= sigma[:, None]
+                np.square(ll, out=ll)
+                ll *= -0.5
+                ll -= (0.5 * np.log(2 * np.pi) + np.log(sigma))[:, None]
+                out["log_lik"] = ll
             if save_rep:
-                off = (np.asarray(d.offset, dtype=float) if d.offset is not None
-                       else np.zeros(d.n))
-                out["y_rep"] = mu + off[None, :] + sigma[:, None] * rng.standard_normal(mu.shape)
+                yr = rng.standard_normal(mu.shape)
+                yr *= sigma[:, None]
+                yr += mu
+                if d.offset is not None:
+                    yr += np.asarray(d.offset, dtype=float)[None, :]
+                out["y_rep"] = yr
         return {k: v.reshape((C, D) + v.shape[1:]) for k, v in out.items()}
 
     def draws(self, name: str) -> np.ndarray:
