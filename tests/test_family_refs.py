@@ -15,7 +15,9 @@ CSVs of make_family_data.R; see tests/reference/families/README.md):
 - the R script's own checks against the packages (TMB's joint density, clmm's fitted values
   and Laplace logLik, lme4 for the lognormal-as-gaussian fit) as logged, convergence, and the
   files the JSON names;
-- simulation truth: every fixed effect within 4 standard errors of the value simulated.
+- simulation truth: every fixed effect within 4 standard errors of the value simulated;
+- brms's Stan code for each case (brms_priors.R, make_stancode) contains the likelihood the
+  README describes (text match, whitespace removed).
 
 The comparisons of bayesmix's own ML fits and posteriors with these numbers (logLik within
 1e-3, estimates within 1e-3 relative, as issue #17 asks) come with the family
@@ -213,3 +215,34 @@ def test_fixed_effects_recover_the_simulation_truth(name):
             assert abs(est - want[n]) < 4 * se, (name, par, n, est, want[n], se)
             checked += 1
     assert checked >= 2
+
+
+BRMS = json.loads((FAM / "brms_priors.json").read_text())
+# brms 2.18's likelihood for each case (from make_stancode, whitespace removed): the model the
+# README and _logpdf above describe, e.g. hurdles divide by 1 - f(0), zi mixes at zero only
+BRMS_CODE = {
+    "student": ["student_t_lpdf(Y|nu,mu,sigma)"],
+    "lognormal": ["lognormal_lpdf(Y|mu,sigma)"],
+    "beta": ["beta_lpdf(Y|mu*phi,(1-mu)*phi)"],
+    "beta_binomial": ["beta_binomial_lpmf(Y[n]|trials[n],mu[n]*phi,(1-mu[n])*phi)"],
+    "cumulative_logit": ["ordered_logistic_lpmf(Y[n]|mu[n],Intercept)",
+                         "b_Intercept=Intercept+dot_product(means_X,b)"],
+    "cumulative_probit": ["p=Phi(disc*(thres[y]-mu))-Phi(disc*(thres[y-1]-mu))",
+                          "b_Intercept=Intercept+dot_product(means_X,b)"],
+    "zero_inflated_poisson": ["log_sum_exp(bernoulli_logit_lpmf(1|zi),bernoulli_logit_lpmf(0|zi)"
+                              "+poisson_log_lpmf(0|eta))"],
+    "zero_inflated_poisson_zi_re": ["zero_inflated_poisson_log_logit_lpmf(Y[n]|mu[n],zi[n])"],
+    "zero_inflated_negbinomial": ["bernoulli_logit_lpmf(0|zi)+neg_binomial_2_log_lpmf(0|eta,phi)"],
+    "hurdle_poisson": ["bernoulli_logit_lpmf(0|hu)+poisson_log_lpmf(y|eta)-log1m_exp(-exp(eta))"],
+    "hurdle_negbinomial": ["neg_binomial_2_log_lpmf(y|eta,phi)-log1m((phi/(exp(eta)+phi))^phi)"],
+    "gaussian_sigma": ["normal_lpdf(Y|mu,sigma)", "sigma=exp(sigma)"],
+    "negbinomial_shape": ["neg_binomial_2_log_lpmf(Y|mu,shape)", "shape=exp(shape)"],
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_brms_stan_code_is_the_model_described(name):
+    case = BRMS["cases"][name]
+    code = "".join((ROOT / case["stancode"]).read_text().split())
+    for snippet in BRMS_CODE[name]:
+        assert snippet in code, (name, snippet)
