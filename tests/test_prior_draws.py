@@ -82,6 +82,7 @@ def test_sample_with_prior_draws_fills_the_prior_group():
     assert "prior" in idata.groups() and "prior" not in post.to_arviz(prior=False).groups()
     assert list(idata.prior.data_vars) == list(idata.posterior.data_vars)
     assert idata.prior["Days|Subject"].shape == (2, 200, 18)
+    assert idata.prior_predictive["Reaction"].shape == (2, 200, 180)
     # the prior draws are the numpy prior's (seeded from the run's seed), not the posterior
     nd = post.prior_draws()
     np.testing.assert_array_equal(idata.prior["sd(Days|Subject)"].values,
@@ -102,3 +103,57 @@ def test_readable_names_survive_netcdf(tmp_path):
     idata.to_netcdf(str(tmp_path / "prior.nc"))
     back = az.from_netcdf(str(tmp_path / "prior.nc"))
     assert list(back.prior.data_vars) == list(rd.variables)
+
+
+def test_prior_predictive_is_the_model_at_each_prior_draw(sleep):
+    from bayesmix.bayes.priordraws import prior_predictive
+    nd = prior_named_draws(sleep, chains=2, ndraws=500, seed=4)
+    y = prior_predictive(sleep, nd, seed=5)
+    assert y.shape == (2, 500, 180) and np.isfinite(y).all()
+    # the mean built here from the data frame, not from the design's Z: Subject's intercept
+    # and Days slope added to the population line
+    df = load("sleepstudy")
+    subj = df["Subject"].cat.codes.to_numpy()
+    days = df["Days"].to_numpy(float)
+    b = nd.posterior["b"].reshape(-1, 2)
+    r = nd.posterior["r_Subject"].reshape(-1, 18, 2)
+    mu = b[:, [0]] + b[:, [1]] * days + r[:, subj, 0] + r[:, subj, 1] * days
+    z = (y.reshape(-1, 180) - mu) / nd.posterior["sigma"].reshape(-1, 1)
+    assert stats.kstest(z.reshape(-1)[::7], stats.norm.cdf).pvalue > 1e-3
+
+
+def test_prior_predictive_counts():
+    from bayesmix.bayes.priordraws import prior_predictive
+    cbpp = load("cbpp")
+    d = build_design("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                     family="binomial")
+    y = prior_predictive(d, prior_named_draws(d, chains=1, ndraws=400, seed=6), seed=7)
+    size = cbpp["size"].to_numpy()
+    assert np.isfinite(y).all() and (y == np.round(y)).all()
+    assert (y >= 0).all() and (y <= size).all() and (y == size).any() and (y == 0).any()
+
+
+def test_prior_predictive_gamma_quietly_leaves_impossible_means_out():
+    import warnings
+
+    import pandas as pd
+
+    from bayesmix.bayes.priordraws import prior_predictive
+    from bayesmix.families import get_family
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=60), "g": np.repeat(list("abcdef"), 10),
+                       "y": rng.gamma(2.0, 1.0, 60)})
+    d = build_design("y ~ x + (1 | g)", df, family=get_family("Gamma", "inverse"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from numpy
+        y = prior_predictive(d, prior_named_draws(d, chains=1, ndraws=300, seed=2), seed=3)
+    # under the inverse link a prior draw can give a negative mean: NaN there, as Stan rejects
+    nd = prior_named_draws(d, chains=1, ndraws=300, seed=2)
+    eta = nd.posterior["b"].reshape(-1, 2) @ np.column_stack([np.ones(60), df.x]).T \
+        + nd.posterior["r_g"].reshape(-1, 6)[:, np.repeat(np.arange(6), 10)]
+    nan, bad_mean = np.isnan(y.reshape(-1, 60)), ~(1 / eta > 0)
+    assert nan[bad_mean].all() and bad_mean.any()
+    # otherwise only where gamma(0.01, 0.01) drew a shape so small the scale overflows
+    shape = nd.posterior["shape"].reshape(-1)
+    assert (shape[(nan & ~bad_mean).any(axis=1)] < 1e-100).all()
+    assert (y[np.isfinite(y)] >= 0).all()  # tiny shapes put the draws at 0 (underflow)

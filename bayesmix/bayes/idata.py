@@ -23,7 +23,8 @@ pointwise log-likelihood in ``log_likelihood``, the posterior predictive draws i
 matches these groups by name (az.loo, az.plot_ppc, az.loo_pit). ``constant_data`` holds
 each grouping factor's level per observation and, where the model has them, ``trials``,
 ``offset`` and ``weights``. ``prior`` (on request) holds exact draws from the declared
-priors under the same names. docs/results.md describes the scheme.
+priors under the same names, with ``prior_predictive`` (responses simulated at each prior
+draw) when ``posterior_predictive`` is kept. docs/results.md describes the scheme.
 """
 
 from __future__ import annotations
@@ -280,6 +281,10 @@ def to_inference_data(fit, prior: NamedDraws | None = None) -> "az.InferenceData
         dims.update(cdims)
     if prior is not None:
         kwargs["prior"] = readable_draws(design, prior).variables
+        if fit.stan_data.get("save_y_rep", 0):  # as large as y_rep: only when that is kept
+            from .priordraws import prior_predictive
+            seed = int(fit.run.args.get("seed", 0) or 0) + 2
+            kwargs["prior_predictive"] = {yname: prior_predictive(design, prior, seed)}
     y = np.asarray(fit.stan_data["Y"])
     idata = az.from_dict(posterior=readable.variables, sample_stats=stats,
                          observed_data={yname: y}, coords=coords, dims=dims, **kwargs)

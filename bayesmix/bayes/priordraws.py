@@ -107,4 +107,49 @@ def prior_named_draws(design, priors: Iterable = (), chains: int = 4, ndraws: in
     return named_draws(design, shaped.__getitem__)
 
 
-__all__ = ["lkj_cholesky", "prior_named_draws"]
+_MEAN_CAP = 1e12  # count families: prior means beyond this (exp of a wild draw) are capped
+
+
+def prior_predictive(design, nd: NamedDraws, seed: int | None = None) -> np.ndarray:
+    """Responses (chain, draw, n) simulated from the prior draws `nd` (`prior_named_draws`):
+    the linear predictor X b + Z r + offset at each draw, its mean through the inverse link,
+    one response per observation from the family (`Family.draw`; binomial: successes out of
+    the trials). A draw whose mean the family cannot take (a negative Gamma mean under the
+    inverse link, a non-finite one) gives NaN there, as Stan would reject that state;
+    count-family means are capped at 1e12."""
+    post = nd.posterior
+    C, D = post["b"].shape[:2]
+    S = C * D
+    X = np.asarray(design.X, dtype=float).reshape(design.n, -1)
+    eta = post["b"].reshape(S, -1) @ X.T
+    for lay in nd.layouts:
+        r = post[f"r_{lay.group}"].reshape(S, len(lay.levels), -1)
+        m = 0
+        for k in lay.terms:
+            t = design.terms[k - 1]
+            Z = np.asarray(t.Z, dtype=float).reshape(design.n, t.p)
+            idx = np.asarray(t.index)
+            eta += np.einsum("snj,nj->sn", r[:, idx, m:m + t.p], Z)
+            m += t.p
+    if design.offset is not None:
+        eta += np.asarray(design.offset, dtype=float)[None, :]
+    fam = design.family
+    with np.errstate(over="ignore", invalid="ignore"):
+        mu = np.asarray(fam.linkinv(eta), dtype=float)
+    valid = np.isfinite(mu)
+    if fam.name in ("poisson", "negbinomial"):
+        valid &= mu >= 0
+        mu = np.minimum(mu, _MEAN_CAP)
+    elif fam.name == "Gamma":
+        valid &= mu > 0
+    par = _FAMILY_PARAMS.get(fam.name)
+    phi = None if par is None else np.broadcast_to(post[par].reshape(S, 1), mu.shape)[valid]
+    trials = np.broadcast_to(np.asarray(design.trials if design.trials is not None else 1.0,
+                                        dtype=float), mu.shape)[valid]
+    y = np.full(mu.shape, np.nan)
+    with np.errstate(all="ignore"):  # e.g. a Gamma shape drawn as 0 from gamma(0.01, 0.01)
+        y[valid] = fam.draw(np.random.default_rng(seed), mu[valid], trials, phi)
+    return y.reshape(C, D, design.n)
+
+
+__all__ = ["lkj_cholesky", "prior_named_draws", "prior_predictive"]
