@@ -217,7 +217,13 @@ class PosteriorFit(PlotMixin):
         was asked for it (``model.sample(prior_draws=True)``)."""
         if not (self.include_prior if prior is None else prior):
             return self._idata
-        return to_inference_data(self, prior=self.prior_draws())
+        draws = self.prior_draws()
+        predictive = None
+        if self.stan_data.get("save_y_rep", 0):  # as large as y_rep: only when that is kept
+            from .priordraws import prior_predictive
+            seed = int(self.run.args.get("seed", 0) or 0) + 2
+            predictive = prior_predictive(self.design, draws, seed)
+        return to_inference_data(self, prior=draws, prior_predictive=predictive)
 
     def prior_draws(self, seed: int | None = None) -> NamedDraws:
         """Exact draws from the declared priors (numpy, no sampler), as many as the fit

@@ -248,10 +248,12 @@ def _constant_data(design, stan_data: dict) -> tuple[dict, dict]:
     return data, {k: ["obs"] for k in data}
 
 
-def to_inference_data(fit, prior: NamedDraws | None = None) -> "az.InferenceData":
+def to_inference_data(fit, prior: NamedDraws | None = None,
+                      prior_predictive: np.ndarray | None = None) -> "az.InferenceData":
     """InferenceData of a PosteriorFit: posterior, sample_stats, observed_data,
     constant_data, and log_likelihood / posterior_predictive when they were saved;
-    `prior` (internal names, e.g. from `bayesmix.bayes.priordraws`) adds a prior group."""
+    `prior` (internal names, e.g. from `bayesmix.bayes.priordraws`) adds a prior group and
+    `prior_predictive` (draws x observations) a prior_predictive group."""
     import arviz as az
 
     design = fit.design
@@ -281,10 +283,8 @@ def to_inference_data(fit, prior: NamedDraws | None = None) -> "az.InferenceData
         dims.update(cdims)
     if prior is not None:
         kwargs["prior"] = readable_draws(design, prior).variables
-        if fit.stan_data.get("save_y_rep", 0):  # as large as y_rep: only when that is kept
-            from .priordraws import prior_predictive
-            seed = int(fit.run.args.get("seed", 0) or 0) + 2
-            kwargs["prior_predictive"] = {yname: prior_predictive(design, prior, seed)}
+    if prior_predictive is not None:
+        kwargs["prior_predictive"] = {yname: prior_predictive}
     y = np.asarray(fit.stan_data["Y"])
     idata = az.from_dict(posterior=readable.variables, sample_stats=stats,
                          observed_data={yname: y}, coords=coords, dims=dims, **kwargs)
