@@ -27,9 +27,9 @@ carry the joint program's names (``b``, ``sd_<group>``, ``cor_<group>``, ``r_<gr
 `sample_posterior(design, priors, program="auto")` picks the program: the marginal one for
 gaussian identity-link models with random effects, no prior weights, no centred terms asked for
 and a dense part of the reduced system (Q2, the random-effect columns of every term but the one
-with most levels) of at most `DENSE_LIMIT` columns and at most `DRAW_LIMIT` random-effect
-columns in all (the exact draws are dense in q, batched over draws); the joint program otherwise
-(with an info log message saying why, when "auto" had to fall back).
+with most levels) of at most `DENSE_LIMIT` columns (the exact draws are blocked like the
+likelihood, so the number of levels of the first term does not limit them); the joint program
+otherwise (with an info log message saying why, when "auto" had to fall back).
 """
 
 from __future__ import annotations
@@ -52,21 +52,20 @@ logger = logging.getLogger("bayesmix")
 MARGINAL_PROGRAM = "lmm_marginal.stan"
 PROGRAMS = ("auto", "marginal", "joint", "generic", "generated")
 DENSE_LIMIT = 1000  # above this Q2 the marginal program's dense Cholesky loses to the joint one
-DRAW_LIMIT = 2000   # above this q the (dense, per draw) random-effect draws get too slow
 
-# why the marginal program does not apply (`Unsupported.code`); the last two only make it
+# why the marginal program does not apply (`Unsupported.code`); the last one only makes it
 # slower than the joint program, so program="marginal" still runs it
 FAMILY_LINK, NO_RANDOM = "family_link", "no_random_effects"
 WEIGHTS, CENTERED = "weights", "centered"
-DENSE_BLOCK, DENSE_DRAWS = "dense_block", "dense_draws"
-SLOWER_ONLY = frozenset({DENSE_BLOCK, DENSE_DRAWS})
+DENSE_BLOCK = "dense_block"
+SLOWER_ONLY = frozenset({DENSE_BLOCK})
 
 
 @dataclass(frozen=True)
 class Unsupported:
     """Why the marginal program does not apply to a model (or would be slower there)."""
 
-    code: str      # FAMILY_LINK, NO_RANDOM, WEIGHTS, CENTERED, DENSE_BLOCK or DENSE_DRAWS
+    code: str      # FAMILY_LINK, NO_RANDOM, WEIGHTS, CENTERED or DENSE_BLOCK
     detail: str    # for people: what exactly
 
     @property
@@ -165,10 +164,6 @@ def marginal_unsupported(design, priors: Iterable[Prior] = (),
         return Unsupported(DENSE_BLOCK, f"the marginal program's dense block has Q2 = {lay.q2} "
                            f"> {DENSE_LIMIT} columns (many crossed levels): the joint program "
                            "is faster")
-    if lay.q > DRAW_LIMIT:
-        return Unsupported(DENSE_DRAWS, "the marginal program's dense block is small but its "
-                           f"random-effect draws are dense in q = {lay.q} > {DRAW_LIMIT} columns "
-                           "(too slow for now): the joint program is used")
     return None
 
 
