@@ -30,6 +30,7 @@ CASES = [
     ("y ~ x + (x + w | g) + (x | h)", _synthetic),   # 3 x 3 first term, correlated second
     ("y ~ x + (1 | h) + (x + w || g)", _synthetic),  # uncorrelated split terms
     ("y ~ 0 + x + (1 | g)", _synthetic),             # no intercept
+    ("y ~ 0 + (1 | g) + (1 | h)", _synthetic),       # no fixed effects at all
 ]
 
 
