@@ -185,12 +185,12 @@ def draw_system(lay) -> DrawSystem:
 # ---------------------------------------------------------------- the draws
 
 
-def _lambda2(sys: DrawSystem, T2: list, M: np.ndarray, side: str) -> np.ndarray:
+def _lambda2(ds: DrawSystem, T2: list, M: np.ndarray, side: str) -> np.ndarray:
     """Lambda2' M (side "left", M (c, Q2, m)) or M Lambda2 (side "right", M (c, m, Q2)) or
     Lambda2 v (side "apply", v (c, Q2)); Lambda2 = blockdiag_k (I_{l_k} kron T_k)."""
     out = np.empty_like(M)
     pos = 0
-    for T, p, lv in zip(T2, sys.p_term[1:], sys.l_term[1:]):
+    for T, p, lv in zip(T2, ds.p_term[1:], ds.l_term[1:]):
         sl = slice(pos, pos + p * lv)
         c = M.shape[0]
         if p == 1:   # a scalar term: a diagonal scaling
@@ -214,49 +214,50 @@ def _lambda2(sys: DrawSystem, T2: list, M: np.ndarray, side: str) -> np.ndarray:
     return out
 
 
-def draw_chunk(sys: DrawSystem, T: list, beta: np.ndarray, sigma: np.ndarray,
+def draw_chunk(ds: DrawSystem, T: list, beta: np.ndarray, sigma: np.ndarray,
                e: np.ndarray, prior_only: bool = False) -> np.ndarray:
     """b = Lambda u for c draws at once: T the per-term factors (c, p_k, p_k), beta (c, P),
     sigma (c,), e (c, q) the standard normals (u1 level-major first, then u2). Returns (c, q)."""
     c = e.shape[0]
-    p1, l1 = sys.p_term[0], sys.l_term[0]
-    q1, q2 = sys.q1, sys.q2
+    p1, l1 = ds.p_term[0], ds.l_term[0]
+    q1, q2 = ds.q1, ds.q2
     T1, T2 = T[0], T[1:]
     e1 = e[:, :q1].reshape(c, l1, p1, 1)
     e2 = e[:, q1:]
     if prior_only:   # u ~ N(0, sigma^2 I)
         u1 = sigma[:, None, None] * e1[..., 0]
-        b2 = _lambda2(sys, T2, sigma[:, None] * e2, "apply") if q2 else e2
+        b2 = _lambda2(ds, T2, sigma[:, None] * e2, "apply") if q2 else e2
         b1 = np.einsum("sir,sjr->sji", T1, u1)
         return np.concatenate([b1.reshape(c, q1), b2], axis=1)
     # first term, level by level: A_j = T1' C_j T1 + I = L_j L_j', W_j = T1 A_j^-1 T1' = V'V
-    A1 = np.einsum("sri,sjrk->sjik", T1, np.einsum("jrt,stk->sjrk", sys.C1, T1)) + np.eye(p1)
+    A1 = np.einsum("sri,sjrk->sjik", T1, np.einsum("jrt,stk->sjrk", ds.C1, T1)) + np.eye(p1)
     L1 = _chol(A1)                                               # (c, l1, p1, p1)
-    Z1r = sys.Z1y[None] - np.einsum("jrp,sp->sjr", sys.Z1X, beta)   # Z1j' r  (c, l1, p1)
+    Z1r = ds.Z1y[None] - np.einsum("jrp,sp->sjr", ds.Z1X, beta)   # Z1j' r  (c, l1, p1)
     if q2:
         V = _fwd(L1, np.swapaxes(T1, 1, 2)[:, None])             # L_j^-1 T1'
         W = np.einsum("sjri,sjrk->sjik", V, V)
         Wv = np.einsum("sjik,sjk->sji", W, Z1r)                  # W_j Z1j' r
         # Schur complement on the u2 block: vec(Q22) = K22 w (column-major, lower triangle)
         w = np.swapaxes(W, 2, 3).reshape(c, l1 * p1 * p1)
-        Qt = np.asarray(sys.K22 @ w.T).T.reshape(c, q2, q2)     # Qt[s, b, a] = Q22[a, b]
-        S22 = sys.Z2Z2[None] - np.swapaxes(Qt, 1, 2)
+        Qt = np.asarray(ds.K22 @ w.T).T.reshape(c, q2, q2)     # Qt[s, b, a] = Q22[a, b]
+        S22 = ds.Z2Z2[None] - np.swapaxes(Qt, 1, 2)
         S22 = np.tril(S22) + np.swapaxes(np.tril(S22, -1), 1, 2)
-        S22 = _lambda2(sys, T2, _lambda2(sys, T2, S22, "left"), "right")
+        S22 = _lambda2(ds, T2, _lambda2(ds, T2, S22, "left"), "right")
         S22[:, np.arange(q2), np.arange(q2)] += 1.0
-        Z2r = sys.Z2y[None] - beta @ sys.Z2X.T
-        rhs2 = Z2r - np.asarray(sys.GT @ Wv.reshape(c, q1).T).T
-        c2 = _lambda2(sys, T2, rhs2[:, :, None], "left")[:, :, 0]
+        Z2r = ds.Z2y[None] - beta @ ds.Z2X.T
+        rhs2 = Z2r - np.asarray(ds.GT @ Wv.reshape(c, q1).T).T
+        c2 = _lambda2(ds, T2, rhs2[:, :, None], "left")[:, :, 0]
         u2 = np.empty((c, q2))
         for s in range(c):  # one Q2 x Q2 factor per draw (LAPACK; triangular solves)
             L22, info = sla.lapack.dpotrf(S22[s], lower=1, clean=1)
             if info:
-                raise np.linalg.LinAlgError(f"S22 of draw {s} is not positive definite")
+                raise np.linalg.LinAlgError("the u2 block of A is not numerically positive "
+                                            "definite at a posterior draw")
             z = sla.solve_triangular(L22, c2[s], lower=True, check_finite=False)
             u2[s] = sla.solve_triangular(L22, z + sigma[s] * e2[s], lower=True, trans="T",
                                          check_finite=False)
-        b2 = _lambda2(sys, T2, u2, "apply")
-        Gb2 = np.asarray(sys.G @ b2.T).T.reshape(c, l1, p1)
+        b2 = _lambda2(ds, T2, u2, "apply")
+        Gb2 = np.asarray(ds.G @ b2.T).T.reshape(c, l1, p1)
     else:
         b2 = np.zeros((c, 0))
         Gb2 = 0.0
@@ -281,15 +282,15 @@ def draw_random_effects(lay, beta: np.ndarray, sd_all: np.ndarray, cpc: np.ndarr
 
 
 def _draw_all(lay, beta, sd_all, cpc, sigma, rng, prior_only, chunk_bytes, system):
-    sys = system if system is not None else draw_system(lay)
+    ds = system if system is not None else draw_system(lay)
     beta = np.asarray(beta, dtype=float).reshape(sigma.shape[0], -1)
     S = beta.shape[0]
-    q = sys.q1 + sys.q2
+    q = ds.q1 + ds.q2
     out = np.empty((S, q))
-    step = max(1, int(chunk_bytes // sys.bytes_per_draw()))
+    step = max(1, int(chunk_bytes // ds.bytes_per_draw()))
     for lo in range(0, S, step):
         hi = min(S, lo + step)
         T = term_factors(lay, sd_all[lo:hi], cpc[lo:hi], sigma[lo:hi])
         e = rng.standard_normal((hi - lo, q))
-        out[lo:hi] = draw_chunk(sys, T, beta[lo:hi], sigma[lo:hi], e, prior_only)
+        out[lo:hi] = draw_chunk(ds, T, beta[lo:hi], sigma[lo:hi], e, prior_only)
     return out
