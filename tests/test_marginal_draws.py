@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayesmix.bayes.marginal import marginal_layout, relative_factors
+from bayesmix.bayes.marginal import cholesky_corr, marginal_layout, relative_factors
 from bayesmix.bayes.ranef_draws import (cholesky_corr_batch, draw_chunk, draw_random_effects,
                                         draw_system, term_factors)
-from bayesmix.bayes.marginal import cholesky_corr
 from bayesmix.datasets import load
 from bayesmix.design import build_design
 from bayesmix.lmm import factors_to_theta, lambda_matrix, random_design
