@@ -68,12 +68,12 @@ def _demo(args: argparse.Namespace) -> int:
     school = load("lmmdata")
     print("bayesmix demo: the school tutorial's mixed models on the bundled lmmdata "
           "(1200 students, 6 schools x 4 classes)\n", flush=True)
-    # First run: the ML program compiles as soon as the precompiled header is ready (the
-    # first results), the posterior's program as soon as the driver frees the other core.
+    # First run: the ML program compiles at once beside the driver (the first results), the
+    # posterior's program as soon as the driver frees the other core.
     nuts_program = None
     if not args.no_nuts:
         background = ThreadPoolExecutor(max_workers=1)
-        driver_build = bundled_toolchain().start()[0]
+        driver_build = bundled_toolchain().start()
         nuts_program = background.submit(lambda: (driver_build.result(),
                                                   build(["lmm_marginal"])))
         background.shutdown(wait=False)

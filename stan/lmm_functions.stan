@@ -62,13 +62,48 @@ tuple(real, vector) lmm_first_term(vector theta, int start, int p1, data array[]
     w = t2 ./ a;
     logdet = sum(log(a));
   } else {
+    // Per level: A_j = T1' C_j T1 + I, its lower Cholesky factor L_j, V = L_j^-1 T1' and
+    // W_j = V' V, written as scalar loops. p1 is small, and scalar code compiles far faster
+    // than the reverse-mode specialisations of the matrix functions (docs/architecture.md).
     int pp = p1 * p1;
     logdet = 0;
     for (j in 1:l1) {
-      matrix[p1, p1] Lj = cholesky_decompose(add_diag(quad_form_sym(C1[j], T1), 1));
-      matrix[p1, p1] V = mdivide_left_tri_low(Lj, T1');  // L_j^-1 T1'
-      w[((j - 1) * pp + 1):(j * pp)] = to_vector(crossprod(V));  // T1 A_j^-1 T1'
-      logdet += 2 * sum(log(diagonal(Lj)));
+      matrix[p1, p1] Lj = rep_matrix(0, p1, p1);
+      matrix[p1, p1] V;
+      for (b in 1:p1) {
+        for (a in b:p1) {
+          // A_j[a, b] minus what the columns of L_j before b already account for
+          real s = (a == b);
+          for (k in a:p1) {
+            for (m in b:p1) {
+              s += T1[k, a] * C1[j, k, m] * T1[m, b];
+            }
+          }
+          for (k in 1:(b - 1)) {
+            s -= Lj[a, k] * Lj[b, k];
+          }
+          Lj[a, b] = a == b ? sqrt(s) : s / Lj[b, b];
+        }
+      }
+      for (c in 1:p1) {
+        for (a in 1:p1) {
+          real s = T1[c, a];
+          for (k in 1:(a - 1)) {
+            s -= Lj[a, k] * V[k, c];
+          }
+          V[a, c] = s / Lj[a, a];
+        }
+      }
+      for (b in 1:p1) {
+        for (a in 1:p1) {
+          real s = 0;
+          for (k in 1:p1) {
+            s += V[k, a] * V[k, b];
+          }
+          w[(j - 1) * pp + (b - 1) * p1 + a] = s;
+        }
+        logdet += 2 * log(Lj[b, b]);
+      }
     }
   }
   return (logdet, w);

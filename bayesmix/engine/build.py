@@ -1,7 +1,8 @@
 """The one build step: the toolchain and every generic Stan program, ahead of time.
 
-`bayesmix build` (or `build()`) compiles the driver and the precompiled header
-side by side, then the generic programs side by side, one per core. Generic
+`bayesmix build` (or `build()`) compiles the driver and the generic programs side
+by side, one per core (a program's object does not need the driver; only linking
+waits for it). Generic
 programs take the formula's structure, family and priors as data, so after
 this step no built-in model compiles anything. The same builds also happen
 lazily on first use, one program at a time, with the same progress lines."""
@@ -30,7 +31,7 @@ def build(names: list[str] | None = None, jobs: int | None = None) -> dict[str, 
                             f"choose from {', '.join(programs)}")
     chosen = list(names or programs)
     start = time.perf_counter()
-    bundled_toolchain().start()  # driver and header; programs compile as the header is ready
+    bundled_toolchain().start()  # the driver, in the background beside the programs
     jobs = jobs or os.cpu_count() or 1
 
     def one(name: str) -> float:

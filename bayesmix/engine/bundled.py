@@ -47,9 +47,8 @@ class BundledModel(Engine):
         entry = tc.home / "models" / self.key
         exe_dir = entry / f"bin-{tc.driver_key}"
         if not _intact(exe_dir):
-            driver_build, pch_build = tc.start()  # in the background, once
-            self._check_syntax()  # stanc errors before waiting on the C++ builds
-            pch = wait_for(pch_build)
+            driver_build = tc.start()  # in the background, once
+            self._check_syntax()  # stanc errors before any C++ build
             with cache_errors(entry.parent):
                 entry.parent.mkdir(parents=True, exist_ok=True)
                 with FileLock(str(entry) + ".check.lock"):
@@ -57,8 +56,8 @@ class BundledModel(Engine):
                         shutil.rmtree(exe_dir)  # damaged: rebuild rather than run it
                     if not _intact(entry, "model.o"):
                         shutil.rmtree(entry, ignore_errors=True)
-                    # the object needs only the header: it compiles while the driver builds
-                    _, compiled = atomic_build(entry, lambda tmp: self._build_object(tmp, pch))
+                    # the object does not need the driver: it compiles while the driver builds
+                    _, compiled = atomic_build(entry, self._build_object)
                     driver = wait_for(driver_build)
                     _, linked = atomic_build(exe_dir,
                                              lambda tmp: self._link(tmp, entry, driver))
@@ -79,15 +78,14 @@ class BundledModel(Engine):
             stan_file.write_text(self.code)
             self._stanc(stan_file, Path(tmp) / "model.hpp")
 
-    def _build_object(self, tmp: Path, pch: Path | None) -> None:
+    def _build_object(self, tmp: Path) -> None:
         tc = self.toolchain
         stan_file = tmp / f"{self.name}.stan"
         stan_file.write_text(self.code)
         hpp = tmp / "model.hpp"
         self._stanc(stan_file, hpp)
-        includes = ([f"-I{pch}", "-Winvalid-pch"] if pch else []) + [f"-I{tc.include}"]
         with timed(f"compiling the Stan program {self.name!r}"):
-            proc = run_compiler([tc.cxx, *tc.flags, *includes, "-x", "c++", "-c", str(hpp),
+            proc = run_compiler([tc.cxx, *tc.flags, f"-I{tc.include}", "-x", "c++", "-c", str(hpp),
                                  "-o", str(tmp / "model.o")])
         if proc.returncode != 0:
             raise StanError(f"C++ compilation of {self.name!r} failed:\n{proc.stderr[-4000:]}")

@@ -24,12 +24,17 @@ CXX_FLAGS = (
     "-DBOOST_PHOENIX_NO_VARIADIC_EXPRESSION", "-DSTAN_THREADS", "-D_REENTRANT",
     "-Wno-sign-compare", "-Wno-ignored-attributes", "-Wno-deprecated-declarations",
 )
+# The driver runs Stan's services (NUTS, L-BFGS, Laplace); the arithmetic that matters is the
+# model's gradient, compiled at -O3 in each program's object. At -O1 the driver compiles in
+# ~50 s instead of ~75 s and gives bit-identical draws at the same speed (measured:
+# docs/architecture.md, "Where a first run's time goes").
+DRIVER_FLAGS = tuple("-O1" if f == "-O3" else f for f in CXX_FLAGS)
 LIBS = ("-ltbb", "-lsundials_cvodes", "-lsundials_idas", "-lsundials_kinsol",
         "-lsundials_nvecserial")
 DRIVER_SOURCE = Path(__file__).with_name("driver.cpp")
 
 
-_STARTED: dict[str, tuple[Future, Future]] = {}  # toolchain builds under way, per process
+_STARTED: dict[str, Future] = {}  # driver builds under way, per process
 _STARTED_LOCK = threading.Lock()
 
 
@@ -60,8 +65,8 @@ class Toolchain:
 
     @property
     def key(self) -> str:
-        """Identifies the compiler setup: model objects and the precompiled
-        header are only reused under it. The driver has a key of its own, so
+        """Identifies the compiler setup: model objects are only reused under
+        it. The driver has a key of its own, so
         a driver change relinks programs instead of recompiling them."""
         h = hashlib.sha256()
         for part in (self.stanc_version, self.cxx_version, " ".join(self.flags)):
@@ -70,7 +75,8 @@ class Toolchain:
 
     @property
     def driver_key(self) -> str:
-        return hashlib.sha256(DRIVER_SOURCE.read_bytes() + self.key.encode()).hexdigest()[:12]
+        return hashlib.sha256(DRIVER_SOURCE.read_bytes() + self.key.encode()
+                              + " ".join(DRIVER_FLAGS).encode()).hexdigest()[:12]
 
     @property
     def cxx_version(self) -> str:
@@ -82,16 +88,15 @@ class Toolchain:
 
     @property
     def ready(self) -> bool:
-        """Whether the one-time builds (driver, precompiled header) are done."""
-        return (self.home / f"driver-{self.driver_key}").is_dir() and (
-            os.environ.get("BAYESMIX_NO_PCH") is not None or (self.home / "pch").is_dir())
+        """Whether the one-time build (the driver) is done."""
+        return (self.home / f"driver-{self.driver_key}").is_dir()
 
     def driver_dir(self) -> Path:
-        """Our `main` compiled once per toolchain (~40 s the first time), with
+        """Our `main` compiled once per toolchain (~50 s the first time), with
         libtbb beside it (binaries find it through an rpath)."""
         def build(tmp: Path) -> None:
             with timed("compiling the bayesmix Stan driver"):
-                self._run([self.cxx, *self.flags, f"-I{self.include}", "-c",
+                self._run([self.cxx, *DRIVER_FLAGS, f"-I{self.include}", "-c",
                            str(DRIVER_SOURCE), "-o", str(tmp / "driver.o")],
                           "compiling the bayesmix Stan driver")
             for lib in self.lib.glob("libtbb.so*"):
@@ -101,44 +106,27 @@ class Toolchain:
     def driver_object(self) -> Path:
         return self.driver_dir() / "driver.o"
 
-    def pch_dir(self) -> Path | None:
-        """Precompiled stan/model/model_header.hpp (halves model compile
-        time). Only used when built with exactly our flags (-Winvalid-pch)."""
-        if os.environ.get("BAYESMIX_NO_PCH"):
-            return None
-
-        def build(tmp: Path) -> None:
-            out = tmp / "stan" / "model" / "model_header.hpp.gch"
-            out.parent.mkdir(parents=True)
-            with timed("precompiling the Stan model header"):
-                self._run([self.cxx, *self.flags, f"-I{self.include}", "-x", "c++-header",
-                           str(self.include / "stan/model/model_header.hpp"), "-o", str(out)],
-                          "precompiling the Stan model header")
-        return atomic_build(self.home / "pch", build)[0]
-
-    def start(self) -> tuple[Future, Future]:
-        """Start the one-time builds (driver, precompiled header) side by side in the
-        background, once per process; returns their futures (driver folder, header
-        folder or None). A program's object file needs only the header, so it can
-        compile while the driver is still building."""
+    def start(self) -> Future:
+        """Start the one-time build (the driver) in the background, once per process;
+        returns its future (the driver folder). A program's object file does not need
+        the driver, so it compiles on the other core meanwhile; the driver is needed
+        only to link. (No precompiled header: with Stan's headers it saves ~5 s per
+        program and costs ~30 s and 800 MB once, a loss for the four generic programs.)"""
         with _STARTED_LOCK:
             key = f"{self.home}/{self.driver_key}"  # the cache folder may change
-            futures = _STARTED.get(key)
-            if futures is None or any(f.done() and f.exception() for f in futures):
+            future = _STARTED.get(key)
+            if future is None or (future.done() and future.exception()):
                 if not self.ready:
                     say("building the Stan toolchain for this machine, once "
                         f"(cache: {cache_root()})")
-                pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="bayesmix-build")
-                futures = _STARTED[key] = (pool.submit(self.driver_dir),
-                                           pool.submit(self.pch_dir))
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bayesmix-build")
+                future = _STARTED[key] = pool.submit(self.driver_dir)
                 pool.shutdown(wait=False)
-            return futures
+            return future
 
-    def prepare(self) -> tuple[Path, Path | None]:
-        """Build the driver and the precompiled header (once per machine) and wait for
-        both; returns (driver folder, header folder or None)."""
-        driver, pch = self.start()
-        return wait_for(driver), wait_for(pch)
+    def prepare(self) -> Path:
+        """Build the driver (once per machine) and wait for it; returns its folder."""
+        return wait_for(self.start())
 
     def _run(self, cmd: list[str], what: str) -> None:
         proc = run_compiler(cmd)
