@@ -35,6 +35,26 @@ def image_outputs(nb) -> int:
                for out in cell.get("outputs", []))
 
 
+# ---- the committed notebooks (no browser needed) -----------------------------------------
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_shows_results(path):
+    """The repository page and the gallery show what is committed: every code cell executed,
+    figures present, no errors and nothing on stderr (warnings, progress bars)."""
+    nb = nbformat.read(path, as_version=4)
+    code = {i: c for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()}
+    assert code, f"{path.name} has no code cells"
+    unexecuted = [i for i, c in code.items() if not c.get("execution_count")]
+    assert not unexecuted, (f"{path.name}: cells {unexecuted} committed without outputs; "
+                            f"run python tools/run_notebooks.py notebooks/{path.name}")
+    noisy = [(i, out.get("output_type"), out.get("name", out.get("ename")))
+             for i, c in code.items() for out in c.get("outputs", [])
+             if out.get("output_type") == "error"
+             or (out.get("output_type") == "stream" and out.get("name") == "stderr")]
+    assert not noisy, f"{path.name}: errors or stderr in the committed outputs: {noisy}"
+    assert image_outputs(nb) >= 1, f"{path.name}: no figure among the committed outputs"
+
+
 # ---- the built site in Chromium ------------------------------------------------------------
 
 @pytest.fixture(scope="module")
