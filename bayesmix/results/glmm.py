@@ -14,8 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..design import Design, design_for_newdata
-from ..design.reform import re_form_groups
+from ..design import Design
 from ..engine import RunResult
 from .format import display_text, fmt_num, html_pre
 from .merfit import MerFitMixin, summary_body
@@ -116,19 +115,7 @@ class GlmmFit(MerFitMixin):
         effects (re_form=None), none ("~0" or NA-like) or a subset, e.g. "~(1|herd)"."""
         if type not in ("link", "response"):
             raise ValueError(f"unknown prediction type {type!r}; choose one of: link, response")
-        groups = re_form_groups(re_form, self.design)
-        data = self.design.data if newdata is None else newdata
-        nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
-                                random=bool(groups))
-        eta = nd.X @ self.estimates.beta
-        if nd.offset is not None:
-            eta = eta + nd.offset
-        for k, (t, nt) in enumerate(zip(self.design.terms, nd.terms)):
-            if t.group not in groups:
-                continue
-            b = self.estimates.ranef[k]
-            known = nt.index >= 0  # new levels get zero random effects
-            eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
+        eta = self._linear_predictor(newdata, re_form, allow_new_levels)
         return eta if type == "link" else self.problem.linkinv(eta)
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:

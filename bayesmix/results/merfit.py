@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..design import design_for_newdata
+from ..design.reform import re_form_groups
 from ..lmm.theta import SINGULAR_TOL, singular_factors, tril_positions
 from ..plots import PlotMixin
 from ..registry import CONFINT, EXPORT, operation
@@ -20,6 +22,24 @@ class MerFitMixin(PlotMixin):
     def export(self, path: str) -> str:
         """Write a reproducible Stan bundle (see bayesmix.export)."""
         return operation(EXPORT)(self, path)
+
+    def _linear_predictor(self, newdata, re_form, allow_new_levels: bool) -> np.ndarray:
+        """X beta + offset + the random effects of the groups re_form keeps, on the model's
+        rows or new data (new levels get zero random effects), as lme4's predict."""
+        groups = re_form_groups(re_form, self.design)
+        data = self.design.data if newdata is None else newdata
+        nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
+                                random=bool(groups))
+        eta = nd.X @ self.estimates.beta
+        if nd.offset is not None:
+            eta = eta + nd.offset
+        for k, (t, nt) in enumerate(zip(self.design.terms, nd.terms)):
+            if t.group not in groups:
+                continue
+            b = self.estimates.ranef[k]
+            known = nt.index >= 0
+            eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
+        return eta
 
     @property
     def theta(self) -> pd.Series:

@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..design import Design, design_for_newdata
-from ..design.reform import re_form_groups
+from ..design import Design
 from ..engine import RunResult
 from ..lmm import LmmEstimates
 from ..registry import COEF_TABLE, NORMALIZE_DDF, operation
@@ -71,20 +70,7 @@ class MixedFit(MerFitMixin):
                 allow_new_levels: bool = False) -> np.ndarray:
         """Predictions with all random effects (re_form=None), none ("~0" or
         NA-like), or a subset given as a formula of bars, e.g. "~(1|school)"."""
-        groups = re_form_groups(re_form, self.design)
-        data = self.design.data if newdata is None else newdata
-        nd = design_for_newdata(self.design, data, allow_new_levels=allow_new_levels,
-                                random=bool(groups))
-        eta = nd.X @ self.estimates.beta
-        if nd.offset is not None:
-            eta = eta + nd.offset
-        for k, (t, nt) in enumerate(zip(self.design.terms, nd.terms)):
-            if t.group not in groups:
-                continue
-            b = self.estimates.ranef[k]
-            known = nt.index >= 0  # new levels get zero random effects
-            eta[known] += np.einsum("ij,ij->i", nt.Z[known], b[nt.index[known]])
-        return eta
+        return self._linear_predictor(newdata, re_form, allow_new_levels)
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> np.ndarray:
         """Responses simulated from the fitted model (new random effects each time)."""
