@@ -172,7 +172,7 @@ def test_family_names_and_errors():
 def test_laplace_mirror_log_density(name, link):
     """glmer's per-observation terms (obs_terms: the link-specific, eta-scale numpy mirror of
     glmm_functions.stan) give the same log density as the family's, at valid means."""
-    from bayesmix.glmerfit import obs_terms
+    from bayesmix.lmm.laplace import obs_terms
     y, mu, trials, phi = CASES[name]
     if name in ("poisson", "negbinomial", "Gamma"):
         mu = mu + 0.1

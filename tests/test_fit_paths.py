@@ -11,7 +11,7 @@ import pytest
 import bayesmix
 from bayesmix.datasets import load
 from bayesmix.engine.bundled import write_binary_data
-from bayesmix.glmerfit import blocked_cholesky
+from bayesmix.lmm.laplace import blocked_cholesky
 from bayesmix.ml import _column_signs, _deviance_gradient, stan_gradient
 
 STAGES = {"suffstats", "compile", "transfer", "stan_setup", "stan", "postprocess", "total"}

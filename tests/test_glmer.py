@@ -27,8 +27,9 @@ from bayesmix.datasets import load
 from bayesmix.design import build_design
 from bayesmix.errors import FamilyError, StanError
 from bayesmix.families import get_family
-from bayesmix.glmerfit import (GlmmProblem, check_glmer_family, glmer_code, glmer_data,
-                            glmer_inits, laplace, laplace_deviance)
+from bayesmix.glmerfit import glmer_code, glmer_data, glmer_inits
+from bayesmix.lmm.laplace import (GlmmProblem, check_glmer_family,
+                                 laplace, laplace_deviance)
 from bayesmix.model import glmer
 
 REF_DIR = Path(__file__).parent / "reference"

@@ -311,7 +311,7 @@ class GlmmProfileProblem(ProfileProblem):
     FAMILIES = ("binomial", "bernoulli", "poisson")
 
     def __init__(self, fit):
-        from ..glmerfit import laplace
+        from ..lmm.laplace import laplace
         prob = fit.problem
         if prob.family not in self.FAMILIES:
             raise BayesmixError(

@@ -25,8 +25,8 @@ from .merfit import MerFitMixin, summary_body
 class GlmmFit(MerFitMixin):
     """glmer fit: Laplace maximum likelihood estimates at the optimum of Stan's optimizer."""
     design: Design
-    problem: Any                 # bayesmix.glmerfit.GlmmProblem (also its link and residuals)
-    estimates: Any               # bayesmix.glmerfit.GlmmEstimates
+    problem: Any                 # bayesmix.lmm.laplace.GlmmProblem (also its link and residuals)
+    estimates: Any               # bayesmix.lmm.laplace.GlmmEstimates
     run: RunResult
     converged: bool
     stan_data: dict = field(repr=False)
