@@ -66,6 +66,14 @@ def _interrupt(proc: subprocess.Popen) -> str:
     return err
 
 
+def _python_child(script: str) -> subprocess.Popen:
+    """A Python child that turns SIGINT into KeyboardInterrupt as a terminal's would. A shell
+    starts background jobs with SIGINT ignored and Python keeps an inherited SIG_IGN, so a
+    suite launched in the background would otherwise send its Ctrl-C into the void."""
+    return subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_compile_stops_the_compiler_and_leaves_no_entry():
     code = _new_program()
@@ -73,7 +81,7 @@ def test_ctrl_c_during_compile_stops_the_compiler_and_leaves_no_entry():
     model_dir = bundled_toolchain().home / "models"
     before = set(model_dir.iterdir())
     script = f"from bayesmix.engine import BundledModel\nBundledModel({code!r}, 'sigint')\n"
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    proc = _python_child(script)
     building = lambda: [p for p in set(model_dir.iterdir()) - before if ".tmp-" in p.name]
     _wait_for(building, proc, "the compile started")
     tmp = building()[0]
@@ -98,7 +106,7 @@ def test_ctrl_c_during_sampling_stops_stan(tmp_path):
         m.sample({{}}, chains=2, iter_warmup=1000, iter_sampling=10**8, seed=1,
                  output_dir={str(out)!r}, show_progress=False)
     """)
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    proc = _python_child(script)
     _wait_for(lambda: _processes_mentioning(str(out)) and list(out.glob("*.csv")), proc,
               "Stan started sampling")
     err = _interrupt(proc)
