@@ -3,7 +3,6 @@ the likelihood, against the dense q x q computation they replace (kept here as t
 against the analytic conditional Gaussian, and against lme4's conditional modes."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from bayesmix.bayes.marginal import cholesky_corr, marginal_layout, relative_factors
@@ -12,14 +11,7 @@ from bayesmix.bayes.ranef_draws import (cholesky_corr_batch, draw_chunk, draw_ra
 from bayesmix.datasets import load
 from bayesmix.design import build_design
 from bayesmix.lmm import factors_to_theta, lambda_matrix, random_design
-
-
-def _synthetic(seed=0, n=240):
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"g": rng.integers(0, 12, n).astype(str), "h": rng.integers(0, 5, n)
-                       .astype(str), "x": rng.normal(size=n), "w": rng.normal(size=n)})
-    df["y"] = 3 + df.x + rng.normal(size=n) * 2 + 100
-    return df
+from test_marginal import _synthetic  # the same small crossed data set
 
 
 CASES = [
