@@ -28,6 +28,7 @@ from .errors import BayesmixError
 from .families import Family
 from .lmm.laplace import (GLMER_LINKS, NEWTON_STEPS, NEWTON_TOL, GlmmProblem, check_glmer_family, glm_start,
                           glmm_estimates, laplace)
+from .lmm.sparsity import glmm_sparsity
 from .lmm.suffstats import theta_start
 from .optimizer import (OPTIMIZER_SETTINGS, check_convergence, deviance_gradient,
                         one_blas_thread, run_timings)
@@ -61,6 +62,7 @@ def _stan_data(prob: GlmmProblem) -> dict:
         **Family(prob.family, prob.link).stan_codes("glmer"),
         "y": prob.y, "trials": prob.ntr,
         "max_newton": NEWTON_STEPS, "newton_tol": NEWTON_TOL,
+        **glmm_sparsity(prob.zl_cols, prob.q, terms[0].q, terms[0].p),
     }
 
 

@@ -31,12 +31,41 @@ data {
   vector<lower=0>[N] trials;                // binomial trials (1 for bernoulli, else unused)
   int<lower=1> max_newton;                  // Newton steps for the conditional mode (e.g. 50)
   real<lower=0> newton_tol;                 // relative step size that ends them (e.g. 1e-10)
+
+  // the sparse structure of H = Lambda'Z'WZ Lambda + I (bayesmix.lmm.sparsity)
+  int<lower=1> n_slot;                      // q1 p1 + n_cell p1 + (Q - q1)^2 Hessian values
+  int<lower=0> n_cell;                      // non-zero cells of the block H21
+  int<lower=0> n_pair;                      // pairs of cells that share a level of term 1
+  vector[n_slot] hs_base;                   // the identity, in the slots' layout
+  array[N * ((R * (R + 1)) %/% 2)] int<lower=1> hs_v;  // pair terms -> slots (CSR)
+  array[n_slot + 1] int<lower=1> hs_u;
+  array[N * R] int<lower=1> gr_v;           // row-wise non-zeros -> columns of Z (CSR)
+  array[Q + 1] int<lower=1> gr_u;
+  array[n_cell] int<lower=1> cell_row;      // row of H21 (1..Q - q1)
+  array[n_cell] int<lower=1> cell_lev;      // level of term 1; cells sorted by level, row
+  array[n_cell] int<lower=1> row_v;         // cells by row (CSR, Q - q1 rows)
+  array[Q - p_term[1] * l_term[1] + 1] int<lower=1> row_u;
+  array[l_term[1] + 1] int<lower=1> lev_u;  // first cell of each level (CSR row starts)
+  array[n_pair] int<lower=1> pair_a;        // pairs (cell_row[a] >= cell_row[b]), sorted by
+  array[n_pair] int<lower=1> pair_b;        // their slot in S's lower triangle
+  array[(Q - p_term[1] * l_term[1]) * (Q - p_term[1] * l_term[1]) + 1] int<lower=1> sp_u;
 }
 transformed data {
   int has_phi = family == 3;
   // col[r, i]: the column of Z Lambda holding the r-th non-zero of row i
   array[R, N] int col;
   real lp_const = glmm_lp_const(family, y, trials);
+  int q1 = p_term[1] * l_term[1];
+  vector[size(hs_v)] hs_w = rep_vector(1, size(hs_v));
+  vector[N * R] gr_w = rep_vector(1, N * R);
+  vector[n_cell] cell_one = rep_vector(1, n_cell);
+  array[n_cell] int cell_seq = linspaced_int_array(n_cell, 1, max(n_cell, 1));
+  vector[n_pair] pair_one = rep_vector(1, n_pair);
+  array[n_pair] int pair_seq = linspaced_int_array(n_pair, 1, max(n_pair, 1));
+  if (n_slot != (q1 + n_cell) * p_term[1] + (Q - q1) * (Q - q1)) {
+    reject("n_slot = ", n_slot, ", the terms and cells need ",
+           (q1 + n_cell) * p_term[1] + (Q - q1) * (Q - q1));
+  }
   {
     int r = 0;
     int q0 = 0;
@@ -78,7 +107,10 @@ parameters {
 model {
   real phi = has_phi ? exp(log_phi[1]) : 1.0;
   tuple(real, vector[Q]) lap = glmm_laplace(X * beta + offs, glmm_zlambda(theta, Zr, p_term), col,
-                                         Q, p_term[1] * l_term[1], p_term[1], family, link, y,
-                                         trials, phi, max_newton, newton_tol);
+                                         Q, q1, p_term[1], family, link, y, trials, phi,
+                                         max_newton, newton_tol, hs_base, hs_w, hs_v, hs_u,
+                                         gr_w, gr_v, gr_u, cell_row, cell_lev, cell_one,
+                                         cell_seq, row_v, row_u, lev_u, pair_a, pair_b,
+                                         pair_one, pair_seq, sp_u);
   target += lap.1 + lp_const;
 }

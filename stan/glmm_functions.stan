@@ -66,60 +66,52 @@ vector glmm_eta(vector eta0, matrix zl, data array[,] int col, vector u) {
 }
 
 /**
- * H = (Z Lambda)' diag(w) (Z Lambda) + I_Q in the blocks that the elimination of the first term
- * (q1 columns, p1 per level) uses, never as a Q x Q matrix:
- *   A   (q1 x p1): row (j - 1) p1 + r holds row r of the level-j diagonal block,
- *   H21 (Q - q1 x q1): the other terms' rows against the first term's columns,
- *   H22 (Q - q1 x Q - q1): the other terms' block, symmetrised.
- * Columns of a row of Z Lambda increase with r (terms in order), so col[s, i] <= col[r, i].
+ * The blocks of H = (Z Lambda)' diag(w) (Z Lambda) + I that the elimination of the first term
+ * (q1 columns, p1 per level) uses, by one sparse product, never as a Q x Q matrix. pt holds
+ * w_i (Z Lambda)_ir (Z Lambda)_is for every pair s <= r of a row's non-zeros (pair by pair,
+ * row by row); the data map `hs` (bayesmix.lmm.sparsity) sends each to its slot:
+ *   A   (p1 x q1): the first term's level blocks side by side (level j: columns of j);
+ *   Hc  (n_cell x p1): the non-zero cells of H21 (a row of the other terms against a level of
+ *       the first term; cell_row, cell_lev), p1 values each;
+ *   H22 (q2 x q2): the other terms' block.
+ * hs_base holds the identity in the same layout. Data grow with the non-zeros, not with q1 q2.
  */
-tuple(matrix, matrix, matrix) glmm_hessian_blocks(matrix zl, data array[,] int col, vector w,
-                                                  int Q, int q1, int p1) {
+tuple(matrix, matrix, matrix) glmm_hessian_blocks(matrix zl, vector w, int q1, int p1,
+                                                  int n_cell, int q2, data vector hs_base,
+                                                  data vector hs_w, data array[] int hs_v,
+                                                  data array[] int hs_u) {
   int N = rows(zl);
   int R = cols(zl);
-  int q2 = Q - q1;
-  matrix[q1, p1] A = rep_matrix(0, q1, p1);
-  matrix[q2, q1] H21 = rep_matrix(0, q2, q1);
-  matrix[q2, q2] H22 = diag_matrix(rep_vector(1, q2));
-  for (i in 1:N) {
-    for (r in 1:R) {
-      real a = w[i] * zl[i, r];
-      int cr = col[r, i];
-      for (s in 1:r) {
-        int cs = col[s, i];
-        real v = a * zl[i, s];
-        if (cr <= q1) {
-          // both in the first term, same level: rows cr and cs of A
-          A[cr, (cs - 1) % p1 + 1] += v;
-          if (cs != cr) {
-            A[cs, (cr - 1) % p1 + 1] += v;
-          }
-        } else if (cs <= q1) {
-          H21[cr - q1, cs] += v;
-        } else {
-          H22[cr - q1, cs - q1] += v;
-        }
-      }
+  vector[N * ((R * (R + 1)) %/% 2)] pt;
+  int pos = 0;
+  for (r in 1:R) {
+    vector[N] a = w .* zl[ : , r];
+    for (s in 1:r) {
+      pt[(pos + 1):(pos + N)] = a .* zl[ : , s];
+      pos += N;
     }
   }
-  for (j in 1:q1) {
-    A[j, (j - 1) % p1 + 1] += 1;
-  }
-  return (A, H21, symmetrize_from_lower_tri(H22));
+  vector[rows(hs_base)] hv = hs_base
+                             + csr_matrix_times_vector(rows(hs_base), rows(pt), hs_w, hs_v,
+                                                       hs_u, pt);
+  int nA = q1 * p1;
+  int nC = n_cell * p1;
+  matrix[n_cell, p1] Hc;
+  matrix[q2, q2] H22;
+  if (n_cell > 0) Hc = to_matrix(hv[(nA + 1):(nA + nC)], p1, n_cell)';
+  if (q2 > 0) H22 = symmetrize_from_lower_tri(to_matrix(hv[(nA + nC + 1):(nA + nC + q2 * q2)],
+                                                         q2, q2));
+  return (to_matrix(hv[1:nA], p1, q1), Hc, H22);
 }
 
 /**
- * (Z Lambda)' s - u: the gradient of g(u).
+ * (Z Lambda)' s - u: the gradient of g(u), by the sparse map `gr` from the row-wise
+ * non-zeros (column by column of zl) to the columns of Z Lambda.
  */
-vector glmm_gradient(matrix zl, data array[,] int col, vector s, vector u) {
-  vector[rows(u)] grad = -u;
-  for (r in 1:cols(zl)) {
-    vector[rows(zl)] v = zl[ : , r] .* s;
-    for (i in 1:rows(zl)) {
-      grad[col[r, i]] += v[i];
-    }
-  }
-  return grad;
+vector glmm_gradient(matrix zl, vector s, vector u, data vector gr_w, data array[] int gr_v,
+                     data array[] int gr_u) {
+  return csr_matrix_times_vector(rows(u), rows(zl) * cols(zl), gr_w, gr_v, gr_u,
+                                 to_vector(diag_pre_multiply(s, zl))) - u;
 }
 
 /**
@@ -258,61 +250,99 @@ real glmm_lp_const(int family, vector y, vector ntr) {
 }
 
 /**
+ * The per-level sums of W's rows (cells sorted by level; lev_u the CSR row starts), as a
+ * p1 x l1 matrix: column j holds level j's sum.
+ */
+matrix glmm_level_sums(matrix W, data vector cell_one, data array[] int cell_seq,
+                       data array[] int lev_u, int l1, int p1) {
+  matrix[p1, l1] out;
+  for (m in 1:p1) {
+    out[m] = csr_matrix_times_vector(l1, rows(W), cell_one, cell_seq, lev_u, W[ : , m])';
+  }
+  return out;
+}
+
+/**
  * Solve H x = r for H = Lambda'Z'WZ Lambda + I (given by glmm_hessian_blocks) and return
  * (x, log|H| / 2), by elimination of the first term: H's leading q1 x q1 block is block
- * diagonal (one p1 x p1 block A_j per level), so H = L L' with L = [[L_A, 0], [H21 L_A^-T, L_S]],
- * L_A the per-level factors and L_S the factor of the Schur complement
- * S = H22 - (H21 L_A^-T)(H21 L_A^-T)': one dense factorization of size Q - q1 instead of Q.
+ * diagonal (one p1 x p1 block A_j per level), so H = L L' with L = [[L_A, 0], [L21, L_S]],
+ * L21 = H21 L_A^-T and L_S the factor of the Schur complement S = H22 - L21 L21': one dense
+ * factorization of size q2 = Q - q1 instead of Q. H21 and L21 stay sparse (their non-zero
+ * cells); S's update runs over the pairs of cells that share a level of the first term
+ * (pair_a >= pair_b, sent to S's lower triangle, column-major, by the map sp_u), so its cost
+ * grows with those pairs, not with q1 q2^2.
  */
-tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, int q1, int p1) {
+tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, int q1, int p1,
+                                     data array[] int cell_row, data array[] int cell_lev,
+                                     data vector cell_one, data array[] int cell_seq,
+                                     data array[] int row_v, data array[] int row_u,
+                                     data array[] int lev_u, data array[] int pair_a,
+                                     data array[] int pair_b, data vector pair_one,
+                                     data array[] int pair_seq, data array[] int sp_u) {
   int Q = rows(r);
   int q2 = Q - q1;
   int l1 = q1 %/% p1;
+  int n_cell = size(cell_row);
   vector[Q] x;
-  real half_logdet;
-  if (p1 == 1) {
-    vector[q1] la = sqrt(H.1[ : , 1]);
-    vector[q1] y1 = r[1:q1] ./ la;
-    half_logdet = sum(log(la));
-    if (q2 == 0) {
-      return (y1 ./ la, half_logdet);
-    }
-    matrix[q2, q1] L21 = diag_post_multiply(H.2, inv(la));
-    matrix[q2, q2] LS = cholesky_decompose(H.3 - tcrossprod(L21));
-    vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q] - L21 * y1);
-    vector[q2] x2 = mdivide_right_tri_low(y2', LS)';
-    x[(q1 + 1):Q] = x2;
-    x[1:q1] = (y1 - L21' * x2) ./ la;
-    half_logdet += sum(log(diagonal(LS)));
-    return (x, half_logdet);
-  }
-  array[l1] matrix[p1, p1] LA;
-  matrix[q2, q1] L21;
+  real half_logdet = 0;
   vector[q1] y1;
-  half_logdet = 0;
-  for (j in 1:l1) {
-    int a = (j - 1) * p1 + 1;
-    int b = j * p1;
-    LA[j] = cholesky_decompose(symmetrize_from_lower_tri(H.1[a:b, 1:p1]));
-    y1[a:b] = mdivide_left_tri_low(LA[j], r[a:b]);
-    half_logdet += sum(log(diagonal(LA[j])));
-    if (q2 > 0) {
-      L21[ : , a:b] = mdivide_left_tri_low(LA[j], H.2[ : , a:b]')';
+  matrix[n_cell, p1] Lc;                     // L21's cells
+  array[p1 > 1 ? l1 : 0] matrix[p1, p1] LA;  // the first term's level factors
+  vector[p1 == 1 ? q1 : 0] la;
+  if (p1 == 1) {
+    la = sqrt(H.1[1]');
+    y1 = r[1:q1] ./ la;
+    half_logdet = sum(log(la));
+    if (n_cell > 0) Lc[ : , 1] = H.2[ : , 1] ./ la[cell_lev];
+  } else {
+    for (j in 1:l1) {
+      int a = (j - 1) * p1 + 1;
+      int b = j * p1;
+      LA[j] = cholesky_decompose(symmetrize_from_lower_tri(H.1[ : , a:b]));
+      y1[a:b] = mdivide_left_tri_low(LA[j], r[a:b]);
+      half_logdet += sum(log(diagonal(LA[j])));
+    }
+    for (c in 1:n_cell) {
+      Lc[c] = mdivide_left_tri_low(LA[cell_lev[c]], H.2[c]')';
     }
   }
   vector[q1] z1 = y1;
   if (q2 > 0) {
-    matrix[q2, q2] LS = cholesky_decompose(H.3 - tcrossprod(L21));
-    vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q] - L21 * y1);
+    vector[size(pair_a)] pv;
+    vector[n_cell] cv;
+    if (p1 == 1) {
+      pv = Lc[pair_a, 1] .* Lc[pair_b, 1];
+      cv = Lc[ : , 1] .* y1[cell_lev];
+    } else {
+      pv = rows_dot_product(Lc[pair_a], Lc[pair_b]);
+      matrix[l1, p1] Y1 = to_matrix(y1, p1, l1)';
+      cv = rows_dot_product(Lc, Y1[cell_lev]);
+    }
+    matrix[q2, q2] LS = cholesky_decompose(
+        H.3 - symmetrize_from_lower_tri(to_matrix(
+            csr_matrix_times_vector(q2 * q2, size(pv), pair_one, pair_seq, sp_u, pv), q2, q2)));
+    vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q]
+                                             - csr_matrix_times_vector(q2, n_cell, cell_one,
+                                                                       row_v, row_u, cv));
     vector[q2] x2 = mdivide_right_tri_low(y2', LS)';
     x[(q1 + 1):Q] = x2;
-    z1 = y1 - L21' * x2;
     half_logdet += sum(log(diagonal(LS)));
+    // z1 = y1 - L21' x2, cell values summed per level of the first term
+    matrix[n_cell, p1] W = diag_pre_multiply(x2[cell_row], Lc);
+    if (p1 == 1) {
+      z1 -= csr_matrix_times_vector(l1, n_cell, cell_one, cell_seq, lev_u, W[ : , 1]);
+    } else {
+      z1 -= to_vector(glmm_level_sums(W, cell_one, cell_seq, lev_u, l1, p1));
+    }
   }
-  for (j in 1:l1) {
-    int a = (j - 1) * p1 + 1;
-    int b = j * p1;
-    x[a:b] = mdivide_right_tri_low(z1[a:b]', LA[j])';
+  if (p1 == 1) {
+    x[1:q1] = z1 ./ la;
+  } else {
+    for (j in 1:l1) {
+      int a = (j - 1) * p1 + 1;
+      int b = j * p1;
+      x[a:b] = mdivide_right_tri_low(z1[a:b]', LA[j])';
+    }
   }
   return (x, half_logdet);
 }
@@ -328,15 +358,28 @@ tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, 
  */
 tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, int Q,
                                  int q1, int p1, int family, int link, data vector y,
-                                 data vector ntr, real phi, int max_iter, real tol) {
+                                 data vector ntr, real phi, int max_iter, real tol,
+                                 data vector hs_base, data vector hs_w, data array[] int hs_v, data array[] int hs_u,
+                                 data vector gr_w, data array[] int gr_v, data array[] int gr_u,
+                                 data array[] int cell_row, data array[] int cell_lev,
+                                 data vector cell_one, data array[] int cell_seq,
+                                 data array[] int row_v, data array[] int row_u,
+                                 data array[] int lev_u, data array[] int pair_a,
+                                 data array[] int pair_b, data vector pair_one,
+                                 data array[] int pair_seq, data array[] int sp_u) {
+  int n_cell = size(cell_row);
+  int q2 = Q - q1;
   vector[Q] u = rep_vector(0, Q);
   vector[rows(eta0)] eta = glmm_eta(eta0, zl, col, u);
   tuple(vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)]) ob
       = glmm_obs(family, link, eta, y, ntr, phi);
   real g = sum(ob.1);
   for (it in 1:max_iter) {
-    vector[Q] delta = glmm_block_solve(glmm_hessian_blocks(zl, col, ob.3, Q, q1, p1),
-                                       glmm_gradient(zl, col, ob.2, u), q1, p1).1;
+    vector[Q] delta = glmm_block_solve(glmm_hessian_blocks(zl, ob.3, q1, p1, n_cell, q2,
+                                                           hs_base, hs_w, hs_v, hs_u),
+                                       glmm_gradient(zl, ob.2, u, gr_w, gr_v, gr_u), q1, p1,
+                                       cell_row, cell_lev, cell_one, cell_seq, row_v, row_u, lev_u, pair_a,
+                                       pair_b, pair_one, pair_seq, sp_u).1;
     real step = 1;
     vector[Q] u_new = u + delta;
     eta = glmm_eta(eta0, zl, col, u_new);
@@ -357,8 +400,11 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
       break;
     }
   }
-  real half_logdet = glmm_block_solve(glmm_hessian_blocks(zl, col, ob.4, Q, q1, p1),
-                                      rep_vector(0, Q), q1, p1).2;
+  real half_logdet = glmm_block_solve(glmm_hessian_blocks(zl, ob.4, q1, p1, n_cell, q2,
+                                                          hs_base, hs_w, hs_v, hs_u),
+                                      rep_vector(0, Q), q1, p1,
+                                      cell_row, cell_lev, cell_one, cell_seq, row_v, row_u, lev_u, pair_a,
+                                       pair_b, pair_one, pair_seq, sp_u).2;
   real value = g;
   if (family == 4) {
     // lme4's Gamma: u* and W above with shape 1 (Var = mu^2); the conditional density with

@@ -1,0 +1,95 @@
+"""The sparse structure of glmer's Laplace system: data of `stan/glmer.stan`.
+
+The Newton solve and the log determinant of H = (Z Lambda)' W (Z Lambda) + I eliminate the
+first term's levels (glmm_functions.stan, glmm_block_solve). What is left dense is the other
+terms' block H22 (q2 x q2); the first term's level blocks A_j and the cross block H21 are kept
+as their non-zeros. Everything here depends on the design only (which columns each row
+touches), never on the parameters, so it is computed once, in numpy, and passed as integer maps
+that Stan applies with ``csr_matrix_times_vector``. Their size grows with the rows and with the
+pairs of H21 cells that share a level of the first term, not with q1 x q2.
+
+Conventions (0-based here, 1-based in the returned data):
+
+* ``cols`` (n x R): the column of Z Lambda of each row's r-th non-zero, increasing along a row.
+* pair terms: for each pair s <= r of a row's non-zeros (r outer, s inner), the n products
+  w_i zl_ir zl_is, stacked pair by pair (``pt`` in the Stan code).
+* slots (the Hessian's values): the level blocks A_j (p1 x p1, column-major, level by level),
+  then the cells of H21 (p1 values each), then H22 (q2 x q2, column-major, lower triangle).
+* cells: the distinct (row of H22's side, level of the first term) pairs that occur, sorted by
+  level, then row.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _csr(slot: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(v, u) of the 0/1 CSR matrix with one entry per column k in row slot[k] (1-based)."""
+    order = np.argsort(slot, kind="stable")
+    u = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_rows))]) + 1
+    return (order + 1).astype(np.int64), u.astype(np.int64)
+
+
+def _level_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (a, b), a >= b, of positions within each group [start, start + size)."""
+    out_a, out_b = [], []
+    for s in np.unique(sizes):
+        ta, tb = np.tril_indices(int(s))
+        st = starts[sizes == s][:, None]
+        out_a.append((st + ta[None, :]).ravel())
+        out_b.append((st + tb[None, :]).ravel())
+    if not out_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(out_a), np.concatenate(out_b)
+
+
+def glmm_sparsity(cols: np.ndarray, q: int, q1: int, p1: int) -> dict[str, np.ndarray | int]:
+    """The data of glmer.stan that describe the sparse system (names as in its data block)."""
+    cols = np.asarray(cols, dtype=np.int64)
+    n, R = cols.shape
+    q2 = q - q1
+    if np.any(np.diff(cols, axis=1) <= 0):
+        raise ValueError("the non-zero columns of a row of Z must increase")
+    pr, ps = np.tril_indices(R)          # pairs (r, s <= r), r outer: the pair terms' order
+    order = np.lexsort((ps, pr))
+    pr, ps = pr[order], ps[order]
+    cr = cols[:, pr].T.ravel()           # pair term k = pair * n + i
+    cs = cols[:, ps].T.ravel()
+
+    in_a = cr < q1                       # both in the first term (same level)
+    in_c = (cr >= q1) & (cs < q1)        # H21
+    in_22 = cs >= q1
+    cell_key = (cs[in_c] // p1) * q2 + (cr[in_c] - q1)
+    keys, cell_of = np.unique(cell_key, return_inverse=True)
+    n_cell = len(keys)
+    cell_lev, cell_row = keys // q2, keys % q2
+
+    nA, nC = q1 * p1, n_cell * p1
+    slot = np.empty(len(cr), np.int64)
+    slot[in_a] = (cr[in_a] // p1) * p1 * p1 + (cs[in_a] % p1) * p1 + cr[in_a] % p1
+    slot[in_c] = nA + cell_of * p1 + cs[in_c] % p1
+    slot[in_22] = nA + nC + (cs[in_22] - q1) * q2 + (cr[in_22] - q1)
+    n_slot = nA + nC + q2 * q2
+    base = np.zeros(n_slot)
+    base[np.arange(q1 // p1)[:, None] * p1 * p1 + np.arange(p1)[None, :] * (p1 + 1)] = 1.0
+    base[nA + nC + np.arange(q2) * (q2 + 1)] = 1.0
+    hs_v, hs_u = _csr(slot, n_slot)
+
+    # gradient: element r * n + i of zl's column-major values goes to column cols[i, r]
+    gr_v, gr_u = _csr(cols.T.ravel(), q)
+
+    l1 = q1 // p1
+    per_level = np.bincount(cell_lev, minlength=l1)
+    lev_u = np.concatenate([[0], np.cumsum(per_level)]) + 1
+    row_v, row_u = _csr(cell_row, q2)
+    a, b = _level_pairs(lev_u[:-1] - 1, per_level)
+    pair_slot = cell_row[b] * q2 + cell_row[a]
+    pair_order = np.argsort(pair_slot, kind="stable")
+    _, sp_u = _csr(pair_slot, q2 * q2)
+    return {
+        "n_slot": int(n_slot), "n_cell": int(n_cell), "n_pair": int(len(a)),
+        "hs_base": base, "hs_v": hs_v, "hs_u": hs_u, "gr_v": gr_v, "gr_u": gr_u,
+        "cell_row": cell_row + 1, "cell_lev": cell_lev + 1, "row_v": row_v, "row_u": row_u,
+        "lev_u": lev_u.astype(np.int64),
+        "pair_a": a[pair_order] + 1, "pair_b": b[pair_order] + 1, "sp_u": sp_u,
+    }
