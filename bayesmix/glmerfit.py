@@ -50,7 +50,7 @@ def glmer_code(design: Design | None = None) -> str:
     return stan_file(GLMER_PROGRAM)
 
 
-def _stan_data(prob: GlmmProblem) -> dict:
+def _stan_data(prob: GlmmProblem, u_start: np.ndarray) -> dict:
     terms = prob.terms
     Zr = np.column_stack([t.Z for t in terms])
     level = np.column_stack([t.index + 1 for t in terms]).astype(int)
@@ -61,14 +61,16 @@ def _stan_data(prob: GlmmProblem) -> dict:
         "X": prob.X, "offs": prob.offset, "Zr": Zr, "level": level,
         **Family(prob.family, prob.link).stan_codes("glmer"),
         "y": prob.y, "trials": prob.ntr,
-        "max_newton": NEWTON_STEPS, "newton_tol": NEWTON_TOL,
+        "max_newton": NEWTON_STEPS, "newton_tol": NEWTON_TOL, "u_start": u_start,
         **glmm_sparsity(prob.zl_cols, prob.q, terms[0].q, terms[0].p),
     }
 
 
 def glmer_data(design: Design) -> dict:
-    """Data of `stan/glmer.stan` for a design."""
-    return _stan_data(GlmmProblem.from_design(design))
+    """Data of `stan/glmer.stan` for a design (Newton starts at the mode at lme4's start)."""
+    prob = GlmmProblem.from_design(design)
+    beta, phi = glm_start(prob)
+    return _stan_data(prob, _start_modes(prob, _inits(prob, beta, phi)))
 
 
 def _inits(prob: GlmmProblem, beta, phi) -> dict:
@@ -98,11 +100,10 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
     and beta from the GLM fit)."""
     t0 = time.perf_counter()
     prob = GlmmProblem.from_design(design)
-    data = _stan_data(prob)
     if inits is None:
         beta0, phi0 = glm_start(prob)
         inits = _inits(prob, beta0, phi0)
-    _check_start(prob, inits)
+    data = _stan_data(prob, _start_modes(prob, inits))
     code = glmer_code(design)
     tc = time.perf_counter()
     model = compile_model(code, "glmer", engine)
@@ -120,14 +121,16 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
     return fit
 
 
-def _check_start(prob: GlmmProblem, inits: dict) -> None:
-    """Fail before Stan runs when the Laplace likelihood is not finite at the start."""
+def _start_modes(prob: GlmmProblem, inits: dict) -> np.ndarray:
+    """The conditional modes u* at the starting values, where the program's Newton iterations
+    start; fails before Stan runs when the Laplace likelihood is not finite there."""
     phi = float(np.exp(inits["log_phi"][0])) if prob.has_phi else 1.0
     try:
         # one BLAS thread: many small factorizations (a multithreaded BLAS stalls on them)
         with np.errstate(all="ignore"), one_blas_thread():
-            value = laplace(prob, np.asarray(inits["beta"], float),
-                            np.asarray(inits["theta"], float), phi).loglik
+            start = laplace(prob, np.asarray(inits["beta"], float),
+                            np.asarray(inits["theta"], float), phi)
+        value, u = start.loglik, start.u
     except (np.linalg.LinAlgError, ValueError):
         value = np.nan
     if not np.isfinite(value):
@@ -137,6 +140,7 @@ def _check_start(prob: GlmmProblem, inits: dict) -> None:
             f"{prob.family} family the means leave their range for some rows, or the "
             "conditional mode of the random effects lies on its boundary; use the default "
             f"link ({GLMER_LINKS[prob.family][0]}) or pass inits={{'beta': ..., 'theta': ...}}")
+    return u
 
 
 def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None,

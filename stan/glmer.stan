@@ -30,12 +30,15 @@ data {
   vector[N] y;                              // response (successes for binomial)
   vector<lower=0>[N] trials;                // binomial trials (1 for bernoulli, else unused)
   int<lower=1> max_newton;                  // Newton steps for the conditional mode (e.g. 50)
-  real<lower=0> newton_tol;                 // relative step size that ends them (e.g. 1e-10)
+  real<lower=0> newton_tol;                 // relative step size that ends them (e.g. 1e-6)
+  vector[Q] u_start;                        // where they start: the mode at the inits
 
   // the sparse structure of H = Lambda'Z'WZ Lambda + I (bayesmix.lmm.sparsity)
-  int<lower=1> n_slot;                      // q1 p1 + n_cell p1 + (Q - q1)^2 Hessian values
+  int<lower=1> n_slot;                      // q1 p1 + n_cell p1 + n_h22 Hessian values
   int<lower=0> n_cell;                      // non-zero cells of the block H21
   int<lower=0> n_pair;                      // pairs of cells that share a level of term 1
+  int<lower=0> n_h22;                       // non-zeros of H22's lower triangle
+  int<lower=0> n_s;                         // entries of the map to S
   vector[n_slot] hs_base;                   // the identity, in the slots' layout
   array[N * ((R * (R + 1)) %/% 2)] int<lower=1> hs_v;  // pair terms -> slots (CSR)
   array[n_slot + 1] int<lower=1> hs_u;
@@ -46,9 +49,11 @@ data {
   array[n_cell] int<lower=1> row_v;         // cells by row (CSR, Q - q1 rows)
   array[Q - p_term[1] * l_term[1] + 1] int<lower=1> row_u;
   array[l_term[1] + 1] int<lower=1> lev_u;  // first cell of each level (CSR row starts)
-  array[n_pair] int<lower=1> pair_a;        // pairs (cell_row[a] >= cell_row[b]), sorted by
-  array[n_pair] int<lower=1> pair_b;        // their slot in S's lower triangle
-  array[(Q - p_term[1] * l_term[1]) * (Q - p_term[1] * l_term[1]) + 1] int<lower=1> sp_u;
+  array[n_pair] int<lower=1> pair_a;        // pairs of cells of one level,
+  array[n_pair] int<lower=1> pair_b;        // cell_row[a] >= cell_row[b]
+  vector[n_s] s_w;                          // [H22's non-zeros; pairs' products] -> S
+  array[n_s] int<lower=1> s_v;              // (CSR, both triangles, column-major)
+  array[(Q - p_term[1] * l_term[1]) * (Q - p_term[1] * l_term[1]) + 1] int<lower=1> s_u;
 }
 transformed data {
   int has_phi = family == 3;
@@ -60,11 +65,8 @@ transformed data {
   vector[N * R] gr_w = rep_vector(1, N * R);
   vector[n_cell] cell_one = rep_vector(1, n_cell);
   array[n_cell] int cell_seq = linspaced_int_array(n_cell, 1, max(n_cell, 1));
-  vector[n_pair] pair_one = rep_vector(1, n_pair);
-  array[n_pair] int pair_seq = linspaced_int_array(n_pair, 1, max(n_pair, 1));
-  if (n_slot != (q1 + n_cell) * p_term[1] + (Q - q1) * (Q - q1)) {
-    reject("n_slot = ", n_slot, ", the terms and cells need ",
-           (q1 + n_cell) * p_term[1] + (Q - q1) * (Q - q1));
+  if (n_slot != (q1 + n_cell) * p_term[1] + n_h22) {
+    reject("n_slot = ", n_slot, ", the terms and cells need ", (q1 + n_cell) * p_term[1] + n_h22);
   }
   {
     int r = 0;
@@ -108,9 +110,10 @@ model {
   real phi = has_phi ? exp(log_phi[1]) : 1.0;
   tuple(real, vector[Q]) lap = glmm_laplace(X * beta + offs, glmm_zlambda(theta, Zr, p_term), col,
                                          Q, q1, p_term[1], family, link, y, trials, phi,
-                                         max_newton, newton_tol, hs_base, hs_w, hs_v, hs_u,
+                                         max_newton, newton_tol, u_start, hs_base, hs_w,
+                                         hs_v, hs_u,
                                          gr_w, gr_v, gr_u, cell_row, cell_lev, cell_one,
-                                         cell_seq, row_v, row_u, lev_u, pair_a, pair_b,
-                                         pair_one, pair_seq, sp_u);
+                                         cell_seq, row_v, row_u, lev_u, pair_a, pair_b, s_w,
+                                         s_v, s_u);
   target += lap.1 + lp_const;
 }

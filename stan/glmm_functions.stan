@@ -73,11 +73,11 @@ vector glmm_eta(vector eta0, matrix zl, data array[,] int col, vector u) {
  *   A   (p1 x q1): the first term's level blocks side by side (level j: columns of j);
  *   Hc  (n_cell x p1): the non-zero cells of H21 (a row of the other terms against a level of
  *       the first term; cell_row, cell_lev), p1 values each;
- *   H22 (q2 x q2): the other terms' block.
+ *   h22 (n_h22): H22's non-zeros (lower triangle), for the map to S of glmm_block_solve.
  * hs_base holds the identity in the same layout. Data grow with the non-zeros, not with q1 q2.
  */
-tuple(matrix, matrix, matrix) glmm_hessian_blocks(matrix zl, vector w, int q1, int p1,
-                                                  int n_cell, int q2, data vector hs_base,
+tuple(matrix, matrix, vector) glmm_hessian_blocks(matrix zl, vector w, int q1, int p1,
+                                                  int n_cell, data vector hs_base,
                                                   data vector hs_w, data array[] int hs_v,
                                                   data array[] int hs_u) {
   int N = rows(zl);
@@ -97,11 +97,10 @@ tuple(matrix, matrix, matrix) glmm_hessian_blocks(matrix zl, vector w, int q1, i
   int nA = q1 * p1;
   int nC = n_cell * p1;
   matrix[n_cell, p1] Hc;
-  matrix[q2, q2] H22;
+  vector[rows(hv) - nA - nC] h22;
   if (n_cell > 0) Hc = to_matrix(hv[(nA + 1):(nA + nC)], p1, n_cell)';
-  if (q2 > 0) H22 = symmetrize_from_lower_tri(to_matrix(hv[(nA + nC + 1):(nA + nC + q2 * q2)],
-                                                         q2, q2));
-  return (to_matrix(hv[1:nA], p1, q1), Hc, H22);
+  if (rows(h22) > 0) h22 = hv[(nA + nC + 1):rows(hv)];
+  return (to_matrix(hv[1:nA], p1, q1), Hc, h22);
 }
 
 /**
@@ -269,16 +268,16 @@ matrix glmm_level_sums(matrix W, data vector cell_one, data array[] int cell_seq
  * L21 = H21 L_A^-T and L_S the factor of the Schur complement S = H22 - L21 L21': one dense
  * factorization of size q2 = Q - q1 instead of Q. H21 and L21 stay sparse (their non-zero
  * cells); S's update runs over the pairs of cells that share a level of the first term
- * (pair_a >= pair_b, sent to S's lower triangle, column-major, by the map sp_u), so its cost
- * grows with those pairs, not with q1 q2^2.
+ * (pair_a >= pair_b), and the map s_w, s_v, s_u sends H22's non-zeros and the pairs' products
+ * to S (both triangles), so the cost grows with those pairs, not with q1 q2^2.
  */
-tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, int q1, int p1,
+tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, vector) H, vector r, int q1, int p1,
                                      data array[] int cell_row, data array[] int cell_lev,
                                      data vector cell_one, data array[] int cell_seq,
                                      data array[] int row_v, data array[] int row_u,
                                      data array[] int lev_u, data array[] int pair_a,
-                                     data array[] int pair_b, data vector pair_one,
-                                     data array[] int pair_seq, data array[] int sp_u) {
+                                     data array[] int pair_b, data vector s_w,
+                                     data array[] int s_v, data array[] int s_u) {
   int Q = rows(r);
   int q2 = Q - q1;
   int l1 = q1 %/% p1;
@@ -318,9 +317,9 @@ tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, 
       matrix[l1, p1] Y1 = to_matrix(y1, p1, l1)';
       cv = rows_dot_product(Lc, Y1[cell_lev]);
     }
-    matrix[q2, q2] LS = cholesky_decompose(
-        H.3 - symmetrize_from_lower_tri(to_matrix(
-            csr_matrix_times_vector(q2 * q2, size(pv), pair_one, pair_seq, sp_u, pv), q2, q2)));
+    matrix[q2, q2] LS = cholesky_decompose(to_matrix(
+        csr_matrix_times_vector(q2 * q2, rows(H.3) + size(pv), s_w, s_v, s_u,
+                                append_row(H.3, pv)), q2, q2));
     vector[q2] y2 = mdivide_left_tri_low(LS, r[(q1 + 1):Q]
                                              - csr_matrix_times_vector(q2, n_cell, cell_one,
                                                                        row_v, row_u, cv));
@@ -352,34 +351,43 @@ tuple(vector, real) glmm_block_solve(tuple(matrix, matrix, matrix) H, vector r, 
  * and the conditional mode u*.
  *
  * q1, p1: columns and coefficients per level of the first term (see glmm_block_solve).
- * Newton's method on g(u) from u = 0 with step halving until the step is below
+ * Newton's method on g(u) from u_start (the conditional mode at the optimizer's starting
+ * values, which saves a quarter of the steps over u = 0; u = 0 where g(u_start) is not
+ * finite) with step halving until the step is below
  * tol (1 + max|u|), at most max_iter steps; autodiff runs through the iterations, whose
  * derivatives converge with them (Newton's map has zero Jacobian at its fixed point).
  */
 tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, int Q,
                                  int q1, int p1, int family, int link, data vector y,
                                  data vector ntr, real phi, int max_iter, real tol,
+                                 data vector u_start,
                                  data vector hs_base, data vector hs_w, data array[] int hs_v, data array[] int hs_u,
                                  data vector gr_w, data array[] int gr_v, data array[] int gr_u,
                                  data array[] int cell_row, data array[] int cell_lev,
                                  data vector cell_one, data array[] int cell_seq,
                                  data array[] int row_v, data array[] int row_u,
                                  data array[] int lev_u, data array[] int pair_a,
-                                 data array[] int pair_b, data vector pair_one,
-                                 data array[] int pair_seq, data array[] int sp_u) {
+                                 data array[] int pair_b, data vector s_w,
+                                 data array[] int s_v, data array[] int s_u) {
   int n_cell = size(cell_row);
-  int q2 = Q - q1;
-  vector[Q] u = rep_vector(0, Q);
+  vector[Q] u = u_start;
   vector[rows(eta0)] eta = glmm_eta(eta0, zl, col, u);
   tuple(vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)]) ob
       = glmm_obs(family, link, eta, y, ntr, phi);
-  real g = sum(ob.1);
+  real g = sum(ob.1) - 0.5 * dot_self(u);
+  if (is_nan(g) || is_inf(g)) {
+    // u_start leaves the means' range here (e.g. an identity link): start from u = 0
+    u = rep_vector(0, Q);
+    eta = glmm_eta(eta0, zl, col, u);
+    ob = glmm_obs(family, link, eta, y, ntr, phi);
+    g = sum(ob.1);
+  }
   for (it in 1:max_iter) {
-    vector[Q] delta = glmm_block_solve(glmm_hessian_blocks(zl, ob.3, q1, p1, n_cell, q2,
+    vector[Q] delta = glmm_block_solve(glmm_hessian_blocks(zl, ob.3, q1, p1, n_cell,
                                                            hs_base, hs_w, hs_v, hs_u),
                                        glmm_gradient(zl, ob.2, u, gr_w, gr_v, gr_u), q1, p1,
                                        cell_row, cell_lev, cell_one, cell_seq, row_v, row_u, lev_u, pair_a,
-                                       pair_b, pair_one, pair_seq, sp_u).1;
+                                       pair_b, s_w, s_v, s_u).1;
     real step = 1;
     vector[Q] u_new = u + delta;
     eta = glmm_eta(eta0, zl, col, u_new);
@@ -400,11 +408,11 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
       break;
     }
   }
-  real half_logdet = glmm_block_solve(glmm_hessian_blocks(zl, ob.4, q1, p1, n_cell, q2,
+  real half_logdet = glmm_block_solve(glmm_hessian_blocks(zl, ob.4, q1, p1, n_cell,
                                                           hs_base, hs_w, hs_v, hs_u),
                                       rep_vector(0, Q), q1, p1,
                                       cell_row, cell_lev, cell_one, cell_seq, row_v, row_u, lev_u, pair_a,
-                                       pair_b, pair_one, pair_seq, sp_u).2;
+                                       pair_b, s_w, s_v, s_u).2;
   real value = g;
   if (family == 4) {
     // lme4's Gamma: u* and W above with shape 1 (Var = mu^2); the conditional density with

@@ -14,7 +14,10 @@ Conventions (0-based here, 1-based in the returned data):
 * pair terms: for each pair s <= r of a row's non-zeros (r outer, s inner), the n products
   w_i zl_ir zl_is, stacked pair by pair (``pt`` in the Stan code).
 * slots (the Hessian's values): the level blocks A_j (p1 x p1, column-major, level by level),
-  then the cells of H21 (p1 values each), then H22 (q2 x q2, column-major, lower triangle).
+  then the cells of H21 (p1 values each), then H22's non-zeros (lower triangle and diagonal,
+  ordered by column-major position).
+* S: the dense Schur complement H22 - L21 L21', both triangles, column-major, made by one
+  sparse map from [H22's non-zeros; the products of the pairs of cells].
 * cells: the distinct (row of H22's side, level of the first term) pairs that occur, sorted by
   level, then row.
 """
@@ -63,16 +66,22 @@ def glmm_sparsity(cols: np.ndarray, q: int, q1: int, p1: int) -> dict[str, np.nd
     keys, cell_of = np.unique(cell_key, return_inverse=True)
     n_cell = len(keys)
     cell_lev, cell_row = keys // q2, keys % q2
+    # H22's non-zeros (lower triangle, the diagonal always): key b * q2 + a, a >= b
+    h22_key = (cs[in_22] - q1) * q2 + (cr[in_22] - q1)
+    h22_keys, h22_of = np.unique(np.concatenate([h22_key, np.arange(q2) * (q2 + 1)]),
+                                 return_inverse=True)
+    h22_of = h22_of[:len(h22_key)]
 
     nA, nC = q1 * p1, n_cell * p1
     slot = np.empty(len(cr), np.int64)
     slot[in_a] = (cr[in_a] // p1) * p1 * p1 + (cs[in_a] % p1) * p1 + cr[in_a] % p1
     slot[in_c] = nA + cell_of * p1 + cs[in_c] % p1
-    slot[in_22] = nA + nC + (cs[in_22] - q1) * q2 + (cr[in_22] - q1)
-    n_slot = nA + nC + q2 * q2
+    slot[in_22] = nA + nC + h22_of
+    n_slot = nA + nC + len(h22_keys)
     base = np.zeros(n_slot)
     base[np.arange(q1 // p1)[:, None] * p1 * p1 + np.arange(p1)[None, :] * (p1 + 1)] = 1.0
-    base[nA + nC + np.arange(q2) * (q2 + 1)] = 1.0
+    h22_b, h22_a = h22_keys // q2, h22_keys % q2
+    base[nA + nC + np.flatnonzero(h22_a == h22_b)] = 1.0
     hs_v, hs_u = _csr(slot, n_slot)
 
     # gradient: element r * n + i of zl's column-major values goes to column cols[i, r]
@@ -83,13 +92,25 @@ def glmm_sparsity(cols: np.ndarray, q: int, q1: int, p1: int) -> dict[str, np.nd
     lev_u = np.concatenate([[0], np.cumsum(per_level)]) + 1
     row_v, row_u = _csr(cell_row, q2)
     a, b = _level_pairs(lev_u[:-1] - 1, per_level)
-    pair_slot = cell_row[b] * q2 + cell_row[a]
-    pair_order = np.argsort(pair_slot, kind="stable")
-    _, sp_u = _csr(pair_slot, q2 * q2)
+    # S = H22 - sum of the pairs' products, both triangles (column-major q2 x q2), from the
+    # values [H22's non-zeros; the pairs' products]
+    ra, rb = cell_row[a], cell_row[b]
+    rows_a = np.concatenate([h22_a, ra])
+    rows_b = np.concatenate([h22_b, rb])
+    src = np.arange(len(rows_a))
+    sign = np.concatenate([np.ones(len(h22_a)), -np.ones(len(ra))])
+    off = rows_a != rows_b
+    s_slot = np.concatenate([rows_b * q2 + rows_a, (rows_a * q2 + rows_b)[off]])
+    s_src = np.concatenate([src, src[off]])
+    s_sign = np.concatenate([sign, sign[off]])
+    s_order = np.argsort(s_slot, kind="stable")
+    _, s_u = _csr(s_slot, q2 * q2)
     return {
         "n_slot": int(n_slot), "n_cell": int(n_cell), "n_pair": int(len(a)),
+        "n_h22": int(len(h22_keys)), "n_s": int(len(s_slot)),
         "hs_base": base, "hs_v": hs_v, "hs_u": hs_u, "gr_v": gr_v, "gr_u": gr_u,
         "cell_row": cell_row + 1, "cell_lev": cell_lev + 1, "row_v": row_v, "row_u": row_u,
         "lev_u": lev_u.astype(np.int64),
-        "pair_a": a[pair_order] + 1, "pair_b": b[pair_order] + 1, "sp_u": sp_u,
+        "pair_a": a + 1, "pair_b": b + 1,
+        "s_w": s_sign[s_order], "s_v": s_src[s_order] + 1, "s_u": s_u,
     }
