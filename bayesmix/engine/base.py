@@ -4,8 +4,10 @@ calls into recorded arguments, and the helpers both engines use to run Stan."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -121,7 +123,9 @@ class Engine(ABC):
                 output_dir: str | None = None) -> RunResult: ...
 
     def _output_dir(self, output_dir: str | None) -> Path:
-        out = Path(output_dir or tempfile.mkdtemp(prefix=f"bayesmix-{self.name}-"))
+        if output_dir is None:
+            return _scratch_dir(f"bayesmix-{self.name}-")
+        out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
         return out
 
@@ -167,6 +171,24 @@ class Engine(ABC):
                     init_radius=init_radius, refresh=0)
         accept = (0, OPTIMIZE_SOFT_FAILURE) if accept_line_search_failure else (0,)
         return self._run("optimize", data, args, output_dir, inits, accept_codes=accept)
+
+
+_SCRATCH: list[Path] = []
+
+
+def _scratch_dir(prefix: str) -> Path:
+    """A temporary run folder, removed when the process exits (a fit reads its CSV files
+    lazily, so they live as long as the session, as cmdstanpy's do)."""
+    if not _SCRATCH:
+        atexit.register(_remove_scratch)
+    out = Path(tempfile.mkdtemp(prefix=prefix))
+    _SCRATCH.append(out)
+    return out
+
+
+def _remove_scratch() -> None:
+    for folder in _SCRATCH:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run_process(cmd: Sequence[str], *, progress_total: int = 0,

@@ -130,6 +130,7 @@ class BundledModel(Engine):
                                     show_progress=show_progress,
                                     chains=int(args.get("chains", 1)))
         elapsed = time.perf_counter() - start
+        data_file.unlink(missing_ok=True)  # read once; the largest file of a run
         if code not in accept_codes or not all(Path(f).exists() for f in csv):
             raise StanError(f"Stan {method} failed (exit code {code}):\n{stan_messages(console)}")
         return RunResult(method, csv, dict(args), self.info, console, code, elapsed)
