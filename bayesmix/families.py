@@ -15,11 +15,23 @@ Conventions (as R's glm for ``dev_resids`` and ``variance``, Stan's for densitie
   binomial; ``phi`` is the family parameter named by ``dispersion`` (gaussian ``sigma``, negative
   binomial ``phi`` with Var = mu + mu^2 / phi as Stan's neg_binomial_2 and lme4's glmer.nb
   theta, Gamma ``shape`` with Var = mu^2 / shape).
+
+Families without a fitting method yet (issue #17: ``student``, ``lognormal``, ``beta``,
+``beta_binomial``, ``cumulative``, zero-inflated and hurdle counts) live in `PLANNED_FAMILIES`,
+beside the fittable `FAMILIES` (every consumer of `FAMILIES` -- the Stan codes, glm, glmer,
+the generic programs -- sees exactly the families it can fit). Their densities and draws are
+in brms's parametrisation (tests/reference/families/README.md) and take every parameter by
+name as arrays, so a distributional parameter may vary by row:
+``get_family("student", fittable=False).log_density(y, mu, sigma=s, nu=nu)``. `ALL_FAMILIES`
+holds both. `FamilySpec.params` names a family's parameters besides mu (in the density's
+order), `FamilySpec.dpars` the ones a distributional formula may model, in brms's names with
+brms's links (`DPar`); the two differ for negbinomial, whose ``phi`` is brms's ``shape``, and
+for cumulative, whose cutpoints are no distributional parameter.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from scipy import special, stats
@@ -34,7 +46,10 @@ _PROBIT_THRESH = -stats.norm.ppf(_EPS)    # R's probit guard: qnorm(eps)
 # What a family's response may be (checked by the design stage, design/build.py): any number,
 # 0/1 (a factor or logical too; binomial also successes and failures by cbind()), whole numbers
 # >= 0, numbers > 0.
-SUPPORTS = ("real", "binary", "count", "positive")
+# Families planned for issue #17 add: numbers in (0, 1), successes out of trials (beta_binomial:
+# cbind(successes, failures), not accepted by the design stage yet), and ordered categories
+# coded 1..K (cumulative).
+SUPPORTS = ("real", "binary", "count", "positive", "unit", "trials", "ordinal")
 
 # The fitting methods a family can declare (`Family.supports`).
 METHODS = ("glm", "lmer", "glmer", "nuts_joint", "nuts_marginal", "laplace")
@@ -243,6 +258,336 @@ def _valid_probability(mu) -> bool:
     return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
 
+# ---------------------------------------------------------------- distributional parameters
+
+
+class DPar(NamedTuple):
+    """One distributional parameter: brms's name, brms's link (the scale its formula models)
+    and its lower bound (logit-linked parameters also lie below 1)."""
+
+    name: str
+    link: str
+    lower: float
+
+
+def _logit(p):
+    return np.log(p) - np.log1p(-p)
+
+
+# links of distributional parameters: name -> (link, inverse). brms's ``logm1`` is
+# log(x - 1), the link of student's nu (nu > 1); these are not mean links (`LINKS`).
+DPAR_LINKS: dict[str, tuple[Callable, Callable]] = {
+    "identity": (lambda x: x, lambda eta: eta),
+    "log": (np.log, np.exp),
+    "logm1": (lambda x: np.log(x - 1.0), lambda eta: 1.0 + np.exp(eta)),
+    "logit": (_logit, special.expit),
+}
+
+
+def dpar_linkinv(link: str, eta):
+    """A distributional parameter from its linear predictor (inverse of a `DPAR_LINKS` link)."""
+    try:
+        return DPAR_LINKS[link][1](np.asarray(eta, dtype=float))
+    except KeyError:
+        raise FamilyError(f"unknown distributional link {link!r}; choose one of: "
+                          f"{', '.join(DPAR_LINKS)}") from None
+
+
+# ---------------------------------------------------------------- planned families' maths
+# brms's parametrisations (tests/reference/families/README.md). Every function takes its
+# parameters as arrays broadcast against y and mu; ``trials`` is used by beta_binomial only.
+
+
+def _log1mexp(x):
+    """log(1 - exp(x)) for x <= 0 (Maechler's switch at -log 2)."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+
+
+def _shape(*arrays):
+    return np.broadcast_shapes(*(np.shape(a) for a in arrays))
+
+
+def _lp_student(y, mu, trials, sigma, nu):
+    z = (y - mu) / sigma
+    # log Gamma((nu + 1) / 2) - log Gamma(nu / 2) by Pochhammer's symbol: no cancellation
+    # for large nu (the difference of two lgammas loses ~1e-6 at nu = 1e9)
+    return (np.log(special.poch(nu / 2.0, 0.5))
+            - 0.5 * np.log(nu * np.pi) - np.log(sigma) - (nu + 1.0) / 2.0 * np.log1p(z * z / nu))
+
+
+def _draw_student(rng, mu, trials, sigma, nu):
+    shape = _shape(mu, sigma, nu)
+    return mu + sigma * rng.standard_t(np.broadcast_to(nu, shape), size=shape)
+
+
+def _moments_student(mu, trials, sigma, nu):
+    mu, sigma, nu = np.broadcast_arrays(mu, sigma, nu)
+    mean = np.where(nu > 1, mu, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = np.where(nu > 2, sigma ** 2 * nu / (nu - 2.0), np.where(nu > 1, np.inf, np.nan))
+    return mean, var
+
+
+def _lp_lognormal(y, mu, trials, sigma):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ly = np.log(np.where(y > 0, y, 1.0))
+        lp = -0.5 * ((ly - mu) / sigma) ** 2 - np.log(sigma) - 0.5 * np.log(2.0 * np.pi) - ly
+    return np.where(y > 0, lp, -np.inf)
+
+
+def _draw_lognormal(rng, mu, trials, sigma):
+    return np.exp(mu + sigma * rng.standard_normal(_shape(mu, sigma)))
+
+
+def _moments_lognormal(mu, trials, sigma):
+    s2 = np.asarray(sigma, float) ** 2
+    return np.exp(mu + s2 / 2.0), np.expm1(s2) * np.exp(2.0 * mu + s2)
+
+
+def _lp_beta(y, mu, trials, phi):
+    a, b = mu * phi, (1.0 - mu) * phi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = (y > 0) & (y < 1)
+        yy = np.where(inside, y, 0.5)
+        lp = (a - 1.0) * np.log(yy) + (b - 1.0) * np.log1p(-yy) - special.betaln(a, b)
+    return np.where(inside, lp, -np.inf)
+
+
+def _draw_beta(rng, mu, trials, phi):
+    shape = _shape(mu, phi)
+    mu, phi = np.broadcast_to(mu, shape), np.broadcast_to(phi, shape)
+    return rng.beta(mu * phi, (1.0 - mu) * phi)
+
+
+def _moments_beta(mu, trials, phi):
+    mu, phi = np.broadcast_arrays(np.asarray(mu, float), np.asarray(phi, float))
+    return mu, mu * (1.0 - mu) / (1.0 + phi)
+
+
+def _lp_beta_binomial(y, mu, trials, phi):
+    a, b = mu * phi, (1.0 - mu) * phi
+    ok = (y >= 0) & (y <= trials) & (y == np.round(y))
+    yy = np.where(ok, y, 0.0)
+    lchoose = (special.gammaln(trials + 1) - special.gammaln(yy + 1)
+               - special.gammaln(trials - yy + 1))
+    return np.where(ok, lchoose + special.betaln(yy + a, trials - yy + b) - special.betaln(a, b),
+                    -np.inf)
+
+
+def _draw_beta_binomial(rng, mu, trials, phi):
+    shape = _shape(mu, phi, trials)
+    mu, phi = np.broadcast_to(mu, shape), np.broadcast_to(phi, shape)
+    p = rng.beta(mu * phi, (1.0 - mu) * phi)
+    return rng.binomial(np.broadcast_to(np.asarray(trials).astype(np.int64), shape),
+                        p).astype(float)
+
+
+def _moments_beta_binomial(mu, trials, phi):
+    mu, n, phi = np.broadcast_arrays(*(np.asarray(a, float) for a in (mu, trials, phi)))
+    return n * mu, n * mu * (1.0 - mu) * (phi + n) / (phi + 1.0)
+
+
+# cumulative: log F and log(1 - F) of the latent noise, and its draws
+_CUMULATIVE_NOISE = {
+    "logit": (lambda x: -np.logaddexp(0.0, -x), lambda x: -np.logaddexp(0.0, x),
+              lambda rng, shape: rng.logistic(size=shape)),
+    "probit": (special.log_ndtr, lambda x: special.log_ndtr(-x),
+               lambda rng, shape: rng.standard_normal(shape)),
+}
+
+
+def _cutpoints(cutpoints):
+    c = np.asarray(cutpoints, dtype=float)
+    if c.ndim == 0 or c.shape[-1] < 1:
+        raise FamilyError("cumulative: cutpoints must be a vector of K - 1 >= 1 values "
+                          "(one row per observation, or one vector for all)")
+    if np.any(~(np.diff(c, axis=-1) > 0)) or np.any(np.isnan(c)):
+        raise FamilyError("cumulative: the cutpoints must be strictly increasing")
+    return c
+
+
+def _category_bounds(y, mu, cutpoints, disc):
+    """(ok, lower, upper): P(y = k) = F(upper) - F(lower), upper = disc (c_k - eta),
+    lower = disc (c_{k-1} - eta), with c_0 = -inf and c_K = inf."""
+    c = _cutpoints(cutpoints)
+    k_cats = c.shape[-1] + 1
+    shape = np.broadcast_shapes(np.shape(y), np.shape(mu), np.shape(disc), c.shape[:-1])
+    ext = np.concatenate([np.full(c.shape[:-1] + (1,), -np.inf), c,
+                          np.full(c.shape[:-1] + (1,), np.inf)], axis=-1)
+    ext = np.broadcast_to(ext, shape + (k_cats + 1,))
+    y = np.broadcast_to(y, shape)
+    ok = (y >= 1) & (y <= k_cats) & (y == np.round(y))
+    k = np.where(ok, y, 1).astype(np.int64)[..., None]
+    upper = np.take_along_axis(ext, k, axis=-1)[..., 0]
+    lower = np.take_along_axis(ext, k - 1, axis=-1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        return ok, disc * (lower - mu), disc * (upper - mu)
+
+
+def _make_cumulative(link: str):
+    log_cdf, log_sf, noise = _CUMULATIVE_NOISE[link]
+
+    def log_density(y, mu, trials, cutpoints, disc=1.0):
+        ok, a, b = _category_bounds(y, mu, cutpoints, disc)
+        # log(F(b) - F(a)) from the side where it loses no digits
+        with np.errstate(invalid="ignore", divide="ignore"):
+            upper_tail = log_sf(a) + _log1mexp(log_sf(b) - log_sf(a))
+            lower_tail = log_cdf(b) + _log1mexp(log_cdf(a) - log_cdf(b))
+        return np.where(ok, np.where(a > 0, upper_tail, lower_tail), -np.inf)
+
+    def draw(rng, mu, trials, cutpoints, disc=1.0):
+        c = _cutpoints(cutpoints)
+        shape = np.broadcast_shapes(np.shape(mu), np.shape(disc), c.shape[:-1])
+        latent = mu + noise(rng, shape) / disc  # P(latent <= c_k) = F(disc (c_k - mu))
+        return 1.0 + np.sum(np.broadcast_to(latent, shape)[..., None] > c, axis=-1)
+
+    def moments(mu, trials, cutpoints, disc=1.0):
+        c = _cutpoints(cutpoints)
+        k_cats = c.shape[-1] + 1
+        shape = np.broadcast_shapes(np.shape(mu), np.shape(disc), c.shape[:-1])
+        ks = np.arange(1, k_cats + 1, dtype=float)
+        probs = np.exp(np.stack([log_density(np.full(shape, k), mu, trials, c, disc)
+                                 for k in ks], axis=-1))
+        mean = probs @ ks
+        return mean, probs @ ks ** 2 - mean ** 2
+
+    return log_density, draw, moments
+
+
+_CUMULATIVE = {link: _make_cumulative(link) for link in _CUMULATIVE_NOISE}
+
+
+def _lp_cumulative(y, mu, trials, cutpoints, disc=1.0, *, link="logit"):
+    return _CUMULATIVE[link][0](y, mu, trials, cutpoints, disc)
+
+
+def _draw_cumulative(rng, mu, trials, cutpoints, disc=1.0, *, link="logit"):
+    return _CUMULATIVE[link][1](rng, mu, trials, cutpoints, disc)
+
+
+def _moments_cumulative(mu, trials, cutpoints, disc=1.0, *, link="logit"):
+    return _CUMULATIVE[link][2](mu, trials, cutpoints, disc)
+
+
+# count parts of zero-inflated and hurdle families: log f(y | mu[, shape]) and log f(0)
+def _count_lp(y, mu, shape):
+    if shape is None:
+        return _lp_poisson(y, mu, None)
+    return _lp_negbinomial(y, mu, None, shape)
+
+
+def _count_log_f0(mu, shape):
+    if shape is None:
+        return -np.asarray(mu, float)
+    return shape * (np.log(shape) - np.log(shape + mu))
+
+
+def _count_draw(rng, mu, shape):
+    if shape is None:
+        return rng.poisson(mu).astype(float)
+    return _draw_negbinomial(rng, mu, None, np.broadcast_to(shape, np.shape(mu)))
+
+
+def _count_moments(mu, shape):
+    """E y and E y^2 of the untruncated count part."""
+    var = mu if shape is None else mu + mu ** 2 / shape
+    return mu, var + mu ** 2
+
+
+def _lp_zero_inflated(y, mu, shape, zi):
+    ok = (y >= 0) & (y == np.round(y))
+    yy = np.where(ok, y, 0.0)
+    with np.errstate(divide="ignore"):
+        zero = np.logaddexp(np.log(zi), np.log1p(-zi) + _count_log_f0(mu, shape))
+        positive = np.log1p(-zi) + _count_lp(yy, mu, shape)
+    return np.where(ok, np.where(yy == 0, zero, positive), -np.inf)
+
+
+def _draw_zero_inflated(rng, mu, shape, zi):
+    out_shape = _shape(mu, zi) if shape is None else _shape(mu, zi, shape)
+    mu = np.broadcast_to(mu, out_shape)
+    count = _count_draw(rng, mu, shape)
+    return np.where(rng.random(out_shape) < zi, 0.0, count)
+
+
+def _moments_zero_inflated(mu, shape, zi):
+    m1, m2 = _count_moments(np.asarray(mu, float), shape)
+    mean = (1.0 - zi) * m1
+    return mean, (1.0 - zi) * m2 - mean ** 2
+
+
+def _lp_hurdle(y, mu, shape, hu):
+    ok = (y >= 0) & (y == np.round(y))
+    yy = np.where(ok, y, 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        positive = (np.log1p(-hu) + _count_lp(np.maximum(yy, 1.0), mu, shape)
+                    - _log1mexp(_count_log_f0(mu, shape)))
+        zero = np.log(hu)
+    return np.where(ok, np.where(yy == 0, zero, positive), -np.inf)
+
+
+def _draw_hurdle(rng, mu, shape, hu):
+    """Zero with probability hu, else the count part truncated at zero, drawn by inverting its
+    distribution function on (f(0), 1) (exact for any mu; no rejection loop)."""
+    out_shape = _shape(mu, hu) if shape is None else _shape(mu, hu, shape)
+    mu = np.broadcast_to(np.asarray(mu, float), out_shape)
+    f0 = np.exp(_count_log_f0(mu, shape))
+    u = f0 + rng.random(out_shape) * (1.0 - f0)
+    if shape is None:
+        positive = stats.poisson.ppf(u, mu)
+    else:
+        size = np.broadcast_to(shape, out_shape)
+        positive = stats.nbinom.ppf(u, size, size / (size + mu))
+    positive = np.maximum(positive, 1.0)
+    return np.where(rng.random(out_shape) < hu, 0.0, positive)
+
+
+def _moments_hurdle(mu, shape, hu):
+    mu = np.asarray(mu, float)
+    m1, m2 = _count_moments(mu, shape)
+    p_pos = -np.expm1(_count_log_f0(mu, shape))
+    mean = (1.0 - hu) * m1 / p_pos
+    return mean, (1.0 - hu) * m2 / p_pos - mean ** 2
+
+
+def _count_family(kind: str, negbin: bool):
+    """(log_density, draw, moments) of a zero-inflated or hurdle family; parameters in the
+    order (shape, zi | hu) for negative binomial parts, (zi | hu) for Poisson ones."""
+    lp, dr, mo = {"zi": (_lp_zero_inflated, _draw_zero_inflated, _moments_zero_inflated),
+                  "hu": (_lp_hurdle, _draw_hurdle, _moments_hurdle)}[kind]
+    if negbin:
+        return (lambda y, mu, trials, shape, p: lp(y, mu, shape, p),
+                lambda rng, mu, trials, shape, p: dr(rng, mu, shape, p),
+                lambda mu, trials, shape, p: mo(mu, shape, p))
+    return (lambda y, mu, trials, p: lp(y, mu, None, p),
+            lambda rng, mu, trials, p: dr(rng, mu, None, p),
+            lambda mu, trials, p: mo(mu, None, p))
+
+
+# moments (E y, Var y) of the fitted families, for a uniform Family.moments
+def _moments_gaussian(mu, trials, sigma):
+    mu = np.asarray(mu, float)
+    return mu, np.broadcast_to(np.asarray(sigma, float) ** 2, mu.shape)
+
+
+def _moments_binomial(mu, trials, phi=None):
+    return trials * mu, trials * mu * (1.0 - mu)
+
+
+def _moments_poisson(mu, trials, phi=None):
+    return mu, mu
+
+
+def _moments_negbinomial(mu, trials, phi):
+    return mu, mu + mu ** 2 / phi
+
+
+def _moments_gamma(mu, trials, shape):
+    return mu, mu ** 2 / shape
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -253,23 +598,39 @@ class FamilySpec:
     name: str
     links: tuple[str, ...]      # valid links; the first is R's default
     r_name: str                 # R's family()$family ("binomial" for bernoulli too)
-    variance: Callable          # V(mu, phi)
+    variance: Callable | None   # R's V(mu, phi) (None: no glm variance function)
     validmu: Callable[[np.ndarray], bool]
-    dev_resids: Callable        # (y, mu, wt, phi) -> R's unsigned deviance contributions
-    log_density: Callable       # (y, mu, trials, phi) -> log p(y)
-    draw: Callable              # (rng, mu, trials, phi) -> one draw per mu
+    dev_resids: Callable | None  # (y, mu, wt, phi) -> R's unsigned deviance contributions
+    log_density: Callable       # (y, mu, trials, *params) -> log p(y)
+    draw: Callable              # (rng, mu, trials, *params) -> one draw per mu
     aic: Callable | None        # R's family()$aic, for glm fits
-    mustart: Callable           # (y, n) -> IRLS's starting means (R's initialize)
+    mustart: Callable | None    # (y, n) -> IRLS's starting means (R's initialize)
     dispersion: str | None      # the family parameter's name in Stan and the priors
     fixed_dispersion: bool      # glm: dispersion 1 (z tests) rather than estimated (t tests)
     discrete: bool              # integer response (Stan reads it as int)
     support: str                # the response the design stage accepts: SUPPORTS
-    joint_code: int             # `family` data of stan/glmm_joint.stan
+    joint_code: int | None      # `family` data of stan/glmm_joint.stan
     glmer_code: int | None      # `family` data of stan/glmer.stan (glmm_functions.stan)
     methods: frozenset          # of METHODS; lmer / nuts_marginal: identity link only
+    # the parameters besides mu, in the order log_density / draw / moments take them after
+    # trials (the fitted families: their `dispersion`, or none)
+    params: tuple[str, ...] = ()
+    # the distributional parameters a formula may model (brms's names and links; bayesmix.bf)
+    dpars: tuple[DPar, ...] = ()
+    moments: Callable | None = None  # (mu, trials, *params) -> (E y, Var y)
+    uses_link: bool = False     # log_density, draw and moments also take link= (cumulative)
 
 
 _ALL_BUT_ML = frozenset({"nuts_joint", "laplace"})
+
+# brms's distributional parameters: names, links (brms 2.18's defaults) and lower bounds
+_SIGMA = DPar("sigma", "log", 0.0)
+_SHAPE = DPar("shape", "log", 0.0)    # neg_binomial_2's phi, Gamma's shape
+_PHI = DPar("phi", "log", 0.0)        # beta and beta_binomial precision
+_NU = DPar("nu", "logm1", 1.0)        # brms: nu >= 1, link log(nu - 1)
+_ZI = DPar("zi", "logit", 0.0)        # probability of a structural zero
+_HU = DPar("hu", "logit", 0.0)        # probability of a zero (hurdle)
+_DISC = DPar("disc", "log", 0.0)      # cumulative's discrimination (1 unless modelled)
 
 _PROBABILITY_LINKS = ("logit", "probit", "cloglog", "log")
 _COUNT_LINKS = ("log", "identity", "sqrt")
@@ -280,7 +641,8 @@ _BINOMIAL = FamilySpec(
     dev_resids=_dev_binomial, log_density=_lp_binomial, draw=_draw_binomial,
     aic=_aic_binomial, mustart=_start_binomial,
     dispersion=None, fixed_dispersion=True, discrete=True, support="binary",
-    joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"})
+    joint_code=2, glmer_code=1, methods=_ALL_BUT_ML | {"glm", "glmer"},
+    moments=_moments_binomial)
 
 FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     FamilySpec(
@@ -290,7 +652,8 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         aic=_aic_gaussian, mustart=_start_y,
         dispersion="sigma", fixed_dispersion=False, discrete=False, support="real",
         joint_code=1, glmer_code=None,
-        methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"}),
+        methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"},
+        params=("sigma",), dpars=(_SIGMA,), moments=_moments_gaussian),
     _BINOMIAL,
     # binomial with one trial per row (0/1 response): its own Stan code (bernoulli_*)
     replace(_BINOMIAL, name="bernoulli", joint_code=3),
@@ -300,21 +663,24 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         dev_resids=_dev_poisson, log_density=_lp_poisson, draw=_draw_poisson,
         aic=_aic_poisson, mustart=_start_count,
         dispersion=None, fixed_dispersion=True, discrete=True, support="count",
-        joint_code=4, glmer_code=2, methods=_ALL_BUT_ML | {"glm", "glmer"}),
+        joint_code=4, glmer_code=2, methods=_ALL_BUT_ML | {"glm", "glmer"},
+        moments=_moments_poisson),
     FamilySpec(
         "negbinomial", _COUNT_LINKS, r_name="Negative Binomial",
         variance=lambda mu, phi=1.0: mu + mu ** 2 / phi, validmu=_positive_finite,
         dev_resids=_dev_negbinomial, log_density=_lp_negbinomial, draw=_draw_negbinomial,
         aic=None, mustart=_start_count,
         dispersion="phi", fixed_dispersion=True, discrete=True, support="count",
-        joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | {"glmer"}),
+        joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | {"glmer"},
+        params=("phi",), dpars=(_SHAPE,), moments=_moments_negbinomial),  # brms: shape
     FamilySpec(
         "Gamma", ("inverse", "log", "identity"), r_name="Gamma",
         variance=lambda mu, phi=1.0: mu ** 2, validmu=_positive_finite,
         dev_resids=_dev_gamma, log_density=_lp_gamma, draw=_draw_gamma,
         aic=_aic_gamma, mustart=_start_y,
         dispersion="shape", fixed_dispersion=False, discrete=False, support="positive",
-        joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | {"glm", "glmer"}),
+        joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | {"glm", "glmer"},
+        params=("shape",), dpars=(_SHAPE,), moments=_moments_gamma),
 )}
 
 # lower-cased spellings accepted for each family
@@ -330,8 +696,80 @@ _ALIASES: dict[str, str] = {
     "neg_binomial_2": "negbinomial",
     "nb": "negbinomial",
     "gamma": "Gamma",
+    # planned (issue #17)
+    "student": "student",
+    "student_t": "student",
+    "studentt": "student",
+    "t": "student",
+    "lognormal": "lognormal",
+    "beta": "beta",
+    "beta_binomial": "beta_binomial",
+    "betabinomial": "beta_binomial",
+    "cumulative": "cumulative",
+    "ordinal": "cumulative",
+    "ordered_logistic": "cumulative",
+    "zero_inflated_poisson": "zero_inflated_poisson",
+    "zip": "zero_inflated_poisson",
+    "zero_inflated_negbinomial": "zero_inflated_negbinomial",
+    "zero_inflated_neg_binomial": "zero_inflated_negbinomial",
+    "zinb": "zero_inflated_negbinomial",
+    "hurdle_poisson": "hurdle_poisson",
+    "hurdle_negbinomial": "hurdle_negbinomial",
+    "hurdle_neg_binomial": "hurdle_negbinomial",
+    "hurdle_nb": "hurdle_negbinomial",
 }
-_LINKS = {name: spec.links for name, spec in FAMILIES.items()}  # family -> valid links
+# ---------------------------------------------------------------- planned families (issue #17)
+# Densities and draws in brms's parametrisation; no fitting method yet (methods empty, no Stan
+# codes), so get_family() refuses them unless asked with fittable=False.
+
+
+def _planned(name, links, log_density, draw, moments, params, dpars, discrete, support,
+             validmu=lambda mu: True, uses_link=False):
+    return FamilySpec(
+        name, links, r_name=name, variance=None, validmu=validmu, dev_resids=None,
+        log_density=log_density, draw=draw, aic=None, mustart=None, dispersion=None,
+        fixed_dispersion=False, discrete=discrete, support=support, joint_code=None,
+        glmer_code=None, methods=frozenset(), params=params, dpars=dpars, moments=moments,
+        uses_link=uses_link)
+
+
+_ZIP, _ZINB = _count_family("zi", False), _count_family("zi", True)
+_HP, _HNB = _count_family("hu", False), _count_family("hu", True)
+
+PLANNED_FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
+    # student_t(nu, mu, sigma)
+    _planned("student", ("identity", "log", "inverse"), _lp_student, _draw_student,
+             _moments_student, ("sigma", "nu"), (_SIGMA, _NU), False, "real"),
+    # lognormal(mu, sigma): mu and sigma are the mean and SD of log y
+    _planned("lognormal", ("identity", "inverse"), _lp_lognormal, _draw_lognormal,
+             _moments_lognormal, ("sigma",), (_SIGMA,), False, "positive"),
+    # beta(mu phi, (1 - mu) phi) = Stan's beta_proportion(mu, phi)
+    _planned("beta", ("logit", "probit", "cloglog"), _lp_beta, _draw_beta, _moments_beta,
+             ("phi",), (_PHI,), False, "unit", _valid_probability),
+    # beta_binomial(trials, mu phi, (1 - mu) phi)
+    _planned("beta_binomial", ("logit", "probit", "cloglog"), _lp_beta_binomial,
+             _draw_beta_binomial, _moments_beta_binomial, ("phi",), (_PHI,), True, "trials",
+             _valid_probability),
+    # P(y <= k) = F(disc (c_k - eta)), y in 1..K, F the link's distribution function; ``mu`` is
+    # the linear predictor eta (Stan's ordered_logistic(eta, c) for logit, disc = 1)
+    _planned("cumulative", ("logit", "probit"), _lp_cumulative, _draw_cumulative,
+             _moments_cumulative, ("cutpoints", "disc"), (_DISC,), True, "ordinal",
+             uses_link=True),
+    # P(0) = zi + (1 - zi) f(0), P(k) = (1 - zi) f(k); f Poisson(mu) or neg_binomial_2(mu, shape)
+    _planned("zero_inflated_poisson", _COUNT_LINKS, *_ZIP, ("zi",), (_ZI,), True, "count",
+             _positive_finite),
+    _planned("zero_inflated_negbinomial", _COUNT_LINKS, *_ZINB, ("shape", "zi"),
+             (_SHAPE, _ZI), True, "count", _positive_finite),
+    # P(0) = hu, P(k > 0) = (1 - hu) f(k) / (1 - f(0)); mu the mean of the untruncated f
+    _planned("hurdle_poisson", _COUNT_LINKS, *_HP, ("hu",), (_HU,), True, "count",
+             _positive_finite),
+    _planned("hurdle_negbinomial", _COUNT_LINKS, *_HNB, ("shape", "hu"), (_SHAPE, _HU), True,
+             "count", _positive_finite),
+)}
+ALL_FAMILIES: dict[str, FamilySpec] = {**FAMILIES, **PLANNED_FAMILIES}
+# parameters a density may leave out, and their values
+_PARAM_DEFAULTS = {"disc": 1.0}
+_LINKS = {name: spec.links for name, spec in ALL_FAMILIES.items()}  # family -> valid links
 
 
 @dataclass(frozen=True)
@@ -346,7 +784,7 @@ class Family:
 
     @property
     def spec(self) -> FamilySpec:
-        return FAMILIES[self.name]
+        return ALL_FAMILIES[self.name]
 
     @property
     def link_spec(self) -> Link:
@@ -363,25 +801,73 @@ class Family:
         return self.link_spec.mu_eta(np.asarray(eta, dtype=float))
 
     def variance(self, mu, phi: float = 1.0):
+        if self.spec.variance is None:
+            raise FamilyError(f"{self} has no glm variance function V(mu); "
+                              "Family.moments gives the mean and variance of y")
         return self.spec.variance(np.asarray(mu, dtype=float), phi)
 
     def dev_resids(self, y, mu, wt, phi: float = 1.0):
+        if self.spec.dev_resids is None:
+            raise FamilyError(f"{self} has no glm deviance residuals")
         return self.spec.dev_resids(np.asarray(y, float), np.asarray(mu, float), wt, phi)
 
-    def log_density(self, y, mu, trials=1.0, phi=None):
-        """log p(y | mu[, phi]) per observation (y in counts for binomial)."""
-        self._need_phi(phi)
+    def log_density(self, y, mu, trials=1.0, phi=None, **params):
+        """log p(y | mu, parameters) per observation (y in counts for binomial and
+        beta_binomial, in 1..K for cumulative, whose ``mu`` is the linear predictor).
+
+        ``phi`` is the family's one parameter (the fitted families' convention: gaussian sigma,
+        negbinomial phi, Gamma shape; beta's phi); every parameter of `FamilySpec.params` may
+        also be passed by name, as arrays broadcast against y and mu
+        (``log_density(y, mu, sigma=s, nu=nu)``; cumulative: ``cutpoints=`` a vector, or one
+        row per observation, and optionally ``disc=``)."""
+        args, kw = self._arguments(phi, params, "density needs")
         return self.spec.log_density(np.asarray(y, float), np.asarray(mu, float),
-                                     np.asarray(trials, float), phi)
+                                     np.asarray(trials, float), *args, **kw)
 
-    def draw(self, rng: np.random.Generator, mu, trials=1.0, phi=None):
-        """One random response per entry of mu (binomial: successes out of trials)."""
-        self._need_phi(phi)
-        return self.spec.draw(rng, np.asarray(mu, float), trials, phi)
+    def draw(self, rng: np.random.Generator, mu, trials=1.0, phi=None, **params):
+        """One random response per entry of mu broadcast against the parameters (binomial,
+        beta_binomial: successes out of trials; cumulative: categories 1..K)."""
+        args, kw = self._arguments(phi, params, "draws need")
+        return self.spec.draw(rng, np.asarray(mu, float), trials, *args, **kw)
 
-    def _need_phi(self, phi) -> None:
-        if self.spec.dispersion is not None and phi is None:
-            raise FamilyError(f"the {self} density needs its {self.spec.dispersion}")
+    def moments(self, mu, trials=1.0, phi=None, **params):
+        """(E y, Var y) given mu and the parameters (as `log_density`); inf or nan where a
+        moment does not exist (student: mean for nu > 1, variance for nu > 2)."""
+        if self.spec.moments is None:
+            raise FamilyError(f"no moments for {self}")
+        args, kw = self._arguments(phi, params, "moments need")
+        return self.spec.moments(np.asarray(mu, float), np.asarray(trials, float), *args, **kw)
+
+    def _arguments(self, phi, params: dict, what: str) -> tuple[tuple, dict]:
+        """The positional parameters (FamilySpec.params order) of the spec's functions."""
+        spec = self.spec
+        names = spec.params
+        if not names:  # binomial, poisson: phi passes through, ignored, as always
+            if params:
+                raise FamilyError(f"{self} has no parameter {', '.join(params)} (only mu)")
+            return (phi,), {}
+        unknown = [k for k in params if k not in names]
+        if unknown:
+            raise FamilyError(f"{self} has no parameter {', '.join(map(repr, unknown))}; "
+                              f"its parameters besides mu: {', '.join(names)}")
+        values = dict(params)
+        if phi is not None:
+            target = "phi" if "phi" in names else names[0] if len(names) == 1 else None
+            if target is None:
+                raise FamilyError(f"{self} has several parameters: pass them by name "
+                                  f"({', '.join(f'{n}=' for n in names)}), not as phi")
+            if target in values:
+                raise FamilyError(f"{self}: {target} given twice (as phi and by name)")
+            values[target] = phi
+        missing = [n for n in names if n not in values and n not in _PARAM_DEFAULTS]
+        if missing:
+            raise FamilyError(f"the {self} {what} its {', '.join(missing)}")
+        args = []
+        for n in names:
+            value = values.get(n, _PARAM_DEFAULTS.get(n))
+            # the fitted families' parameter passes as given (their historical behaviour)
+            args.append(value if self.name in FAMILIES else np.asarray(value, dtype=float))
+        return tuple(args), ({"link": self.link} if spec.uses_link else {})
 
     # what the Stan programs read and who can fit it
     @property
@@ -408,16 +894,29 @@ class Family:
 def families_for(method: str) -> dict[str, tuple[str, ...]]:
     """family -> the links a method supports (for messages naming the choices)."""
     out = {}
-    for name, spec in FAMILIES.items():
+    for name, spec in ALL_FAMILIES.items():
         links = tuple(lk for lk in spec.links if Family(name, lk).supports(method))
         if links:
             out[name] = links
     return out
 
 
-def get_family(family: str | Family = "gaussian", link: str | None = None) -> Family:
+def _fittable_choices() -> str:
+    return "; ".join(f"{name} ({', '.join(spec.links)})" for name, spec in FAMILIES.items())
+
+
+def get_family(family: str | Family = "gaussian", link: str | None = None, *,
+               fittable: bool = True) -> Family:
     """Resolve a family name (R spellings, case-insensitive) and link; the
-    default link is R's. Raises FamilyError naming the valid choices."""
+    default link is R's. Raises FamilyError naming the valid choices.
+
+    fittable=True (the default, and what `bayesmix.Model`, glm, glmer and the design stage
+    ask for) refuses the families no fitting method supports yet (`PLANNED_FAMILIES`: student,
+    lognormal, beta, beta_binomial, cumulative, zero-inflated and hurdle counts), with a
+    message naming the family and the fittable ones. Refusing here is what makes
+    ``Model(..., family="student")`` fail at once, before the design is built, rather than at
+    fit() or sample() with a message about one method's program. fittable=False also returns
+    the planned families, for their densities, draws and distributional parameters."""
     if isinstance(family, Family):
         name = family.name
         link = family.link if link is None else link
@@ -425,12 +924,20 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
         name = _ALIASES.get(family.strip().lower())
         if name is None:
             raise FamilyError(
-                f"unknown family {family!r}; choose one of: {', '.join(_LINKS)}"
+                f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)} "
+                f"(not fittable yet: {', '.join(PLANNED_FAMILIES)})"
             )
     else:
         raise FamilyError(
             f"family must be a name or a Family, not {type(family).__name__}; "
-            f"choose one of: {', '.join(_LINKS)}"
+            f"choose one of: {', '.join(FAMILIES)}"
+        )
+    if fittable and name in PLANNED_FAMILIES:
+        raise FamilyError(
+            f"family {name!r} cannot be fitted yet: no fitting method (ML or Bayesian) supports "
+            f"it (its Stan side is planned, issue #17). Fittable families (links): "
+            f"{_fittable_choices()}. get_family({name!r}, fittable=False) gives its density "
+            "and draws"
         )
     links = _LINKS[name]
     if link is None:
