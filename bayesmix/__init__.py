@@ -22,7 +22,7 @@ from .design import Design, build_design
 from .errors import (BayesmixError, DataError, FamilyError, FormulaError,
                      StanError, ToolchainError)
 from .families import Family, get_family
-from .formula import ParsedFormula, parse_formula
+from .formula import DistributionalFormula, ParsedFormula, bf, parse_formula
 from .lmlistfit import LmList, lmlist
 from .model import Model, glm, glmer, lm, lmer
 from .parboot import BootstrapResult, PBModComp, bootstrap, pb_modcomp
@@ -32,10 +32,11 @@ from .results.glm import GlmFit
 from .version import __version__
 
 __all__ = [
-    "AnovaTable", "BayesmixError", "BootstrapResult", "DataError", "Design", "Family",
-    "FamilyError", "FormulaError", "GlmFit", "LmList", "Model", "PBModComp", "ParsedFormula",
-    "Prior", "SbcResult", "StanError", "ToolchainError", "anova", "bootstrap", "build_design",
-    "compare", "export", "get_family", "glm", "glmer", "lm", "lmer", "lmlist", "load",
+    "AnovaTable", "BayesmixError", "BootstrapResult", "DataError", "Design",
+    "DistributionalFormula", "Family", "FamilyError", "FormulaError", "GlmFit", "LmList",
+    "Model", "PBModComp", "ParsedFormula", "Prior", "SbcResult", "StanError", "ToolchainError",
+    "anova", "bf", "bootstrap", "build_design", "compare", "export", "get_family", "glm",
+    "glmer", "lm", "lmer", "lmlist", "load",
     "parse_formula", "pb_modcomp", "plot_coef", "plot_effects", "plot_ppc", "plot_ranef",
     "plot_residuals", "prior", "rerun", "sbc",
 ]
