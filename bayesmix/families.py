@@ -5,7 +5,7 @@ methods are R's ``family()`` object: ``linkfun``, ``linkinv`` and ``mu_eta`` wit
 guards, ``variance``, ``dev_resids``, plus the log density and random draws of one observation,
 the codes the generic Stan programs read, and which fitting methods support it. Everything is
 looked up in two tables, `LINKS` and `FAMILIES`; docs/architecture.md ("Adding a family") says
-how to add an entry.
+how to add an entry, docs/families.md lists the families and their parametrisations.
 
 Conventions (as R's glm for ``dev_resids`` and ``variance``, Stan's for densities and draws):
 
