@@ -529,18 +529,24 @@ def _lp_hurdle(y, mu, shape, hu):
 
 
 def _draw_hurdle(rng, mu, shape, hu):
-    """Zero with probability hu, else the count part truncated at zero, drawn by inverting its
-    distribution function on (f(0), 1) (exact for any mu; no rejection loop)."""
+    """Zero with probability hu, else the count part truncated at zero, exactly for any mu
+    (no rejection loop, also where f(0) rounds to 1).
+
+    Poisson: a Poisson process of rate mu on [0, 1] with at least one event; its first event
+    time T has P(T <= t) = (1 - e^(-mu t)) / (1 - e^(-mu)), the rest are Poisson(mu (1 - T)),
+    so y = 1 + Poisson(mu (1 - T)). Negative binomial: y = isf(q), q uniform on
+    (0, 1 - f(0)] (scipy's nbinom.isf holds there; its poisson.isf returns nan for q < 1e-16
+    relative to 1 - f(0), hence the construction above)."""
     out_shape = _shape(mu, hu) if shape is None else _shape(mu, hu, shape)
     mu = np.broadcast_to(np.asarray(mu, float), out_shape)
-    f0 = np.exp(_count_log_f0(mu, shape))
-    u = f0 + rng.random(out_shape) * (1.0 - f0)
+    p_positive = -np.expm1(_count_log_f0(mu, shape))
     if shape is None:
-        positive = stats.poisson.ppf(u, mu)
+        first = -np.log1p(-rng.random(out_shape) * p_positive) / mu
+        positive = 1.0 + rng.poisson(mu * np.clip(1.0 - first, 0.0, 1.0))
     else:
+        q = (1.0 - rng.random(out_shape)) * p_positive
         size = np.broadcast_to(shape, out_shape)
-        positive = stats.nbinom.ppf(u, size, size / (size + mu))
-    positive = np.maximum(positive, 1.0)
+        positive = np.maximum(stats.nbinom.isf(q, size, size / (size + mu)), 1.0)
     return np.where(rng.random(out_shape) < hu, 0.0, positive)
 
 

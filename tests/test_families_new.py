@@ -359,6 +359,24 @@ def test_draws_match_the_distribution(name, link, mu, trials, kw):
         assert np.all((draws == 0) | (draws >= 1))
 
 
+@pytest.mark.parametrize("negbin", [False, True])
+def test_hurdle_draws_at_tiny_means(negbin):
+    """The zero-truncated part where f(0) is (nearly) 1: P(y = 2 | y > 0) from scipy's pmf
+    renormalised by its survival function; every draw is a positive count."""
+    name, kw = ("hurdle_negbinomial", {"shape": 2.0}) if negbin else ("hurdle_poisson", {})
+    rng = np.random.default_rng(5)
+    tiny = fam(name).draw(rng, np.full(N_DRAWS, 1e-12), hu=0.0, **kw)
+    assert np.all(tiny == 1.0)
+    mu = 2e-3
+    y = fam(name).draw(rng, np.full(N_DRAWS, mu), hu=0.0, **kw)
+    if negbin:
+        p2 = nb_pmf(2, mu, 2.0) / stats.nbinom.sf(0, 2.0, 2.0 / (2.0 + mu))
+    else:
+        p2 = stats.poisson.pmf(2, mu) / stats.poisson.sf(0, mu)
+    assert np.all(y >= 1)
+    assert abs((y == 2).mean() - p2) < 4 * np.sqrt(p2 * (1 - p2) / N_DRAWS)
+
+
 def test_draws_with_parameters_varying_by_row():
     """One parameter value per row (a distributional formula's case): each row's draws follow
     its own parameters (rows repeated, compared with scipy's moments)."""
