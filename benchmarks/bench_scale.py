@@ -3,6 +3,7 @@
     python benchmarks/bench_scale.py            # 10^4 and 10^5 rows (glmer 10^4), InstEval
     python benchmarks/bench_scale.py --full     # adds 10^6 rows (glmer 10^5)
     python benchmarks/bench_scale.py --only crossed-1e4,instEval
+    python benchmarks/bench_scale.py --busy     # another process keeps one core busy
 
 Every design is simulated here with a fixed seed (InstEval is the lme4 data set). Each case runs
 in a fresh Python process: one warm-up fit (compiles or loads the program), then the timed fit;
@@ -11,7 +12,8 @@ frame). lme4 runs in the same session when ``Rscript`` with lme4 is installed: t
 through a CSV file, ``system.time`` around ``lmer`` / ``glmer`` only (the CSV read excluded).
 Peak memory: ours is the largest resident memory of the Python process plus its Stan process
 during the timed fit (sampled every 10 ms); lme4's is the Rscript process's maximum resident set
-size (R, lme4 and the data included). Prints a markdown table.
+size (R, lme4 and the data included). Prints a markdown table, then the growth exponents b of
+time ~ rows^b between successive sizes of each design, ours and lme4's.
 """
 
 from __future__ import annotations
@@ -272,11 +274,45 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated case names")
     ap.add_argument("--no-lme4", action="store_true", help="skip lme4 even if installed")
     ap.add_argument("--json", default="", help="also write the results to this file")
+    ap.add_argument("--busy", action="store_true",
+                    help="keep one core busy with another process during every fit")
     ap.add_argument("--worker", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(json.loads(args.worker))
         return
+    if args.busy:
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            run_all(args)
+        finally:
+            burner.kill()
+        return
+    run_all(args)
+
+
+def exponents(rows: list[dict]) -> list[str]:
+    """b in time ~ rows^b between successive sizes of each simulated design."""
+    out = []
+    by_design: dict[str, list[dict]] = {}
+    for r in rows:
+        name = r["case"]["name"]
+        if "-1e" in name:
+            by_design.setdefault(name.rsplit("-1e", 1)[0], []).append(r)
+    for design, rs in by_design.items():
+        rs = sorted(rs, key=lambda r: r["case"]["rows"])
+        for a, b in zip(rs, rs[1:]):
+            span = np.log(b["case"]["rows"] / a["case"]["rows"])
+            ours = np.log(b["ours"]["timings"]["total"] / a["ours"]["timings"]["total"]) / span
+            ref = ""
+            if a["lme4"] and b["lme4"]:
+                ref = f", lme4 {np.log(b['lme4']['time'] / a['lme4']['time']) / span:.2f}"
+            out.append(f"{design} {a['case']['rows']:,} -> {b['case']['rows']:,} rows: "
+                       f"ours {ours:.2f}{ref}")
+    return out
+
+
+def run_all(args) -> None:
     use_r = not args.no_lme4 and lme4_available()
     only = {s for s in args.only.split(",") if s}
     rows = []
@@ -309,6 +345,11 @@ def main() -> None:
         print(f"| {c['name']} | {c['rows']:,} | {c['levels']} | {fmt_s(t['total'])} | "
               f"{fmt_s(lt)} | {ratio} | {o['peak_mb']:.0f} | "
               f"{'' if not ref else format(ref['peak_mb'], '.0f')} | {dll} | {stages} |")
+    growth = exponents(rows)
+    if growth:
+        print("\nGrowth exponents (time ~ rows^b):")
+        for line in growth:
+            print(f"- {line}")
     if args.json:
         Path(args.json).write_text(json.dumps(
             [{"name": r["case"]["name"], "ours": r["ours"], "lme4": r["lme4"]} for r in rows],

@@ -29,15 +29,35 @@ data {
   array[ZhZh_nz] int<lower=1, upper=M> ZhZh_v;
   array[M + 1] int<lower=1> ZhZh_u;
   // K: vec(lower triangle of sum_j B_j' W_j B_j) = K w, as CSR (M * M x l_1 p_1^2)
+  int<lower=0, upper=1> diag_q2;           // 1: terms 2..K give a diagonal block (compact K)
+  int<lower=1> K_rows;                      // M * M, or Q2 + (P + 1) M when diag_q2
   int<lower=1> K_nz;
   vector[K_nz] K_w;
   array[K_nz] int<lower=1, upper=l_term[1] * p_term[1] * p_term[1]> K_v;
-  array[M * M + 1] int<lower=1> K_u;
+  array[K_rows + 1] int<lower=1> K_u;
 
   int<lower=0, upper=1> REML;               // 0: ML deviance, 1: REML criterion
 }
 transformed data {
-  matrix[M, M] ZhZh_low = csr_to_dense_matrix(M, M, ZhZh_w, ZhZh_v, ZhZh_u);
+  // Zh'Zh: dense, or with diag_q2 only its first Q2 diagonal entries and trailing P + 1 rows
+  matrix[diag_q2 ? 0 : M, diag_q2 ? 0 : M] ZhZh_low;
+  vector[diag_q2 ? Q2 : 0] zd;
+  matrix[diag_q2 ? P + 1 : 0, diag_q2 ? M : 0] zb;
+  if (diag_q2) {
+    if (K_rows != Q2 + (P + 1) * M) reject("K_rows = ", K_rows, ", expected ", Q2 + (P + 1) * M);
+    zd = rep_vector(0, Q2);
+    zb = rep_matrix(0, P + 1, M);
+    for (a in 1:M) {
+      for (k in ZhZh_u[a]:(ZhZh_u[a + 1] - 1)) {
+        int b = ZhZh_v[k];
+        if (a <= Q2 && b == a) zd[a] = ZhZh_w[k];
+        if (a > Q2) zb[a - Q2, b] = ZhZh_w[k];
+      }
+    }
+  } else {
+    if (K_rows != M * M) reject("K_rows = ", K_rows, ", expected M * M = ", M * M);
+    ZhZh_low = csr_to_dense_matrix(M, M, ZhZh_w, ZhZh_v, ZhZh_u);
+  }
   {
     int q2 = 0;
     int nth = 0;
@@ -61,6 +81,7 @@ parameters {
 }
 model {
   tuple(real, matrix[P + 1, P + 1]) reduced
-      = lmm_reduce(theta, P, Q2, p_term, l_term, theta_start, C1, ZhZh_low, K_w, K_v, K_u);
+      = lmm_reduce(theta, P, Q2, p_term, l_term, theta_start, C1, ZhZh_low, K_w, K_v, K_u,
+                   diag_q2, zd, zb);
   target += -0.5 * lmm_profiled_deviance(reduced.1, reduced.2, N, REML);
 }

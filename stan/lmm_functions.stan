@@ -119,19 +119,43 @@ tuple(real, vector) lmm_first_term(vector theta, int start, int p1, data array[]
  * @param theta_start   1-based position of each term's block in theta
  * @param C1            Z1j'Z1j for the levels of term 1
  * @param ZhZh_low      lower triangle of Zh'Zh (M x M, upper triangle zero)
- * @param K_w, K_v, K_u CSR arrays of K (M*M x l1*p1*p1)
+ * @param K_w, K_v, K_u CSR arrays of K (M*M x l1*p1*p1; compact rows when diag_q2)
+ * @param diag_q2       1: the block of terms 2..K is diagonal (bayesmix.lmm.q2_is_diagonal)
+ * @param zd, zb        with diag_q2: Zh'Zh's first Q2 diagonal entries and its trailing P + 1
+ *                      rows (lower triangle; ZhZh_low is then empty)
  * @return (log|A|, R) with R the trailing (P+1) x (P+1) block of the lower Cholesky factor of S:
  *         R = [[R_X', 0], [c_beta', sqrt(r2)]].
  */
 tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
                                array[] int l_term, array[] int theta_start,
                                data array[] matrix C1, data matrix ZhZh_low,
-                               data vector K_w, data array[] int K_v, data array[] int K_u) {
+                               data vector K_w, data array[] int K_v, data array[] int K_u,
+                               int diag_q2, data vector zd, data matrix zb) {
   int M = Q2 + P + 1;
   int n_terms = size(p_term);
   int p1 = p_term[1];
   int n_w = l_term[1] * p1 * p1;
   tuple(real, vector[n_w]) first = lmm_first_term(theta, theta_start[1], p1, C1);
+
+  if (diag_q2) {
+    // the other terms' block of S is diagonal (scalar terms, e.g. (1 | a/b)): eliminate its
+    // columns one by one and factorise only the (P + 1) x (P + 1) trailing block. K's rows:
+    // Q's q2 diagonal entries, then its trailing P + 1 rows, row by row (k_rows).
+    vector[size(K_u) - 1] kw = csr_matrix_times_vector(size(K_u) - 1, n_w, K_w, K_v, K_u,
+                                                        first.2);
+    vector[Q2] sq;
+    int pos = 0;
+    for (k in 2:n_terms) {
+      sq[(pos + 1):(pos + l_term[k])] = rep_vector(theta[theta_start[k]], l_term[k]);
+      pos += l_term[k];
+    }
+    vector[Q2] d = square(sq) .* (zd - kw[1:Q2]) + 1;
+    matrix[P + 1, M] B = zb - to_matrix(kw[(Q2 + 1):rows(kw)], M, P + 1)';
+    matrix[P + 1, Q2] Lxq = diag_post_multiply(B[ : , 1:Q2], sq ./ sqrt(d));
+    matrix[P + 1, P + 1] R = cholesky_decompose(
+        symmetrize_from_lower_tri(B[ : , (Q2 + 1):M]) - tcrossprod(Lxq));
+    return (first.1 + sum(log(d)), R);
+  }
 
   // S = Zh'Zh - Q on and below the diagonal, then made exactly symmetric
   matrix[M, M] S = symmetrize_from_lower_tri(
@@ -151,7 +175,8 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
       pos += p_term[k] * l_term[k];
     }
     if (any_scalar) {
-      S = quad_form_diag(S, s);
+      // (not quad_form_diag, which makes two autodiff nodes per element: these are one each)
+      S = diag_pre_multiply(s, diag_post_multiply(S, s));
     }
     pos = 0;
     for (k in 2:n_terms) {

@@ -212,7 +212,10 @@ def deviance_from_stan_data(theta: np.ndarray, data: dict, return_parts: bool = 
         Wj = V.T @ V
         w[j * p1 * p1:(j + 1) * p1 * p1] = Wj.ravel(order="F")
         logdet += 2.0 * np.sum(np.log(np.diag(Lj)))
-    K = _csr_from_stan(M * M, l1 * p1 * p1, data["K_w"], data["K_v"], data["K_u"])
+    K = _csr_from_stan(data.get("K_rows", M * M), l1 * p1 * p1, data["K_w"], data["K_v"],
+                       data["K_u"])
+    if data.get("diag_q2"):
+        return _diag_q2_deviance(theta, data, logdet, K @ w, return_parts)
     Qlow = (K @ w).reshape((M, M), order="F")
     ZhZh = _csr_from_stan(M, M, data["ZhZh_w"], data["ZhZh_v"], data["ZhZh_u"]).toarray()
     S = np.tril(ZhZh - Qlow)
@@ -237,6 +240,29 @@ def deviance_from_stan_data(theta: np.ndarray, data: dict, return_parts: bool = 
     dev = deviance_formula(ldL2, ldRX2, r2, data["N"], P, bool(data["REML"]))
     if return_parts:
         return dev, dict(ldL2=float(ldL2), ldRX2=float(ldRX2), r2=float(r2), R=L[Q2:, Q2:])
+    return dev
+
+
+def _diag_q2_deviance(theta, data, logdet, kw, return_parts):
+    """lmm_reduce's path for a diagonal q2 block (terms 2..K scalar): S's first Q2 columns
+    are eliminated one by one, only the (P + 1) x (P + 1) trailing block is factorised."""
+    P, M, Q2 = data["P"], data["M"], data["Q2"]
+    starts, l_term = data["theta_start"], data["l_term"]
+    sq = np.concatenate([np.full(l_term[k], theta[starts[k] - 1])
+                         for k in range(1, len(l_term))])
+    Z = _csr_from_stan(M, M, data["ZhZh_w"], data["ZhZh_v"], data["ZhZh_u"])
+    d = sq ** 2 * (Z.diagonal()[:Q2] - kw[:Q2]) + 1.0
+    B = Z[Q2:, :].toarray() - kw[Q2:].reshape(P + 1, M)
+    Lxq = B[:, :Q2] * (sq / np.sqrt(d))
+    C = np.tril(B[:, Q2:])
+    C = C + np.tril(C, -1).T
+    R = np.linalg.cholesky(C - Lxq @ Lxq.T)
+    ldL2 = logdet + float(np.sum(np.log(d)))
+    ldRX2 = 2.0 * np.sum(np.log(np.diag(R)[:P]))
+    r2 = R[P, P] ** 2
+    dev = deviance_formula(ldL2, ldRX2, r2, data["N"], P, bool(data["REML"]))
+    if return_parts:
+        return dev, dict(ldL2=float(ldL2), ldRX2=float(ldRX2), r2=float(r2), R=R)
     return dev
 
 

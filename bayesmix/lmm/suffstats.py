@@ -51,6 +51,8 @@ __all__ = [
     "random_design",
     "lmm_suffstats",
     "k_matrix",
+    "k_rows",
+    "q2_is_diagonal",
     "lmm_stan_data",
     "lmm_stan_inits",
 ]
@@ -278,7 +280,30 @@ def lmm_suffstats(X: Any, y: Any, terms: Sequence[Any], center_y: bool | None = 
     )
 
 
-def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
+def q2_is_diagonal(ss: LmmSuffStats) -> bool:
+    """Whether the other terms' block of S is diagonal, as it is when they are scalar terms
+    and every level of the first term meets at most one of their columns (e.g. ``(1 | a/b)``:
+    each ``a:b`` lies in one ``a``) and they share no rows (one term after the first)."""
+    q2 = ss.q2
+    if q2 == 0 or any(pk != 1 for pk in ss.p_term[1:]):
+        return False
+    Zqq = ss.ZhZh[:q2, :q2]
+    if np.count_nonzero(Zqq) != np.count_nonzero(np.diag(Zqq)):
+        return False
+    level = np.repeat(np.arange(ss.l_term[0]), ss.p_term[0])
+    touched = sp.csr_matrix(ss.B)[:, :q2].tocoo()
+    pairs = np.unique(np.column_stack([level[touched.row], touched.col]), axis=0)
+    return bool(np.all(np.bincount(pairs[:, 0], minlength=ss.l_term[0]) <= 1))
+
+
+def k_rows(ss: LmmSuffStats, compact: bool) -> int:
+    """Rows of K: M * M (column-major positions of Q), or, compact (q2_is_diagonal), the q2
+    diagonal entries of Q's first block followed by the P + 1 trailing rows of Q, row by row
+    (position q2 + r * M + c for Q[q2 + r, c])."""
+    return ss.q2 + (ss.M - ss.q2) * ss.M if compact else ss.M * ss.M
+
+
+def k_matrix(ss: LmmSuffStats, lower_only: bool = True, compact: bool = False) -> sp.csr_matrix:
     """The fixed sparse matrix ``K`` with ``vec(Q) = K w``.
 
     ``Q = sum_j B_j' W_j B_j`` (M x M), ``w`` stacks ``vec(W_j)`` column-major for j = 1..l_1
@@ -286,7 +311,8 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
     (index ``b * M + a`` for ``Q[a, b]``). Entry ``K[(a, b), (j, r, s)] = B_j[r, a] * B_j[s, b]``.
 
     With ``lower_only`` only rows with ``a >= b`` (Q's lower triangle) are filled: the Stan program
-    symmetrises from the lower triangle, which halves K and makes S exactly symmetric.
+    symmetrises from the lower triangle, which halves K and makes S exactly symmetric. With
+    ``compact`` (lower triangle, q2_is_diagonal designs) only the rows of ``k_rows`` exist.
     """
     p1 = ss.p_term[0]
     l1 = ss.l_term[0]
@@ -322,6 +348,15 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
         start = np.repeat(np.cumsum(m) - m, m)
         b_idx = np.arange(len(a_idx)) - start + pat.indptr[e_lev[a_idx]]
     qrow = e_col[b_idx] * M + e_col[a_idx]  # column-major position of Q[a, b]
+    n_rows = M * M
+    if compact:
+        if not lower_only:
+            raise ValueError("a compact K holds the lower triangle only")
+        qa, qb, q2 = e_col[a_idx], e_col[b_idx], ss.q2
+        if np.any((qa < q2) & (qa != qb)):
+            raise ValueError("the design's q2 block is not diagonal: no compact K")
+        qrow = np.where(qa < q2, qa, q2 + (qa - q2) * M + qb)
+        n_rows = k_rows(ss, True)
     # CSR directly: pairs sorted by their row of K (stable, so by level within a row), each
     # pair's p1^2 entries in the order of their columns j p1^2 + s p1 + r; no duplicates
     order = np.argsort(qrow, kind="stable")
@@ -333,9 +368,9 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True) -> sp.csr_matrix:
     else:  # entry s p1 + r of a pair: B_j[r, a] B_j[s, b]
         data = (vals[b_o][:, :, None] * vals[a_o][:, None, :]).reshape(-1, pp)
         indices = (e_lev[a_o] * pp)[:, None] + np.arange(pp)[None, :]
-    indptr = np.zeros(M * M + 1, dtype=np.int64)
-    np.cumsum(np.bincount(qrow, minlength=M * M) * pp, out=indptr[1:])
-    K = sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(M * M, l1 * pp))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.bincount(qrow, minlength=n_rows) * pp, out=indptr[1:])
+    K = sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n_rows, l1 * pp))
     K.has_sorted_indices = True
     return K
 
@@ -365,7 +400,9 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
       M                    Q2 + P + 1, the size of the reduced system
       C1                   l_1 arrays of p_1 x p_1 matrices Z1j'Z1j
       ZhZh_nz, ZhZh_w, ZhZh_v, ZhZh_u   lower triangle of Zh'Zh as CSR (M x M), 1-based
-      K_nz, K_w, K_v, K_u  the lower-triangle K (M*M x l_1 p_1^2) as CSR, 1-based
+      diag_q2              1 when the other terms' block of S is diagonal (q2_is_diagonal)
+      K_rows, K_nz, K_w, K_v, K_u  the lower-triangle K (K_rows x l_1 p_1^2) as CSR, 1-based;
+                           K_rows = M*M, or compact when diag_q2 (k_rows)
       REML                 0 = ML, 1 = REML
     The response is centred when X spans the constant (see ``LmmSuffStats``): the deviance is
     unaffected; a program using the trailing Cholesky block for beta must shift by ``y_offset``.
@@ -374,9 +411,10 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
     """
     if ss is None:
         ss = lmm_suffstats(X, y, terms)
-    K = k_matrix(ss, lower_only=True)
+    diag_q2 = q2_is_diagonal(ss)
+    K = k_matrix(ss, lower_only=True, compact=diag_q2)
     K_w, K_v, K_u = _csr_stan(K, as_lists)
-    ZhZh_low = sp.csr_matrix(np.tril(ss.ZhZh))
+    ZhZh_low = sp.tril(sp.csr_matrix(ss.ZhZh), format="csr")
     Z_w, Z_v, Z_u = _csr_stan(ZhZh_low, as_lists)
     starts, pos = [], 1
     for pk in ss.p_term:
@@ -399,6 +437,8 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
         "ZhZh_w": Z_w,
         "ZhZh_v": Z_v,
         "ZhZh_u": Z_u,
+        "diag_q2": int(diag_q2),
+        "K_rows": int(K.shape[0]),
         "K_nz": len(K_w),
         "K_w": K_w,
         "K_v": K_v,
