@@ -31,6 +31,7 @@ from .suffstats import (
     lambda_matrix,
     lmm_suffstats,
     normalize_theta,
+    q2_is_diagonal,
     random_design,
 )
 from .theta import factors_of, singular_factors, varcorr
@@ -104,6 +105,7 @@ class _Block:
     S: np.ndarray  # (M, M) reduced system (scaled, + I on the u2 block)
     L: np.ndarray  # lower Cholesky of S
     ldL2: float  # log|A|
+    diag22: bool = False  # S's q2 block diagonal (q2_is_diagonal): L's too, S not formed
 
 
 def _lambda_terms(factors, l_term) -> sp.csr_matrix:
@@ -127,11 +129,25 @@ def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
     W = np.einsum("jri,jrk->jik", V, V)
     Wbig = sp.bsr_matrix((W, np.arange(l1), np.arange(l1 + 1)), shape=(ss.q1, ss.q1))
     Q = (ss.B.T @ (Wbig @ ss.B))
+    q2 = ss.q2
+    Lam2 = _lambda_terms(factors[1:], l_term[1:])
+    if q2 and _q2_diagonal(ss):
+        # as lmer.stan's diag_q2 path: S's q2 block is diagonal, eliminate it column by column
+        Q = sp.csr_matrix(Q)
+        sq = Lam2.diagonal()
+        d = sq ** 2 * (np.diag(ss.ZhZh)[:q2] - Q.diagonal()[:q2]) + 1.0
+        Bx = ss.ZhZh[q2:, :] - Q[q2:, :].toarray()
+        Lxq = Bx[:, :q2] * (sq / np.sqrt(d))
+        L = np.zeros((ss.M, ss.M))
+        L[np.arange(q2), np.arange(q2)] = np.sqrt(d)
+        L[q2:, :q2] = Lxq
+        Sxx = Bx[:, q2:]
+        L[q2:, q2:] = np.linalg.cholesky(0.5 * (Sxx + Sxx.T) - Lxq @ Lxq.T)
+        return _Block(factors=factors, A1_chol=A1c, W=W, logdet1=logdet1, Lam2=Lam2, S=None,
+                      L=L, ldL2=logdet1 + float(np.sum(np.log(d))), diag22=True)
     Q = Q.toarray() if sp.issparse(Q) else np.asarray(Q)
     S = ss.ZhZh - Q
     S = 0.5 * (S + S.T)
-    q2 = ss.q2
-    Lam2 = _lambda_terms(factors[1:], l_term[1:])
     if q2:
         S[:q2, :] = Lam2.T @ S[:q2, :]
         S[:, :q2] = (Lam2.T @ S[:, :q2].T).T
@@ -140,6 +156,12 @@ def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
     ldL2 = logdet1 + 2.0 * float(np.sum(np.log(np.diag(L)[:q2])))
     return _Block(factors=factors, A1_chol=A1c, W=W, logdet1=logdet1, Lam2=Lam2, S=S, L=L,
                   ldL2=ldL2)
+
+
+def _q2_diagonal(ss: LmmSuffStats) -> bool:
+    if "q2_diagonal" not in ss.extra:
+        ss.extra["q2_diagonal"] = q2_is_diagonal(ss)
+    return ss.extra["q2_diagonal"]
 
 
 def _block_pieces(blk: _Block, ss: LmmSuffStats):
@@ -374,7 +396,8 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         r2vec = Lam2.T @ (ss.ZhZh[:q2, q2:] @ v)
         A12 = (Lam1.T @ B2 @ Lam2)  # sparse (q1, q2)
         rhs2 = r2vec - A12.T @ a1
-        u2 = sla.cho_solve((L22, True), rhs2)
+        u2 = (rhs2 / np.diag(L22) ** 2 if blk.diag22
+              else sla.cho_solve((L22, True), rhs2))
         u1 = A11_solve(r1 - A12 @ u2)
     else:
         u2 = np.zeros(0)
@@ -401,8 +424,12 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         if q2:
             # term 1: A_j^-1 + E_j S22^-1 E_j', E_j = A_j^-1 (A12)_j, E sparse like A12; the
             # rows of E S22^-1 in chunks (memory bounded), only each level's own blocks kept
-            L22inv = sla.solve_triangular(L22, np.eye(q2), lower=True)
-            S22inv = L22inv.T @ L22inv
+            if blk.diag22:   # diagonal: no dense inverse
+                L22inv = sp.diags(1.0 / np.diag(L22))
+                S22inv = sp.diags(1.0 / np.diag(L22) ** 2)
+            else:
+                L22inv = sla.solve_triangular(L22, np.eye(q2), lower=True)
+                S22inv = L22inv.T @ L22inv
             E = (sp.bsr_matrix((A1inv, np.arange(l1), np.arange(l1 + 1)), shape=(ss.q1, ss.q1))
                  @ sp.csr_matrix(A12)).tocsr()
             extra = np.zeros((l1, p1, p1))
@@ -410,7 +437,8 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
             for lo in range(0, ss.q1, chunk):
                 hi = min(ss.q1, lo + chunk)
                 Ec = E[lo:hi]
-                ESc = np.asarray(Ec @ S22inv)
+                ESc = Ec @ S22inv
+                ESc = ESc.tocsr() if sp.issparse(ESc) else np.asarray(ESc)
                 for r in range(p1):
                     for s_ in range(p1):
                         extra[lo // p1:hi // p1, r, s_] = np.asarray(
@@ -420,8 +448,11 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
         condvars.append(cv1)
         pos = 0
         for T, pk, lk in zip(factors[1:], ss.p_term[1:], ss.l_term[1:]):
-            G = L22inv[:, pos:pos + pk * lk].reshape(q2, lk, pk)
-            blocks = np.einsum("mji,mjk->jik", G, G)  # (S22^-1) diagonal blocks
+            if blk.diag22:  # scalar terms
+                blocks = S22inv.diagonal()[pos:pos + lk].reshape(lk, 1, 1)
+            else:
+                G = L22inv[:, pos:pos + pk * lk].reshape(q2, lk, pk)
+                blocks = np.einsum("mji,mjk->jik", G, G)  # (S22^-1) diagonal blocks
             condvars.append(s2 * np.einsum("ri,jik,sk->jrs", T, blocks, T))
             pos += pk * lk
     condsd = [np.sqrt(np.diagonal(cv, axis1=1, axis2=2)) for cv in condvars]
