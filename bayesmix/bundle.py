@@ -182,6 +182,8 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
                     "", meta["return_code"], meta["elapsed"])
     data = json.loads((folder / "data.json").read_text())
     extra = {"mode_run": _mode_run(folder, meta)} if meta.get("mode") else {}
+    if meta.get("inits"):  # the run's starting values, as the fit recorded them
+        extra["inits"] = json.loads((folder / "inits.json").read_text())
     try:
         return restore(design, meta["fit"], run, data, **extra)
     except (ValueError, KeyError, IndexError) as exc:
@@ -233,7 +235,7 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
                             output_dir=str(Path(output_dir) / "laplace") if output_dir else None)
         return restore(design, meta["fit"], run, data, mode_run=mode)
     run = model.rerun(meta["method"], data, meta["args"], inits, output_dir)
-    return restore(design, meta["fit"], run, data)
+    return restore(design, meta["fit"], run, data, **({"inits": inits} if inits else {}))
 
 
 def _say(message: str) -> None:

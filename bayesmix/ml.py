@@ -15,7 +15,7 @@ import numpy as np
 from .design import Design
 from .engine import compile_model, stan_file
 from .lmm import (deviance_from_stan_data, lmm_estimates, lmm_stan_data,
-                  lmm_stan_inits, lmm_suffstats, normalize_theta)
+                  lmm_stan_inits, lmm_suffstats, normalize_theta, theta_moment_start)
 from .lmm.theta import column_signs as _column_signs  # noqa: F401  (tests' name)
 from .optimizer import (GRADIENT_TOL, OPTIMIZER_SETTINGS, check_convergence,  # noqa: F401
                         deviance_gradient, one_blas_thread, run_timings, stan_gradient)
@@ -50,19 +50,22 @@ def fit_lmer(design: Design, reml: bool = True, engine: str = "auto",
     t1 = time.perf_counter()
     model = compile_model(lmer_code(), "lmer", engine)
     t2 = time.perf_counter()
-    run = model.optimize(data, inits=lmm_stan_inits(design.terms), seed=seed,
-                         output_dir=output_dir, accept_line_search_failure=True,
-                         **OPTIMIZER_SETTINGS)
+    with one_blas_thread():
+        inits = {"theta": theta_moment_start(design.X, _response(design),
+                                             design.terms).tolist()}
+    run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
+                         accept_line_search_failure=True, **OPTIMIZER_SETTINGS)
     t3 = time.perf_counter()
-    fit = lmer_result(design, reml, run, data, ss=ss)
+    fit = lmer_result(design, reml, run, data, ss=ss, inits=inits)
     t4 = time.perf_counter()
     return replace(fit, timings=dict(
         suffstats=t1 - t0, compile=t2 - t1, postprocess=t4 - t3, total=t4 - t0,
         **run_timings(run, t3 - t2)))
 
 
-def lmer_result(design: Design, reml: bool, run, data: dict, ss=None):
-    """The fit at the optimum a Stan run found (also used to restore exports)."""
+def lmer_result(design: Design, reml: bool, run, data: dict, ss=None, inits=None):
+    """The fit at the optimum a Stan run found (also used to restore exports); inits: the
+    run's starting values (default lme4's, theta = 1)."""
     from .results.mixed import MixedFit
 
     with one_blas_thread():
@@ -81,7 +84,8 @@ def lmer_result(design: Design, reml: bool, run, data: dict, ss=None):
             est = replace(est, fitted=est.fitted + design.offset)
     return MixedFit(design=design, estimates=est, reml=reml, run=run, gradient=grad,
                     converged=converged, stan_data=data, objective_stan=-2 * opt["lp__"],
-                    stan_code=lmer_code(), inits=lmm_stan_inits(design.terms))
+                    stan_code=lmer_code(),
+                    inits=inits if inits is not None else lmm_stan_inits(design.terms))
 
 
 def _response(design: Design) -> np.ndarray:
@@ -101,8 +105,8 @@ def _deviance_gradient(theta: np.ndarray, data: dict) -> np.ndarray:
     return grad
 
 
-def _restore(design: Design, meta: dict, run, stan_data: dict, **_):
-    return lmer_result(design, meta["reml"], run, stan_data)
+def _restore(design: Design, meta: dict, run, stan_data: dict, inits=None, **_):
+    return lmer_result(design, meta["reml"], run, stan_data, inits=inits)
 
 
 register_restorer("lmer", _restore)  # bayesmix.load / rerun of an lmer bundle

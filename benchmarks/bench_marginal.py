@@ -133,6 +133,55 @@ def run_scale(rows, program, chains, n_warmup, n_iter, seed):
             "div": int(idata.sample_stats["diverging"].sum()), "type": type(fit).__name__}
 
 
+BRMS_SCRIPT = r"""
+suppressMessages(library(brms))
+args <- commandArgs(trailingOnly = TRUE)
+d <- read.csv(args[1], colClasses = c(g = "character", h = "character"))
+t0 <- Sys.time()
+fit <- brm(y ~ x + (1 + x | g) + (1 | h), data = d, chains = as.integer(args[2]),
+           iter = as.integer(args[3]) + as.integer(args[4]), warmup = as.integer(args[3]),
+           seed = as.integer(args[5]), cores = as.integer(args[2]), refresh = 0, silent = 2)
+total <- as.numeric(difftime(Sys.time(), t0, units = "secs"))
+el <- rstan::get_elapsed_time(fit$fit)
+# min bulk ESS over the same scalars as ours: fixed effects, sd's, the correlation, sigma
+draws <- posterior::as_draws_df(fit)
+keep <- grep("^(b_|sd_|cor_|sigma$)", posterior::variables(draws), value = TRUE)
+ess <- min(posterior::summarise_draws(posterior::subset_draws(draws, variable = keep),
+                                      posterior::ess_bulk)$ess_bulk)
+div <- sum(rstan::get_divergent_iterations(fit$fit))
+cat(sprintf("%.3f %.3f %.1f %d\n", total, max(rowSums(el)), ess, div))
+"""
+
+
+def run_brms(rows, chains, n_warmup, n_iter, seed) -> dict | None:
+    """brms on the same data and settings, cold (its compile included), when R has brms."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_scale import crossed
+    try:
+        ok = subprocess.run(["Rscript", "-e", "cat(requireNamespace('brms', quietly=TRUE))"],
+                            capture_output=True, text=True, timeout=120).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if not ok.strip().endswith("TRUE"):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        csv, script = Path(tmp) / "d.csv", Path(tmp) / "brms.R"
+        crossed(rows, 200).to_csv(csv, index=False)
+        script.write_text(BRMS_SCRIPT)
+        out = subprocess.run(["Rscript", str(script), str(csv), str(chains), str(n_warmup),
+                              str(n_iter), str(seed)], capture_output=True, text=True)
+    if out.returncode != 0 or not out.stdout.strip():
+        print(f"# brms failed: {out.stderr.strip()[-500:]}")
+        return None
+    total, sampling, ess, div = out.stdout.split()[-4:]
+    return {"total": float(total), "sampling": float(sampling), "min_ess": float(ess),
+            "div": int(div)}
+
+
 def main_scale(a) -> None:
     print(f"{SCALE_FORMULA}, {a.rows:,} rows (g {a.rows // 20}, h 200), {a.chains} chains x "
           f"({a.warmup} warmup + {a.iter} draws), seed {a.seed}")
@@ -149,7 +198,16 @@ def main_scale(a) -> None:
         print(f"{program:9} {r['total']:8.1f} {r['before']:8.2f} {r['stan_call']:11.1f} "
               f"{r['sampling']:10.1f} {r['post']:7.2f} {r['post'] / r['sampling']:13.1%} "
               f"{r['min_ess']:7.0f} {r['ess_s']:6.1f} {r['div']:4d}", flush=True)
-    if a.rows == 10_000:
+        if program == "marginal":
+            ours_total = r["total"]
+    brms = run_brms(a.rows, a.chains, a.warmup, a.iter, a.seed) if a.brms else None
+    if brms:
+        print(f"{'brms':9} {brms['total']:8.1f} {'':>8} {'':>11} {brms['sampling']:10.1f} "
+              f"{'':>7} {'':>13} {brms['min_ess']:7.0f} "
+              f"{brms['min_ess'] / brms['sampling']:6.1f} {brms['div']:4d}  (cold: its compile "
+              "included; sampling = the slowest chain)")
+        print(f"marginal / brms total time: {ours_total / brms['total']:.2f}x")
+    elif a.rows == 10_000:
         print(BRMS_1E4)
 
 
@@ -162,6 +220,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--joint", action="store_true", help="--bayes: also the joint program")
+    ap.add_argument("--brms", action="store_true",
+                    help="--bayes: also brms on the same data (needs Rscript with brms)")
     a = ap.parse_args()
     if a.bayes:
         if a.chains == 4 and a.iter == 1000:   # the --bayes defaults: 2 x (500 + 500)

@@ -210,7 +210,7 @@ class LaplaceFit(GenericPosteriorFit):
 
     @classmethod
     def from_export(cls, design, meta: dict, run, stan_data: dict,
-                    mode_run=None) -> "LaplaceFit":
+                    mode_run=None, **_) -> "LaplaceFit":
         from ..priors import prior
         if mode_run is None:
             raise BayesmixError("a Laplace bundle needs its optimize run (mode.csv)")

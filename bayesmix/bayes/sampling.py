@@ -99,7 +99,7 @@ def sample_posterior(design, priors: Iterable[Prior] = (), program: str = "auto"
     return fit_nuts(design, priors, program=joint, **kwargs)
 
 
-def restore_posterior(design, meta: dict, run, stan_data: dict) -> PosteriorFit:
+def restore_posterior(design, meta: dict, run, stan_data: dict, **_) -> PosteriorFit:
     """A NUTS bundle's fit object, of the class of the program that ran."""
     cls = {"marginal": MarginalPosteriorFit,
            "generic": GenericPosteriorFit}.get(meta.get("program"), PosteriorFit)

@@ -26,6 +26,7 @@ from .suffstats import (
     normalize_theta,
     random_design,
     theta_sizes,
+    theta_moment_start,
     theta_start,
     theta_to_factors,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "profiled_deviance",
     "random_design",
     "theta_sizes",
+    "theta_moment_start",
     "theta_start",
     "theta_to_factors",
 ]
