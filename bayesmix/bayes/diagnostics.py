@@ -105,6 +105,216 @@ def _worst(ds, fn) -> tuple[float, str]:
     return best_v, best_name
 
 
+def _split_chains(x: np.ndarray) -> np.ndarray:
+    """(K, chain, draw) -> (K, 2 chain, draw // 2): first halves, then last halves
+    (ArviZ's _split_chains; the middle draw of an odd count is dropped)."""
+    half = x.shape[-1] // 2
+    return np.concatenate([x[..., :half], x[..., x.shape[-1] - half:]], axis=1)
+
+
+def _average_ranks(flat: np.ndarray) -> np.ndarray:
+    """Twice the average ranks (1-based, ties averaged: scipy's rankdata
+    method="average") of each row, as exact integers."""
+    k, n = flat.shape
+    order = np.argsort(flat, axis=1)
+    srt = np.take_along_axis(flat, order, axis=1)
+    twice = np.empty((k, n), dtype=np.int64)
+    pos = np.arange(1, n + 1, dtype=np.int64)
+    new = np.ones((k, n), dtype=bool)
+    new[:, 1:] = srt[:, 1:] != srt[:, :-1]
+    if new.all():
+        np.put_along_axis(twice, order, 2 * pos[None, :], axis=1)
+        return twice
+    # tie groups over the flattened rows (each row starts a new group)
+    starts = np.flatnonzero(new.ravel())
+    ends = np.append(starts[1:], k * n) - 1
+    first = starts % n + 1
+    last = ends % n + 1
+    group = np.cumsum(new.ravel()) - 1
+    vals = (first + last)[group].reshape(k, n)
+    np.put_along_axis(twice, order, vals, axis=1)
+    return twice
+
+
+def _z_scale(x: np.ndarray) -> np.ndarray:
+    """Rank-normalise each of K arrays over all its chains and draws (average
+    ranks, Blom's offset 3/8): scipy's norm.ppf((r - 3/8) / (S + 1/4)),
+    evaluated once per possible rank r = 1, 1.5, ..., S."""
+    from scipy import special
+    k = x.shape[0]
+    flat = x.reshape(k, -1)
+    size = flat.shape[1]
+    c = 3 / 8
+    table = special.ndtri((np.arange(2 * size + 1) / 2 - c) / (size - 2 * c + 1))
+    return table[_average_ranks(flat)].reshape(x.shape)
+
+
+def _rhat_core(x: np.ndarray) -> np.ndarray:
+    """Split-R-hat formula of (K, chain, draw) arrays (ArviZ's _rhat)."""
+    n = x.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chain_mean = np.mean(x, axis=2)
+        chain_var = np.var(x, axis=2, ddof=1)
+        between = n * np.var(chain_mean, axis=1, ddof=1)
+        within = np.mean(chain_var, axis=1)
+        return np.sqrt((between / within + n - 1) / n)
+
+
+def _ess_core(x: np.ndarray) -> np.ndarray:
+    """ESS of (K, chain, draw) arrays: FFT autocovariances, Geyer's initial
+    positive then monotone sequence (ArviZ's _ess, relative=False), all K at once."""
+    x = np.asarray(x, dtype=float)
+    k, m, n = x.shape
+    out = np.full(k, np.nan)
+    if k == 0:
+        return out
+    const = (x.max(axis=(1, 2)) - x.min(axis=(1, 2))) < np.finfo(float).resolution
+    nfft = _next_fast_len(2 * n)
+    centred = x - x.mean(axis=2, keepdims=True)
+    f = np.fft.rfft(centred, n=nfft, axis=2)
+    f *= np.conjugate(f)
+    acov = np.fft.irfft(f, n=nfft, axis=2)[..., :n]
+    acov /= n
+    chain_mean = x.mean(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_var = np.mean(acov[:, :, 0], axis=1) * n / (n - 1.0)
+        var_plus = mean_var * (n - 1.0) / n
+        if m > 1:
+            var_plus = var_plus + np.var(chain_mean, axis=1, ddof=1)
+        rho = 1.0 - (mean_var[:, None] - np.mean(acov, axis=1)) / var_plus[:, None]
+
+    rho_t = np.zeros((k, n))
+    rho_t[:, 0] = 1.0
+    even = np.ones(k)
+    odd = rho[:, 1].copy()
+    rho_t[:, 1] = odd
+    # Geyer's initial positive sequence: every K runs the same lags until its own stop
+    t = np.ones(k, dtype=np.int64)
+    active = np.ones(k, dtype=bool)
+    tt = 1
+    while tt < n - 3:
+        active &= (even + odd) > 0.0
+        if not active.any():
+            break
+        ne, no = rho[:, tt + 1], rho[:, tt + 2]
+        even = np.where(active, ne, even)
+        odd = np.where(active, no, odd)
+        keep = active & ((ne + no) >= 0)
+        rho_t[keep, tt + 1] = ne[keep]
+        rho_t[keep, tt + 2] = no[keep]
+        t[active] += 2
+        tt += 2
+    max_t = t - 2
+    rows = np.arange(k)
+    pos = even > 0
+    rho_t[rows[pos], max_t[pos] + 1] = even[pos]
+    # Geyer's initial monotone sequence
+    tt = 1
+    top = int(max_t.max())
+    while tt <= top - 2:
+        prev = rho_t[:, tt - 1] + rho_t[:, tt]
+        fix = (tt <= max_t - 2) & ((rho_t[:, tt + 1] + rho_t[:, tt + 2]) > prev)
+        rho_t[fix, tt + 1] = prev[fix] / 2.0
+        rho_t[fix, tt + 2] = rho_t[fix, tt + 1]
+        tt += 2
+    total = m * n
+    body = np.where(np.arange(n)[None, :] < (max_t + 1)[:, None], rho_t, 0.0).sum(axis=1)
+    tau = -1.0 + 2.0 * body + rho_t[rows, max_t + 1]
+    floor = 1 / np.log10(total)
+    tau = np.where(floor > tau, floor, tau)     # Python's max(tau, floor): NaN stays NaN
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = total / tau
+    out[np.isnan(rho_t).any(axis=1)] = np.nan
+    out[const] = total
+    return out
+
+
+def _next_fast_len(n: int) -> int:
+    from scipy.fft import next_fast_len
+    return next_fast_len(n)
+
+
+def _mquantile(flat: np.ndarray, p: float) -> np.ndarray:
+    """R type 7 quantile of each row, with the arithmetic of scipy's mquantiles
+    (alphap = betap = 1) that ArviZ uses."""
+    x = np.sort(flat, axis=1)
+    n = x.shape[1]
+    p = np.atleast_1d(np.asarray(p))
+    m = 1 + p * (1. - 1 - 1)
+    aleph = n * p + m
+    k = np.floor(aleph.clip(1, n - 1)).astype(int)
+    gamma = (aleph - k).clip(0, 1)
+    return (1. - gamma) * x[:, k[0] - 1] + gamma * x[:, k[0]]
+
+
+def rhat_ess(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rank-normalised split R-hat, bulk ESS and tail ESS of K scalars at once.
+
+    `x` is (chain, draw, K). Returns three length-K arrays equal (to rounding in
+    sums) to ArviZ 0.23's az.rhat (method "rank": max of bulk and folded),
+    az.ess(method="bulk") and az.ess(method="tail") (min of the 5% and 95%
+    quantile ESS) of each x[:, :, j]. NaN for parameters with a NaN draw, fewer
+    than 4 draws, or (R-hat) fewer than 2 chains; constant parameters have NaN
+    R-hat and ESS = 2 chain (draw // 2), as in ArviZ.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.ndim != 3:
+        raise ValueError("expected an array (chain, draw, K)")
+    chains, draws, k = x.shape
+    rhat, bulk, tail = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
+    if k == 0 or draws < 4 or chains < 1:
+        return rhat, bulk, tail
+    xk = np.ascontiguousarray(np.moveaxis(x, 2, 0))          # (K, chain, draw)
+    bad = np.isnan(xk).any(axis=(1, 2))
+    if bad.all():
+        return rhat, bulk, tail
+    if bad.any():
+        xk = xk[~bad]
+    split = _split_chains(xk)
+    z = _z_scale(split)
+    bulk_v = _ess_core(z)
+    if chains >= 2:
+        med = np.median(split.reshape(split.shape[0], -1), axis=1)
+        zf = _z_scale(np.abs(split - med[:, None, None]))
+        rb, rt = _rhat_core(z), _rhat_core(zf)
+        rhat_v = np.where(rt > rb, rt, rb)                  # Python's max(bulk, tail)
+    else:
+        rhat_v = np.full(xk.shape[0], np.nan)
+    flat = xk.reshape(xk.shape[0], -1)
+    lo = _ess_core(_split_chains(xk <= _mquantile(flat, 0.05)[:, None, None]))
+    hi = _ess_core(_split_chains(xk <= _mquantile(flat, 0.95)[:, None, None]))
+    tail_v = np.where(hi < lo, hi, lo)                      # Python's min(lo, hi)
+    ok = ~bad
+    rhat[ok], bulk[ok], tail[ok] = rhat_v, bulk_v, tail_v
+    return rhat, bulk, tail
+
+
+def _posterior_rhat_ess(post):
+    """az.rhat(post), az.ess(post, method="bulk"), az.ess(post, method="tail") as
+    Datasets of the same variables, dims and coords, computed in one vectorised pass."""
+    import xarray as xr
+    chains, draws = int(post.sizes["chain"]), int(post.sizes["draw"])
+    names, templates, blocks = [], [], []
+    for name, da in post.data_vars.items():
+        if "chain" not in da.dims or "draw" not in da.dims:
+            continue
+        vals = np.asarray(da.transpose("chain", "draw", ...).values, dtype=float)
+        names.append(name)
+        templates.append(da.isel(chain=0, draw=0, drop=True))
+        blocks.append(vals.reshape(chains, draws, -1))
+    x = np.concatenate(blocks, axis=2) if blocks else np.zeros((chains, draws, 0))
+    stats = rhat_ess(x)
+    out = []
+    for s in stats:
+        data, start = {}, 0
+        for name, tmpl in zip(names, templates):
+            size = int(np.prod(tmpl.shape, dtype=int))
+            data[name] = tmpl.copy(data=s[start:start + size].reshape(tmpl.shape))
+            start += size
+        out.append(xr.Dataset(data))
+    return tuple(out)
+
+
 def diagnose(idata, *, max_treedepth: int = 10, adapt_delta: float = 0.8,
              sampling_seconds: float = float("nan")) -> Diagnostics:
     """Diagnostics of an InferenceData with `posterior` and `sample_stats` groups."""
@@ -122,9 +332,7 @@ def diagnose(idata, *, max_treedepth: int = 10, adapt_delta: float = 0.8,
         ebfmi = ()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rhat = az.rhat(post)
-        ess_b = az.ess(post, method="bulk")
-        ess_t = az.ess(post, method="tail")
+        rhat, ess_b, ess_t = _posterior_rhat_ess(post)
     max_rhat, rhat_p = _worst(rhat, np.nanargmax)
     min_b, b_p = _worst(ess_b, np.nanargmin)
     min_t, t_p = _worst(ess_t, np.nanargmin)
