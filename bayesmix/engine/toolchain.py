@@ -32,11 +32,12 @@ def driver_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
     return tuple("-O1" if f == "-O3" else f for f in flags)
 
 
-# Programs are compiled for the CPU they run on (-march=native: Eigen's dense kernels use AVX2 /
-# AVX-512 and FMA; InstEval's REML fit, a dense 1159 x 1159 Cholesky per gradient, runs 1.6x
-# faster). The driver and every object must agree (Eigen's alignment is part of the ABI), so
-# the flag is part of the toolchain, and the CPU's target options are part of its cache key:
-# a cache folder shared by different machines keeps one build per kind of CPU.
+# BAYESMIX_NATIVE=1 compiles programs for the CPU they run on (-march=native: Eigen's dense
+# kernels use AVX2 / AVX-512 and FMA; about 10% less time per gradient of InstEval's REML fit).
+# Off by default: FMA changes the last bits, so the same seed would no longer give the same
+# draws and optima as CmdStan's portable builds of the same program. The driver and every
+# object must agree (Eigen's alignment is part of the ABI), so the flag is part of the
+# toolchain, and the CPU's target options are part of its cache key.
 NATIVE = "-march=native"
 
 
@@ -44,7 +45,7 @@ NATIVE = "-march=native"
 def _native_target(cxx: str) -> str | None:
     """The target options -march=native resolves to (gcc), or None when the compiler
     cannot tell (then programs are built for the generic x86-64 / arm64 target)."""
-    if os.environ.get("BAYESMIX_PORTABLE"):
+    if os.environ.get("BAYESMIX_NATIVE", "") in ("", "0"):
         return None
     try:
         proc = subprocess.run([cxx, NATIVE, "-Q", "--help=target"], capture_output=True,
