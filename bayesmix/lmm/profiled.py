@@ -131,7 +131,7 @@ def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
     Q = (ss.B.T @ (Wbig @ ss.B))
     q2 = ss.q2
     Lam2 = _lambda_terms(factors[1:], l_term[1:])
-    if q2 and _q2_diagonal(ss):
+    if q2 and q2_is_diagonal(ss):
         # as lmer.stan's diag_q2 path: S's q2 block is diagonal, eliminate it column by column
         Q = sp.csr_matrix(Q)
         sq = Lam2.diagonal()
@@ -156,12 +156,6 @@ def block_reduce(theta: np.ndarray, ss: LmmSuffStats) -> _Block:
     ldL2 = logdet1 + 2.0 * float(np.sum(np.log(np.diag(L)[:q2])))
     return _Block(factors=factors, A1_chol=A1c, W=W, logdet1=logdet1, Lam2=Lam2, S=S, L=L,
                   ldL2=ldL2)
-
-
-def _q2_diagonal(ss: LmmSuffStats) -> bool:
-    if "q2_diagonal" not in ss.extra:
-        ss.extra["q2_diagonal"] = q2_is_diagonal(ss)
-    return ss.extra["q2_diagonal"]
 
 
 def _block_pieces(blk: _Block, ss: LmmSuffStats):

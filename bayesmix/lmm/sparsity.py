@@ -54,8 +54,6 @@ def glmm_sparsity(cols: np.ndarray, q: int, q1: int, p1: int) -> dict[str, np.nd
     if np.any(np.diff(cols, axis=1) <= 0):
         raise ValueError("the non-zero columns of a row of Z must increase")
     pr, ps = np.tril_indices(R)          # pairs (r, s <= r), r outer: the pair terms' order
-    order = np.lexsort((ps, pr))
-    pr, ps = pr[order], ps[order]
     cr = cols[:, pr].T.ravel()           # pair term k = pair * n + i
     cs = cols[:, ps].T.ravel()
 

@@ -321,7 +321,14 @@ def lmm_suffstats(X: Any, y: Any, terms: Sequence[Any], center_y: bool | None = 
 def q2_is_diagonal(ss: LmmSuffStats) -> bool:
     """Whether the other terms' block of S is diagonal, as it is when they are scalar terms
     and every level of the first term meets at most one of their columns (e.g. ``(1 | a/b)``:
-    each ``a:b`` lies in one ``a``) and they share no rows (one term after the first)."""
+    each ``a:b`` lies in one ``a``) and they share no rows (one term after the first).
+    Kept in ``ss.extra``: the Stan data and the estimates both ask."""
+    if "q2_diagonal" not in ss.extra:
+        ss.extra["q2_diagonal"] = _q2_is_diagonal(ss)
+    return ss.extra["q2_diagonal"]
+
+
+def _q2_is_diagonal(ss: LmmSuffStats) -> bool:
     q2 = ss.q2
     if q2 == 0 or any(pk != 1 for pk in ss.p_term[1:]):
         return False
