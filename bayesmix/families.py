@@ -16,10 +16,12 @@ Conventions (as R's glm for ``dev_resids`` and ``variance``, Stan's for densitie
   binomial ``phi`` with Var = mu + mu^2 / phi as Stan's neg_binomial_2 and lme4's glmer.nb
   theta, Gamma ``shape`` with Var = mu^2 / shape).
 
-Families without a fitting method yet (issue #17: ``student``, ``lognormal``, ``beta``,
-``beta_binomial``, ``cumulative``, zero-inflated and hurdle counts) live in `PLANNED_FAMILIES`,
-beside the fittable `FAMILIES` (every consumer of `FAMILIES` -- the Stan codes, glm, glmer,
-the generic programs -- sees exactly the families it can fit). Their densities and draws are
+The families beyond lme4's (``student``, ``lognormal``, ``beta``, ``beta_binomial``,
+``cumulative``, zero-inflated and hurdle counts) live in `EXTENDED_FAMILIES`, beside lme4's
+`FAMILIES` (every consumer of `FAMILIES` -- the Stan codes, glm, glmer, the generic joint
+program -- sees exactly lme4's families). Only the distributional programs fit them
+(`bayesmix.dist`: methods ``dist_ml`` and ``dist_nuts``), which also fit lme4's families with
+distributional parameters (gaussian, negbinomial, Gamma with a ``bf()`` formula). Their densities and draws are
 in brms's parametrisation (tests/reference/families/README.md) and take every parameter by
 name as arrays, so a distributional parameter may vary by row:
 ``get_family("student", fittable=False).log_density(y, mu, sigma=s, nu=nu)``. `ALL_FAMILIES`
@@ -46,13 +48,16 @@ _PROBIT_THRESH = -stats.norm.ppf(_EPS)    # R's probit guard: qnorm(eps)
 # What a family's response may be (checked by the design stage, design/build.py): any number,
 # 0/1 (a factor or logical too; binomial also successes and failures by cbind()), whole numbers
 # >= 0, numbers > 0.
-# Families planned for issue #17 add: numbers in (0, 1), successes out of trials (beta_binomial:
-# cbind(successes, failures), not accepted by the design stage yet), and ordered categories
-# coded 1..K (cumulative).
+# The extended families add (design/dist.py): numbers in (0, 1), successes out of trials
+# (beta_binomial: cbind(successes, failures)), and ordered categories (cumulative).
 SUPPORTS = ("real", "binary", "count", "positive", "unit", "trials", "ordinal")
 
 # The fitting methods a family can declare (`Family.supports`).
-METHODS = ("glm", "lmer", "glmer", "nuts_joint", "nuts_marginal", "laplace")
+METHODS = ("glm", "lmer", "glmer", "nuts_joint", "nuts_marginal", "laplace", "dist_ml",
+           "dist_nuts")
+# the distributional programs (stan/dist_ml.stan, stan/dist_nuts.stan; bayesmix.dist): every
+# family with distributional parameters, and the only fits of EXTENDED_FAMILIES
+_DIST = frozenset({"dist_ml", "dist_nuts"})
 
 
 # ---------------------------------------------------------------- links
@@ -293,7 +298,7 @@ def dpar_linkinv(link: str, eta):
                           f"{', '.join(DPAR_LINKS)}") from None
 
 
-# ---------------------------------------------------------------- planned families' maths
+# ---------------------------------------------------------------- extended families' maths
 # brms's parametrisations (tests/reference/families/README.md). Every function takes its
 # parameters as arrays broadcast against y and mu; ``trials`` is used by beta_binomial only.
 
@@ -658,7 +663,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         aic=_aic_gaussian, mustart=_start_y,
         dispersion="sigma", fixed_dispersion=False, discrete=False, support="real",
         joint_code=1, glmer_code=None,
-        methods=_ALL_BUT_ML | {"glm", "lmer", "nuts_marginal"},
+        methods=_ALL_BUT_ML | _DIST | {"glm", "lmer", "nuts_marginal"},
         params=("sigma",), dpars=(_SIGMA,), moments=_moments_gaussian),
     _BINOMIAL,
     # binomial with one trial per row (0/1 response): its own Stan code (bernoulli_*)
@@ -677,7 +682,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         dev_resids=_dev_negbinomial, log_density=_lp_negbinomial, draw=_draw_negbinomial,
         aic=None, mustart=_start_count,
         dispersion="phi", fixed_dispersion=True, discrete=True, support="count",
-        joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | {"glmer"},
+        joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | _DIST | {"glmer"},
         params=("phi",), dpars=(_SHAPE,), moments=_moments_negbinomial),  # brms: shape
     FamilySpec(
         "Gamma", ("inverse", "log", "identity"), r_name="Gamma",
@@ -685,7 +690,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         dev_resids=_dev_gamma, log_density=_lp_gamma, draw=_draw_gamma,
         aic=_aic_gamma, mustart=_start_y,
         dispersion="shape", fixed_dispersion=False, discrete=False, support="positive",
-        joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | {"glm", "glmer"},
+        joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | _DIST | {"glm", "glmer"},
         params=("shape",), dpars=(_SHAPE,), moments=_moments_gamma),
 )}
 
@@ -702,7 +707,7 @@ _ALIASES: dict[str, str] = {
     "neg_binomial_2": "negbinomial",
     "nb": "negbinomial",
     "gamma": "Gamma",
-    # planned (issue #17)
+    # beyond lme4 (bayesmix.dist)
     "student": "student",
     "student_t": "student",
     "studentt": "student",
@@ -724,55 +729,56 @@ _ALIASES: dict[str, str] = {
     "hurdle_neg_binomial": "hurdle_negbinomial",
     "hurdle_nb": "hurdle_negbinomial",
 }
-# ---------------------------------------------------------------- planned families (issue #17)
+# ---------------------------------------------------------------- families beyond lme4
 # Densities and draws in brms's parametrisation; no fitting method yet (methods empty, no Stan
 # codes), so get_family() refuses them unless asked with fittable=False.
 
 
-def _planned(name, links, log_density, draw, moments, params, dpars, discrete, support,
+def _extended(name, links, log_density, draw, moments, params, dpars, discrete, support,
              validmu=lambda mu: True, uses_link=False):
     return FamilySpec(
         name, links, r_name=name, variance=None, validmu=validmu, dev_resids=None,
         log_density=log_density, draw=draw, aic=None, mustart=None, dispersion=None,
         fixed_dispersion=False, discrete=discrete, support=support, joint_code=None,
-        glmer_code=None, methods=frozenset(), params=params, dpars=dpars, moments=moments,
+        glmer_code=None, methods=_DIST, params=params, dpars=dpars, moments=moments,
         uses_link=uses_link)
 
 
 _ZIP, _ZINB = _count_family("zi", False), _count_family("zi", True)
 _HP, _HNB = _count_family("hu", False), _count_family("hu", True)
 
-PLANNED_FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
+EXTENDED_FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     # student_t(nu, mu, sigma)
-    _planned("student", ("identity", "log", "inverse"), _lp_student, _draw_student,
+    _extended("student", ("identity", "log", "inverse"), _lp_student, _draw_student,
              _moments_student, ("sigma", "nu"), (_SIGMA, _NU), False, "real"),
     # lognormal(mu, sigma): mu and sigma are the mean and SD of log y
-    _planned("lognormal", ("identity", "inverse"), _lp_lognormal, _draw_lognormal,
+    _extended("lognormal", ("identity", "inverse"), _lp_lognormal, _draw_lognormal,
              _moments_lognormal, ("sigma",), (_SIGMA,), False, "positive"),
     # beta(mu phi, (1 - mu) phi) = Stan's beta_proportion(mu, phi)
-    _planned("beta", ("logit", "probit", "cloglog"), _lp_beta, _draw_beta, _moments_beta,
+    _extended("beta", ("logit", "probit", "cloglog"), _lp_beta, _draw_beta, _moments_beta,
              ("phi",), (_PHI,), False, "unit", _valid_probability),
     # beta_binomial(trials, mu phi, (1 - mu) phi)
-    _planned("beta_binomial", ("logit", "probit", "cloglog"), _lp_beta_binomial,
+    _extended("beta_binomial", ("logit", "probit", "cloglog"), _lp_beta_binomial,
              _draw_beta_binomial, _moments_beta_binomial, ("phi",), (_PHI,), True, "trials",
              _valid_probability),
     # P(y <= k) = F(disc (c_k - eta)), y in 1..K, F the link's distribution function; ``mu`` is
     # the linear predictor eta (Stan's ordered_logistic(eta, c) for logit, disc = 1)
-    _planned("cumulative", ("logit", "probit"), _lp_cumulative, _draw_cumulative,
+    _extended("cumulative", ("logit", "probit"), _lp_cumulative, _draw_cumulative,
              _moments_cumulative, ("cutpoints", "disc"), (_DISC,), True, "ordinal",
              uses_link=True),
     # P(0) = zi + (1 - zi) f(0), P(k) = (1 - zi) f(k); f Poisson(mu) or neg_binomial_2(mu, shape)
-    _planned("zero_inflated_poisson", _COUNT_LINKS, *_ZIP, ("zi",), (_ZI,), True, "count",
+    _extended("zero_inflated_poisson", _COUNT_LINKS, *_ZIP, ("zi",), (_ZI,), True, "count",
              _positive_finite),
-    _planned("zero_inflated_negbinomial", _COUNT_LINKS, *_ZINB, ("shape", "zi"),
+    _extended("zero_inflated_negbinomial", _COUNT_LINKS, *_ZINB, ("shape", "zi"),
              (_SHAPE, _ZI), True, "count", _positive_finite),
     # P(0) = hu, P(k > 0) = (1 - hu) f(k) / (1 - f(0)); mu the mean of the untruncated f
-    _planned("hurdle_poisson", _COUNT_LINKS, *_HP, ("hu",), (_HU,), True, "count",
+    _extended("hurdle_poisson", _COUNT_LINKS, *_HP, ("hu",), (_HU,), True, "count",
              _positive_finite),
-    _planned("hurdle_negbinomial", _COUNT_LINKS, *_HNB, ("shape", "hu"), (_SHAPE, _HU), True,
+    _extended("hurdle_negbinomial", _COUNT_LINKS, *_HNB, ("shape", "hu"), (_SHAPE, _HU), True,
              "count", _positive_finite),
 )}
-ALL_FAMILIES: dict[str, FamilySpec] = {**FAMILIES, **PLANNED_FAMILIES}
+ALL_FAMILIES: dict[str, FamilySpec] = {**FAMILIES, **EXTENDED_FAMILIES}
+PLANNED_FAMILIES = EXTENDED_FAMILIES  # their name before bayesmix.dist fitted them
 # parameters a density may leave out, and their values
 _PARAM_DEFAULTS = {"disc": 1.0}
 _LINKS = {name: spec.links for name, spec in ALL_FAMILIES.items()}  # family -> valid links
@@ -908,7 +914,8 @@ def families_for(method: str) -> dict[str, tuple[str, ...]]:
 
 
 def _fittable_choices() -> str:
-    return "; ".join(f"{name} ({', '.join(spec.links)})" for name, spec in FAMILIES.items())
+    return "; ".join(f"{name} ({', '.join(spec.links)})" for name, spec in ALL_FAMILIES.items()
+                     if spec.methods)
 
 
 def get_family(family: str | Family = "gaussian", link: str | None = None, *,
@@ -916,13 +923,10 @@ def get_family(family: str | Family = "gaussian", link: str | None = None, *,
     """Resolve a family name (R spellings, case-insensitive) and link; the
     default link is R's. Raises FamilyError naming the valid choices.
 
-    fittable=True (the default, and what `bayesmix.Model`, glm, glmer and the design stage
-    ask for) refuses the families no fitting method supports yet (`PLANNED_FAMILIES`: student,
-    lognormal, beta, beta_binomial, cumulative, zero-inflated and hurdle counts), with a
-    message naming the family and the fittable ones. Refusing here is what makes
-    ``Model(..., family="student")`` fail at once, before the design is built, rather than at
-    fit() or sample() with a message about one method's program. fittable=False also returns
-    the planned families, for their densities, draws and distributional parameters."""
+    fittable=True (the default) refuses a family no fitting method supports (a family added
+    to the tables before its programs; none today), naming the fittable ones, so that a model
+    fails at once rather than at fit(). fittable=False returns it anyway, for its density,
+    draws and distributional parameters. Which method fits a family: `Family.supports`."""
     if isinstance(family, Family):
         name = family.name
         link = family.link if link is None else link
@@ -930,20 +934,18 @@ def get_family(family: str | Family = "gaussian", link: str | None = None, *,
         name = _ALIASES.get(family.strip().lower())
         if name is None:
             raise FamilyError(
-                f"unknown family {family!r}; choose one of: {', '.join(FAMILIES)} "
-                f"(not fittable yet: {', '.join(PLANNED_FAMILIES)})"
+                f"unknown family {family!r}; choose one of: {', '.join(ALL_FAMILIES)}"
             )
     else:
         raise FamilyError(
             f"family must be a name or a Family, not {type(family).__name__}; "
-            f"choose one of: {', '.join(FAMILIES)}"
+            f"choose one of: {', '.join(ALL_FAMILIES)}"
         )
-    if fittable and name in PLANNED_FAMILIES:
+    if fittable and not ALL_FAMILIES[name].methods:
         raise FamilyError(
             f"family {name!r} cannot be fitted yet: no fitting method (ML or Bayesian) supports "
-            f"it (its Stan side is planned, issue #17). Fittable families (links): "
-            f"{_fittable_choices()}. get_family({name!r}, fittable=False) gives its density "
-            "and draws"
+            f"it. Fittable families (links): {_fittable_choices()}. "
+            f"get_family({name!r}, fittable=False) gives its density and draws"
         )
     links = _LINKS[name]
     if link is None:

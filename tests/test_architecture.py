@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("results", ("bayesmix.results", "bayesmix.plots")),
     # one module per fitting method (and the Bayesian result classes beside their methods)
     ("methods", ("bayesmix.ml", "bayesmix.glmfit", "bayesmix.glmerfit", "bayesmix.refit",
-                 "bayesmix.bayes")),
+                 "bayesmix.bayes", "bayesmix.dist")),
     # what runs on fitted models: ddf, profiles, confint; executors and many-fit tools
     ("inference", ("bayesmix.inference", "bayesmix.parallel", "bayesmix.parboot",
                    "bayesmix.lmlistfit", "bayesmix.anovatable", "bayesmix.calibration")),

@@ -27,8 +27,17 @@ def designs():
     return {k: build_design(c["formula"], load(_dataset(c)), family=c["family"]) for k, c in CASES.items()}
 
 
+SALAMANDERS = json.loads((Path(__file__).parent / "reference" / "salamanders"
+                          / "salamanders_zip.json").read_text())
+
+
 def test_datasets_match_reference_levels():
-    for name in names():
+    assert set(names()) == {Path(k).stem for k in REFS["data"]} | {"Salamanders"}
+    sal = load("Salamanders")  # glmmTMB's levels (tests/reference/salamanders/salamanders.R)
+    assert len(sal) == SALAMANDERS["nobs"]
+    for col, levels in SALAMANDERS["levels"].items():
+        assert list(sal[col].cat.categories) == levels, col
+    for name in set(names()) - {"Salamanders"}:
         df, ref = load(name), REFS["data"][f"{name}.csv"]
         assert len(df) == ref["nrow"]
         for col, spec in ref["columns"].items():

@@ -25,7 +25,7 @@ from scipy import integrate, special, stats
 
 import bayesmix as bm
 from bayesmix.errors import FamilyError
-from bayesmix.families import (ALL_FAMILIES, FAMILIES, PLANNED_FAMILIES, SUPPORTS, DPar,
+from bayesmix.families import (ALL_FAMILIES, FAMILIES, EXTENDED_FAMILIES, SUPPORTS, DPar,
                                Family, dpar_linkinv, families_for, get_family)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -408,7 +408,7 @@ def test_links_are_brms(case):
     ref = BRMS[case]
     spec = ALL_FAMILIES[ref["family"]]
     assert ref["links"]["link"] in spec.links
-    if case in PLANNED_FAMILIES or case.startswith("cumulative"):
+    if case in EXTENDED_FAMILIES or case.startswith("cumulative"):
         assert ref["links"]["link"] == spec.links[0] or case == "cumulative_probit"
     dpars = {d.name: d.link for d in spec.dpars}
     for key, link in ref["links"].items():
@@ -432,7 +432,7 @@ def test_dpar_table():
         "gaussian": "sigma", "binomial": None, "bernoulli": None, "poisson": None,
         "negbinomial": "phi", "Gamma": "shape"}
     assert {s.support for s in ALL_FAMILIES.values()} <= set(SUPPORTS)
-    assert {n: (s.support, s.discrete) for n, s in PLANNED_FAMILIES.items()} == {
+    assert {n: (s.support, s.discrete) for n, s in EXTENDED_FAMILIES.items()} == {
         "student": ("real", False), "lognormal": ("positive", False), "beta": ("unit", False),
         "beta_binomial": ("trials", True), "cumulative": ("ordinal", True),
         "zero_inflated_poisson": ("count", True), "zero_inflated_negbinomial": ("count", True),
@@ -482,14 +482,10 @@ def test_aliases():
         fam("cumulative", "cloglog")
 
 
-@pytest.mark.parametrize("name", sorted(PLANNED_FAMILIES))
-def test_planned_families_are_refused_for_fitting(name):
-    with pytest.raises(FamilyError) as err:
-        get_family(name)
-    msg = str(err.value)
-    assert f"family {name!r} cannot be fitted yet" in msg
-    assert "gaussian (identity, log, inverse)" in msg and "Gamma (inverse, log, identity)" in msg
-    f = fam(name)
+@pytest.mark.parametrize("name", sorted(EXTENDED_FAMILIES))
+def test_extended_families_are_fitted_by_the_distributional_programs_only(name):
+    f = get_family(name)  # fittable now
+    assert f.supports("dist_ml") and f.supports("dist_nuts")
     assert not any(f.supports(m) for m in ("glm", "lmer", "glmer", "nuts_joint", "laplace",
                                            "nuts_marginal"))
     with pytest.raises(FamilyError, match="no joint program code"):
@@ -497,17 +493,20 @@ def test_planned_families_are_refused_for_fitting(name):
     with pytest.raises(FamilyError, match="no glm variance function"):
         f.variance([0.5])
     assert all(name not in families_for(m) for m in ("glm", "glmer", "nuts_joint", "laplace"))
+    assert name in families_for("dist_ml") and name in families_for("dist_nuts")
 
 
-def test_model_fails_early_naming_the_family_and_the_choices():
+def test_lme4_families_with_parameters_also_run_on_the_distributional_programs():
+    assert {n for n in families_for("dist_ml")} == set(EXTENDED_FAMILIES) | {
+        "gaussian", "negbinomial", "Gamma"}
+
+
+def test_model_refuses_bad_family_input_early():
     data = pd.DataFrame({"y": [0.1, 0.5, 0.7, 0.2], "x": [1.0, 2.0, 3.0, 4.0],
                          "g": ["a", "a", "b", "b"]})
-    with pytest.raises(FamilyError, match=r"family 'beta' cannot be fitted yet.*Fittable "
-                                          r"families \(links\): gaussian"):
-        bm.Model("y ~ x + (1 | g)", data, family="beta")
-    with pytest.raises(FamilyError, match="family 'student' cannot be fitted yet"):
-        bm.Model("y ~ x + (1 | g)", data, family=Family("student", "identity"))
-    with pytest.raises(FamilyError, match="family 'zero_inflated_poisson' cannot be fitted"):
-        bm.glmer("y ~ x + (1 | g)", data, family="zip")
-    with pytest.raises(FamilyError, match="unknown family 'tweedie'.*not fittable yet: student"):
+    with pytest.raises(FamilyError, match="unknown family 'tweedie'.*zero_inflated_poisson"):
         bm.Model("y ~ x", data, family="tweedie")
+    with pytest.raises(FamilyError, match="build its design with bayesmix.design.dist"):
+        bm.build_design("y ~ x + (1 | g)", data, family="beta")
+    with pytest.raises(FamilyError, match="link 'log' is not available for family 'beta'"):
+        bm.Model("y ~ x + (1 | g)", data, family="beta", link="log")

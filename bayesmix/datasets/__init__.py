@@ -1,4 +1,4 @@
-"""Bundled example data sets (lme4's classics and the tutorial's lmmdata).
+"""Bundled example data sets (lme4's classics, the tutorial's lmmdata, glmmTMB's Salamanders).
 
 Factor columns come back as pandas Categoricals in the level order lme4 uses,
 so that ranef() and coefficient names line up with lme4's output."""
@@ -31,6 +31,15 @@ _FACTORS: dict[str, dict[str, tuple[str, ...] | None]] = {
         "dept": ("15", "5", "10", "12", "6", "7", "4", "8", "9", "14", "1", "3", "11", "2"),
     },
     "lmmdata": {"class": None, "school": None},
+    # glmmTMB's Salamanders (Price et al. 2016): counts of 7 salamander species at 23 sites,
+    # some affected by mountaintop mining; levels in glmmTMB's order
+    "Salamanders": {
+        "site": ("R-1", "R-2", "R-3", "R-4", "R-5", "R-6", "R-7", "R-8", "R-9", "R-10", "R-11",
+                 "R-12", "VF-1", "VF-2", "VF-3", "VF-4", "VF-5", "VF-6", "VF-7", "VF-8", "VF-9",
+                 "VF-10", "VF-11"),
+        "mined": ("yes", "no"),
+        "spp": ("GP", "PR", "DM", "EC-A", "EC-L", "DES-L", "DF"),
+    },
 }
 _ORDERED = {("InstEval", "studage"), ("InstEval", "lectage")}
 

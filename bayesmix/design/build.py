@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FamilyError, user_stacklevel
-from ..families import Family, get_family
+from ..families import FAMILIES, Family, get_family
 from ..formula import ParsedFormula, parse_formula
 from ..formula.safety import check_parsed, check_transforms
 from .columns import evaluate_column as _evaluate, numeric_column as _numeric
@@ -251,6 +251,10 @@ def build_design(
     aliased X columns are dropped like lme4 (with a warning); the terms come in
     lme4's order (by decreasing number of levels, see below)."""
     fam = get_family(family)
+    if fam.name not in FAMILIES:
+        raise FamilyError(f"family {fam.name!r} is fitted by the distributional programs: "
+                          "build its design with bayesmix.design.dist.build_dist_design "
+                          "(bayesmix.Model does)")
     transforms = check_transforms(transforms) or None
     if isinstance(formula, ParsedFormula):
         check_parsed(formula, transforms)  # it may have been built by hand
