@@ -228,9 +228,6 @@ def build_dist_design(formula: DistributionalFormula | str, data: pd.DataFrame,
     Raises FormulaError / FamilyError / DataError naming the culprit, before anything
     compiles; nothing in a formula is executed (every formula passes the allow-list)."""
     fam = get_family(family, fittable=False)
-    if fam.name not in DIST_FAMILY_CODES:
-        raise FamilyError(f"family {fam.name!r} has no distributional parameters to model; "
-                          f"distributional models: {', '.join(DIST_FAMILIES)}")
     if weights is not None:
         raise DataError("weights are not supported for distributional models (families "
                         f"{', '.join(DIST_FAMILIES)} and bf() formulas) yet")
@@ -240,7 +237,10 @@ def build_dist_design(formula: DistributionalFormula | str, data: pd.DataFrame,
         raise FormulaError(f"expected a formula string or bf(...), not "
                            f"{type(formula).__name__}")
     transforms = check_transforms(transforms) or None
-    modelled = {d.name for d in check_dpars(formula, fam)}
+    modelled = {d.name for d in check_dpars(formula, fam)}  # names a parameter it lacks
+    if fam.name not in DIST_FAMILY_CODES:
+        raise FamilyError(f"family {fam.name!r} has no distributional parameters to model; "
+                          f"distributional models: {', '.join(DIST_FAMILIES)}")
     if fam.name == "cumulative" and "disc" in modelled:
         raise FormulaError("a disc formula is not supported yet: cumulative models keep "
                            "disc = 1 (brms's default)")
@@ -251,11 +251,12 @@ def build_dist_design(formula: DistributionalFormula | str, data: pd.DataFrame,
 
     main = parse_formula(formula.formula, transforms)
     texts = dpar_formulas(formula)
-    subs: list[tuple[str, str, str, ParsedFormula, bool]] = [("mu", fam.link, main.fixed,
+    main_rhs = formula.formula.split("~", 1)[1].strip()
+    subs: list[tuple[str, str, str, ParsedFormula, bool]] = [("mu", fam.link, main_rhs,
                                                               main, True)]
     if fam.name != "cumulative":
         for d in fam.spec.dpars:
-            rhs = texts[d.name].split("~", 1)[1] if d.name in texts else "1"
+            rhs = texts[d.name].split("~", 1)[1].strip() if d.name in texts else "1"
             parsed = parse_formula(f"{d.name} ~ {rhs}", transforms)
             if parsed.offset is not None:
                 raise FormulaError(f"the {d.name} formula has an offset; only the main "
