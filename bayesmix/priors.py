@@ -11,6 +11,13 @@ Parameter classes (brms's names)
 ``sigma``      residual standard deviation (gaussian).
 ``phi``        negative binomial precision (lme4's glmer.nb theta; Var = mu + mu^2 / phi).
 ``shape``      Gamma shape (mean mu, variance mu^2 / shape).
+``nu``         student-t degrees of freedom (distributional models only).
+
+Distributional models (bayesmix.dist) have one linear predictor per distributional
+parameter; ``prior(..., dpar="sigma")`` targets the Intercept, b, sd or cor classes of the
+sigma predictor (``dpar=None``, the default, or ``"mu"``: the main formula). A class named
+after a constant (unmodelled) parameter (``cls="sigma"``, ``"nu"``, ``"phi"``, ``"shape"``)
+puts the prior on that parameter's natural scale. docs/families.md lists their defaults.
 
 Defaults (weakly informative, scaled to the data, passed to Stan as data so that
 two models of the same shape share one compiled program)
@@ -65,9 +72,11 @@ class PriorError(BayesmixError, ValueError):
     """A prior specification that cannot be used (bad distribution, class, coef or group)."""
 
 
-CLASSES = ("Intercept", "b", "sd", "cor", "sigma", "phi", "shape")
-_POSITIVE_CLASSES = ("sd", "sigma", "phi", "shape")
-_SCALAR_CLASSES = ("Intercept", "sigma", "phi", "shape")
+CLASSES = ("Intercept", "b", "sd", "cor", "sigma", "phi", "shape", "nu")
+_POSITIVE_CLASSES = ("sd", "sigma", "phi", "shape", "nu")
+_SCALAR_CLASSES = ("Intercept", "sigma", "phi", "shape", "nu")
+# the classes a prior with dpar= (one predictor of a distributional model) may target
+DPAR_CLASSES = ("Intercept", "b", "sd", "cor")
 
 # name -> (argument names, support, constraint per argument: "pos" or None)
 _DISTS: dict[str, tuple[tuple[str, ...], str, tuple[str | None, ...]]] = {
@@ -113,6 +122,7 @@ class Prior:
     cls: str                   # parameter class (see CLASSES)
     coef: str | None = None
     group: str | None = None
+    dpar: str | None = None    # distributional models: the predictor (None: mu)
 
     @property
     def text(self) -> str:
@@ -130,10 +140,14 @@ class Prior:
 
     def to_dict(self) -> dict:
         """A JSON-able form (export bundles); `prior(**d)` restores it."""
-        return {"dist": self.text, "cls": self.cls, "coef": self.coef, "group": self.group}
+        out = {"dist": self.text, "cls": self.cls, "coef": self.coef, "group": self.group}
+        if self.dpar is not None:  # absent otherwise: bundles written before dpar= read alike
+            out["dpar"] = self.dpar
+        return out
 
     def __str__(self) -> str:
-        where = "".join(f", {k}={v!r}" for k, v in (("coef", self.coef), ("group", self.group))
+        where = "".join(f", {k}={v!r}" for k, v in (("coef", self.coef), ("group", self.group),
+                                                     ("dpar", self.dpar))
                         if v is not None)
         return f"prior({self.text!r}, cls={self.cls!r}{where})"
 
@@ -177,11 +191,13 @@ def _parse_dist(dist: str) -> tuple[str, tuple[float, ...]]:
     return name, tuple(args)
 
 
-def prior(dist: str, cls: str, coef: str | None = None, group: str | None = None) -> Prior:
+def prior(dist: str, cls: str, coef: str | None = None, group: str | None = None,
+          dpar: str | None = None) -> Prior:
     """A prior: ``prior("normal(0, 1)", cls="b", coef="Days")``,
-    ``prior("lkj(2)", cls="cor")``, ``prior("exponential(1)", cls="sd", group="Subject")``.
+    ``prior("lkj(2)", cls="cor")``, ``prior("exponential(1)", cls="sd", group="Subject")``;
+    distributional models: ``prior("normal(0, 1)", cls="b", coef="x", dpar="sigma")``.
 
-    Checks the distribution and the class here; coef and group are checked
+    Checks the distribution and the class here; coef, group and dpar are checked
     against a model when it is fitted (see `resolve_priors`)."""
     name, args = _parse_dist(dist)
     if cls not in CLASSES:
@@ -198,9 +214,16 @@ def prior(dist: str, cls: str, coef: str | None = None, group: str | None = None
     if support == "flat" and cls not in ("Intercept", "b"):
         raise PriorError(f"an improper flat prior is allowed for Intercept and b only, "
                          f"not for class {cls!r}")
-    for what, v in (("coef", coef), ("group", group)):
+    for what, v in (("coef", coef), ("group", group), ("dpar", dpar)):
         if v is not None and not isinstance(v, str):
             raise PriorError(f"{what} must be a string (an lme4 name), not {type(v).__name__}")
+    if dpar == "mu":
+        dpar = None  # the main formula's predictor, as brms's dpar = "mu"
+    if dpar is not None and cls not in DPAR_CLASSES:
+        raise PriorError(f"class {cls!r} takes no dpar; a distributional parameter's predictor "
+                         f"has classes {', '.join(DPAR_CLASSES)} (e.g. prior(..., "
+                         f"cls='Intercept', dpar={dpar!r})), and cls={dpar!r} without dpar "
+                         "is the prior of a constant parameter on its natural scale")
     if cls in _SCALAR_CLASSES and (coef is not None or group is not None):
         raise PriorError(f"class {cls!r} is a single parameter; it takes no coef or group")
     if cls == "b" and group is not None:
@@ -209,7 +232,7 @@ def prior(dist: str, cls: str, coef: str | None = None, group: str | None = None
     if cls == "cor" and coef is not None:
         raise PriorError("class 'cor' takes a group, not a coef (the LKJ prior is on the "
                          "whole correlation matrix)")
-    return Prior(name, args, cls, coef, group)
+    return Prior(name, args, cls, coef, group, dpar)
 
 
 # ---------------------------------------------------------------- defaults
@@ -330,6 +353,10 @@ def _slots(design) -> list[PriorSlot]:
 
 
 def _check(p: Prior, design, classes: tuple[str, ...]) -> None:
+    if p.dpar is not None:
+        raise PriorError(f"{p}: dpar= targets a distributional parameter's predictor; this "
+                         "model has one linear predictor (mu): drop dpar, or fit a "
+                         "distributional model (bf(...) or its family)")
     if p.cls not in classes:
         raise PriorError(f"{p}: this model has no parameters of class {p.cls!r}; its classes "
                          f"are: {', '.join(classes)}")
