@@ -377,10 +377,14 @@ def linpred(design: DistDesign, params: DistParams, newdata: pd.DataFrame | None
         r = params.ranef[k]
         eta = out[design.predictors[d].dpar]
         known = index >= 0
+        if np.all(known):
+            for m in range(t.p):  # one (S, n) gather per coefficient: no (S, n, p) temporary
+                eta += r[:, index, m] * Z[:, m]
+            continue
         idx = np.where(known, index, 0)
-        for m in range(t.p):  # one (S, n) gather per coefficient: no (S, n, p) temporary
-            eta += np.where(known, r[:, idx, m] * Z[:, m], 0.0)
-        if not np.all(known) and mode != "none":
+        for m in range(t.p):
+            eta += np.where(known, r[:, idx, m] * Z[:, m], 0.0)  # new levels: 0 here
+        if mode != "none":
             gen = gen or _rng(rng)
             new, which = np.unique(labels[~known].astype(str), return_inverse=True)
             u = _new_effects(params, k, t, len(new), mode, gen)  # (S, L, p)
