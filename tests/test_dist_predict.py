@@ -407,3 +407,26 @@ def test_offset_from_newdata():
                                rtol=1e-14)
     with pytest.raises(DataError, match="lacks column.*'e'"):
         linpred(design, p, nd.drop(columns="e"))
+
+
+def test_gaussian_new_levels_of_a_correlated_term(cases):
+    """beta's (1 + x | g): new-level effects (u0, u1) recovered from two rows of one new level
+    (x = 0 and x = 1) have the sd's and correlation given (4000 draws: SE of an SD ~1.1%,
+    of the correlation ~(1 - rho^2)/sqrt(S) = 0.012; tolerances 5% and 0.06)."""
+    design, p1, c = cases["beta"]
+    S, sd, rho = 4000, np.array([0.4, 0.3]), 0.6
+    params = DistParams({k: np.repeat(v, S, 0) for k, v in p1.beta.items()},
+                        (np.repeat(p1.ranef[0], S, 0),), sd=(np.tile(sd, (S, 1)),),
+                        cor=(np.tile([[1.0, rho], [rho, 1.0]], (S, 1, 1)),))
+    nd = pd.DataFrame({"x": [0.0, 1.0], "g": ["new", "new"]})
+    eta = linpred(design, params, nd, allow_new_levels=True, sample_new_levels="gaussian",
+                  rng=np.random.default_rng(9))["mu"]
+    pop = linpred(design, params, nd, re_form=np.nan)["mu"]
+    u0 = eta[:, 0] - pop[:, 0]
+    u1 = eta[:, 1] - pop[:, 1] - u0
+    np.testing.assert_allclose([u0.std(), u1.std()], sd, rtol=0.05)
+    assert abs(np.corrcoef(u0, u1)[0, 1] - rho) < 0.06
+    with pytest.raises(DataError, match=r"correlations of the correlated term \(\(Intercept\) "
+                                         r"\+ x \| g\)"):
+        linpred(design, DistParams(params.beta, params.ranef, sd=params.sd), nd,
+                allow_new_levels=True, sample_new_levels="gaussian", rng=1)
