@@ -630,6 +630,8 @@ class FamilySpec:
     dpars: tuple[DPar, ...] = ()
     moments: Callable | None = None  # (mu, trials, *params) -> (E y, Var y)
     uses_link: bool = False     # log_density, draw and moments also take link= (cumulative)
+    dist_code: int | None = None  # `family` data of the distributional programs
+                                  # (stan/dist_functions.stan; bayesmix.design.dist)
 
 
 _ALL_BUT_ML = frozenset({"nuts_joint", "laplace"})
@@ -664,7 +666,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         dispersion="sigma", fixed_dispersion=False, discrete=False, support="real",
         joint_code=1, glmer_code=None,
         methods=_ALL_BUT_ML | _DIST | {"glm", "lmer", "nuts_marginal"},
-        params=("sigma",), dpars=(_SIGMA,), moments=_moments_gaussian),
+        params=("sigma",), dpars=(_SIGMA,), moments=_moments_gaussian, dist_code=1),
     _BINOMIAL,
     # binomial with one trial per row (0/1 response): its own Stan code (bernoulli_*)
     replace(_BINOMIAL, name="bernoulli", joint_code=3),
@@ -683,7 +685,8 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         aic=None, mustart=_start_count,
         dispersion="phi", fixed_dispersion=True, discrete=True, support="count",
         joint_code=5, glmer_code=3, methods=_ALL_BUT_ML | _DIST | {"glmer"},
-        params=("phi",), dpars=(_SHAPE,), moments=_moments_negbinomial),  # brms: shape
+        params=("phi",), dpars=(_SHAPE,), moments=_moments_negbinomial,  # brms: shape
+        dist_code=11),
     FamilySpec(
         "Gamma", ("inverse", "log", "identity"), r_name="Gamma",
         variance=lambda mu, phi=1.0: mu ** 2, validmu=_positive_finite,
@@ -691,7 +694,7 @@ FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
         aic=_aic_gamma, mustart=_start_y,
         dispersion="shape", fixed_dispersion=False, discrete=False, support="positive",
         joint_code=6, glmer_code=4, methods=_ALL_BUT_ML | _DIST | {"glm", "glmer"},
-        params=("shape",), dpars=(_SHAPE,), moments=_moments_gamma),
+        params=("shape",), dpars=(_SHAPE,), moments=_moments_gamma, dist_code=12),
 )}
 
 # lower-cased spellings accepted for each family
@@ -734,14 +737,14 @@ _ALIASES: dict[str, str] = {
 # codes), so get_family() refuses them unless asked with fittable=False.
 
 
-def _extended(name, links, log_density, draw, moments, params, dpars, discrete, support,
-             validmu=lambda mu: True, uses_link=False):
+def _extended(dist_code, name, links, log_density, draw, moments, params, dpars, discrete,
+              support, validmu=lambda mu: True, uses_link=False):
     return FamilySpec(
         name, links, r_name=name, variance=None, validmu=validmu, dev_resids=None,
         log_density=log_density, draw=draw, aic=None, mustart=None, dispersion=None,
         fixed_dispersion=False, discrete=discrete, support=support, joint_code=None,
         glmer_code=None, methods=_DIST, params=params, dpars=dpars, moments=moments,
-        uses_link=uses_link)
+        uses_link=uses_link, dist_code=dist_code)
 
 
 _ZIP, _ZINB = _count_family("zi", False), _count_family("zi", True)
@@ -749,32 +752,32 @@ _HP, _HNB = _count_family("hu", False), _count_family("hu", True)
 
 EXTENDED_FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
     # student_t(nu, mu, sigma)
-    _extended("student", ("identity", "log", "inverse"), _lp_student, _draw_student,
+    _extended(2, "student", ("identity", "log", "inverse"), _lp_student, _draw_student,
              _moments_student, ("sigma", "nu"), (_SIGMA, _NU), False, "real"),
     # lognormal(mu, sigma): mu and sigma are the mean and SD of log y
-    _extended("lognormal", ("identity", "inverse"), _lp_lognormal, _draw_lognormal,
+    _extended(3, "lognormal", ("identity", "inverse"), _lp_lognormal, _draw_lognormal,
              _moments_lognormal, ("sigma",), (_SIGMA,), False, "positive"),
     # beta(mu phi, (1 - mu) phi) = Stan's beta_proportion(mu, phi)
-    _extended("beta", ("logit", "probit", "cloglog"), _lp_beta, _draw_beta, _moments_beta,
+    _extended(4, "beta", ("logit", "probit", "cloglog"), _lp_beta, _draw_beta, _moments_beta,
              ("phi",), (_PHI,), False, "unit", _valid_probability),
     # beta_binomial(trials, mu phi, (1 - mu) phi)
-    _extended("beta_binomial", ("logit", "probit", "cloglog"), _lp_beta_binomial,
+    _extended(5, "beta_binomial", ("logit", "probit", "cloglog"), _lp_beta_binomial,
              _draw_beta_binomial, _moments_beta_binomial, ("phi",), (_PHI,), True, "trials",
              _valid_probability),
     # P(y <= k) = F(disc (c_k - eta)), y in 1..K, F the link's distribution function; ``mu`` is
     # the linear predictor eta (Stan's ordered_logistic(eta, c) for logit, disc = 1)
-    _extended("cumulative", ("logit", "probit"), _lp_cumulative, _draw_cumulative,
+    _extended(6, "cumulative", ("logit", "probit"), _lp_cumulative, _draw_cumulative,
              _moments_cumulative, ("cutpoints", "disc"), (_DISC,), True, "ordinal",
              uses_link=True),
     # P(0) = zi + (1 - zi) f(0), P(k) = (1 - zi) f(k); f Poisson(mu) or neg_binomial_2(mu, shape)
-    _extended("zero_inflated_poisson", _COUNT_LINKS, *_ZIP, ("zi",), (_ZI,), True, "count",
+    _extended(7, "zero_inflated_poisson", _COUNT_LINKS, *_ZIP, ("zi",), (_ZI,), True, "count",
              _positive_finite),
-    _extended("zero_inflated_negbinomial", _COUNT_LINKS, *_ZINB, ("shape", "zi"),
+    _extended(8, "zero_inflated_negbinomial", _COUNT_LINKS, *_ZINB, ("shape", "zi"),
              (_SHAPE, _ZI), True, "count", _positive_finite),
     # P(0) = hu, P(k > 0) = (1 - hu) f(k) / (1 - f(0)); mu the mean of the untruncated f
-    _extended("hurdle_poisson", _COUNT_LINKS, *_HP, ("hu",), (_HU,), True, "count",
+    _extended(9, "hurdle_poisson", _COUNT_LINKS, *_HP, ("hu",), (_HU,), True, "count",
              _positive_finite),
-    _extended("hurdle_negbinomial", _COUNT_LINKS, *_HNB, ("shape", "hu"), (_SHAPE, _HU), True,
+    _extended(10, "hurdle_negbinomial", _COUNT_LINKS, *_HNB, ("shape", "hu"), (_SHAPE, _HU), True,
              "count", _positive_finite),
 )}
 ALL_FAMILIES: dict[str, FamilySpec] = {**FAMILIES, **EXTENDED_FAMILIES}

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FamilyError, FormulaError, user_stacklevel
-from ..families import Family, get_family
+from ..families import ALL_FAMILIES, Family, get_family
 from ..formula import ParsedFormula, parse_formula
 from ..formula.distributional import DistributionalFormula, check_dpars, dpar_formulas
 from ..formula.safety import check_transforms
@@ -31,12 +31,10 @@ from .build import (RandomTerm, _check_columns, _counts, _independent_columns, _
 from .columns import evaluate_column as _evaluate, numeric_column as _numeric
 from .modelmatrix import ModelMatrixSpec, build_model_matrix
 
-# family codes of stan/dist_functions.stan (the `family` data of both programs)
-DIST_FAMILY_CODES: dict[str, int] = {
-    "gaussian": 1, "student": 2, "lognormal": 3, "beta": 4, "beta_binomial": 5,
-    "cumulative": 6, "zero_inflated_poisson": 7, "zero_inflated_negbinomial": 8,
-    "hurdle_poisson": 9, "hurdle_negbinomial": 10, "negbinomial": 11, "Gamma": 12,
-}
+# family codes of stan/dist_functions.stan (the `family` data of both programs): each family's
+# FamilySpec.dist_code
+DIST_FAMILY_CODES: dict[str, int] = {name: spec.dist_code for name, spec in ALL_FAMILIES.items()
+                                     if spec.dist_code is not None}
 # link codes of every predictor: mu's links keep bayesmix.families.LINKS' codes; logm1
 # (student's nu = 1 + exp(eta)) is code 8
 DIST_LINK_CODES: dict[str, int] = {"logit": 1, "probit": 2, "cloglog": 3, "log": 4,
