@@ -97,23 +97,25 @@ def _mad(x: np.ndarray) -> float:
 
 
 def mu_intercept_scale(design: DistDesign) -> tuple[float, float]:
-    """(location, scale) of mu's default intercept and sd priors: median and max(2.5, mad)
-    of the response on mu's link scale (brms), over its finite values."""
+    """(location, scale) of mu's default intercept prior, brms's rule (def_scale_prior):
+    for links identity, log, inverse and sqrt, the median and max(2.5, mad) of the response
+    on the link scale (zeros taken as 0.1 under log and inverse; lognormal: of log y), both
+    rounded to 1 decimal; other links (logit, probit, cloglog) and cumulative: (0, 2.5).
+    The scale is also the default of mu's group-level SDs."""
     fam = design.family
     y = np.asarray(design.y, dtype=float)
-    if fam.name == "beta_binomial":
-        y = y / np.asarray(design.trials, dtype=float)
+    link = "identity" if fam.name == "lognormal" else fam.link
+    if fam.name == "lognormal":
+        y = np.log(y)
+    if fam.name == "cumulative" or link not in ("identity", "log", "inverse", "sqrt"):
+        return 0.0, 2.5
+    if link in ("log", "inverse"):
+        y = np.where(y == 0, 0.1, y)
     with np.errstate(all="ignore"):
-        if fam.name == "lognormal":
-            ly = np.log(y)
-        elif fam.name == "cumulative":
-            ly = np.zeros(0)
-        else:
-            ly = LINKS[fam.link].linkfun(y)
-    ly = np.asarray(ly, dtype=float)
-    finite = ly[np.isfinite(ly)]
-    loc = float(np.median(finite)) if finite.size else 0.0
-    return (loc if math.isfinite(loc) else 0.0), max(2.5, _mad(finite))
+        ly = np.asarray(LINKS[link].linkfun(y), dtype=float)
+    loc, mad = float(np.median(ly)), _mad(ly)
+    loc = round(loc, 1) if math.isfinite(loc) else 0.0
+    return loc, max(2.5, round(mad, 1) if math.isfinite(mad) else 0.0)
 
 
 def _is_constant(p) -> bool:
@@ -681,63 +683,85 @@ class DistPosteriorFit(PosteriorFit):
         return idata
 
     # -- predictions (bayesmix.dist.predict) --------------------------------------------
-    def params(self):
+    def params(self, ndraws: int | None = None):
         """The draws as `bayesmix.dist.predict.DistParams` (S = chains x draws, chain by
-        chain): beta per dpar (S, k_d) in X_names order, ranef per term (S, n_levels, p),
-        cutpoints (S, K - 1) or None."""
+        chain; the first `ndraws` of them if given): beta per dpar (S, k_d) in X_names order,
+        ranef per term (S, n_levels, p), cutpoints (S, K - 1) or None, sd and cor per term."""
         from .predict import DistParams
+        sl = slice(None, ndraws)
         cut = self.cutpoints()
-        return DistParams(beta={k: self._flat(v) for k, v in self._coef.items()},
-                          ranef=tuple(self._flat(r) for r in self._ranef),
-                          cutpoints=None if cut is None else self._flat(cut))
+        return DistParams(
+            beta={k: self._flat(v)[sl] for k, v in self._coef.items()},
+            ranef=tuple(self._flat(r)[sl] for r in self._ranef),
+            cutpoints=None if cut is None else self._flat(cut)[sl],
+            sd=tuple(self._flat(s)[sl] for s in self._sd),
+            cor=tuple(None if c is None else self._flat(c)[sl] for c in self._cor))
 
-    def linpred(self, newdata: pd.DataFrame | None = None, dpar: str = "mu", re_form: Any = None,
-                allow_new_levels: bool = False, **kwargs):
-        """Draws (S, n) of one predictor's linear predictor (link scale)."""
+    def linpred(self, newdata: pd.DataFrame | None = None, dpar: str = "mu",
+                re_form: Any = None, allow_new_levels: bool = False,
+                sample_new_levels: Any = None, seed: int | None = None,
+                ndraws: int | None = None) -> np.ndarray:
+        """Draws (S, n) of one predictor's linear predictor (link scale; mu's with the
+        offset). newdata, re_form and new levels as bayesmix.dist.predict."""
         from . import predict
-        out = predict.linpred(self.design, self.params(), newdata=newdata, re_form=re_form,
-                              allow_new_levels=allow_new_levels, **kwargs)
-        if dpar not in out:
+        if dpar not in [p.dpar for p in self.design.predictors]:
             raise BayesmixError(f"no distributional parameter {dpar!r}; this model has: "
-                                f"{', '.join(out)}")
-        return out[dpar]
+                                f"{', '.join(p.dpar for p in self.design.predictors)}")
+        return predict.linpred(self.design, self.params(ndraws), newdata, re_form,
+                               allow_new_levels, sample_new_levels,
+                               np.random.default_rng(seed))[dpar]
 
-    def dpars(self, newdata: pd.DataFrame | None = None, **kwargs) -> dict[str, np.ndarray]:
+    def dpars(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+              allow_new_levels: bool = False, sample_new_levels: Any = None,
+              seed: int | None = None, ndraws: int | None = None) -> dict[str, np.ndarray]:
         """Draws (S, n) of every distributional parameter on its natural scale."""
         from . import predict
-        return predict.dpars(self.design, self.params(), newdata=newdata, **kwargs)
+        return predict.dpars(self.design, self.params(ndraws), newdata, re_form,
+                             allow_new_levels, sample_new_levels, np.random.default_rng(seed))
 
-    def epred(self, newdata: pd.DataFrame | None = None, **kwargs):
-        """Draws (S, n) of the expected response (cumulative: the expected category number;
-        predict.epred_categories gives the category probabilities)."""
+    def epred(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+              allow_new_levels: bool = False, sample_new_levels: Any = None,
+              seed: int | None = None, ndraws: int | None = None, trials: Any = None
+              ) -> np.ndarray:
+        """Draws (S, n) of the expected response (beta_binomial: expected successes;
+        cumulative: the expected category number; `epred_categories` gives P(y = k))."""
         from . import predict
-        return predict.epred(self.design, self.params(), newdata=newdata, **kwargs)
+        return predict.epred(self.design, self.params(ndraws), newdata, re_form,
+                             allow_new_levels, sample_new_levels, np.random.default_rng(seed),
+                             trials)
 
-    def log_lik(self) -> np.ndarray:
-        """(S, n) pointwise log-likelihood at the data from the draws (numpy; equals the
-        program's log_lik)."""
+    def epred_categories(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                         allow_new_levels: bool = False, sample_new_levels: Any = None,
+                         seed: int | None = None, ndraws: int | None = None) -> np.ndarray:
+        """Cumulative models: draws (S, n, K) of the category probabilities."""
         from . import predict
-        return predict.log_lik(self.design, self.params())
+        return predict.epred_categories(self.design, self.params(ndraws), newdata, re_form,
+                                        allow_new_levels, sample_new_levels,
+                                        np.random.default_rng(seed))
 
-    def simulate(self, seed: int | None = None) -> np.ndarray:
-        """(S, n) responses simulated at every draw (numpy, seeded)."""
+    def log_lik(self, ndraws: int | None = None) -> np.ndarray:
+        """(S, n) pointwise log-likelihood at the data from the draws (numpy, every constant
+        included; equals the program's own log_lik, which `to_arviz` and `loo` use)."""
         from . import predict
-        return predict.simulate(self.design, self.params(), np.random.default_rng(seed))
+        return predict.log_lik(self.design, self.params(ndraws))
 
-    def predict(self, newdata: pd.DataFrame | None = None, seed: int | None = None,
-                **kwargs) -> np.ndarray:
-        """Posterior predictive draws (S, n): responses simulated at every draw, at the data
-        or at `newdata` (its distributional parameters by `dpars`)."""
+    def predict(self, newdata: pd.DataFrame | None = None, re_form: Any = None,
+                allow_new_levels: bool = False, sample_new_levels: Any = None,
+                seed: int | None = None, ndraws: int | None = None, trials: Any = None
+                ) -> np.ndarray:
+        """Posterior predictive draws (S, n): one response simulated at every draw, at the
+        data or at `newdata` (numpy, seeded; the program's own draws are to_arviz()'s
+        posterior_predictive)."""
         from . import predict
-        rng = np.random.default_rng(seed)
-        if newdata is None and not kwargs:
-            return predict.simulate(self.design, self.params(), rng)
-        if hasattr(predict, "predict"):
-            return predict.predict(self.design, self.params(), newdata=newdata, rng=rng,
-                                   **kwargs)
-        raise BayesmixError("predictions at new data need bayesmix.dist.predict.predict")
+        return predict.simulate(self.design, self.params(ndraws), np.random.default_rng(seed),
+                                newdata, re_form, allow_new_levels, sample_new_levels, trials)
+
+    def simulate(self, seed: int | None = None, ndraws: int | None = None) -> np.ndarray:
+        """(S, n) responses simulated at the data's rows, one per draw (= predict())."""
+        return self.predict(seed=seed, ndraws=ndraws)
 
     def predictive_interval(self, prob: float = 0.9, newdata=None, **kwargs) -> pd.DataFrame:
+        """Central `prob` intervals of the posterior predictive draws, one row per row."""
         y = self.predict(newdata, **kwargs)
         lo, hi = (1 - prob) / 2, 1 - (1 - prob) / 2
         return pd.DataFrame({f"{100 * lo:g}%": np.quantile(y, lo, axis=0),
@@ -837,12 +861,14 @@ def fit_dist_nuts(design: DistDesign, priors: Iterable[Prior] = (), chains: int 
                   show_progress: bool | None = None, engine: str = "auto",
                   inits: dict | None = None, save_log_lik: bool = True,
                   save_y_rep: bool = True, output_dir: str | None = None,
-                  prior_only: bool = False, diagnostics: bool = True) -> DistPosteriorFit:
+                  prior_only: bool = False, diagnostics: bool = True,
+                  sig_figs: int | None = None) -> DistPosteriorFit:
     """Sample the joint posterior of a distributional design (`build_dist_design`) with
     NUTS on stan/dist_nuts.stan (compiled once for every model). Priors are checked (an
     unknown dpar, class, coef or group raises PriorError) before anything compiles.
     inits: starting values in the program's names (beta, sd_all, z_all, cpc_raw,
-    cutpoints); by default `dist_nuts_inits`. After sampling `diagnostics()` runs and each
+    cutpoints); by default `dist_nuts_inits`. sig_figs: digits of Stan's CSV output (its
+    default 6; 18 keeps every bit of the draws). After sampling `diagnostics()` runs and each
     problem is issued as a SamplingWarning (diagnostics=False skips it)."""
     from ..bayes.fit import sample_program
     if not isinstance(design, DistDesign):
@@ -858,7 +884,8 @@ def fit_dist_nuts(design: DistDesign, priors: Iterable[Prior] = (), chains: int 
                           engine=engine, diagnostics=diagnostics, chains=chains,
                           iter_warmup=iter_warmup, iter_sampling=iter_sampling, seed=seed,
                           adapt_delta=adapt_delta, max_treedepth=max_treedepth,
-                          show_progress=show_progress, output_dir=output_dir)
+                          show_progress=show_progress, output_dir=output_dir,
+                          sig_figs=sig_figs)
 
 
 __all__ = ["DIST_NUTS_PROGRAM", "DistPosteriorFit", "DistPosteriorSummary", "DistPriorSlot",
