@@ -20,13 +20,17 @@ def generic_programs() -> dict[str, str]:
     """Every generic (compiled-once) Stan program, name -> self-contained code, exactly as
     the fits compile them (`bayesmix.engine.compile_model(code, name)`): the ML programs
     ``lmer`` and ``glmer``, the gaussian marginal posterior ``lmm_marginal`` and the joint
-    posterior of every family ``glmm_joint``. Precompile these and no fit compiles."""
+    posterior of every family ``glmm_joint`` and the distributional models' ``dist_ml``
+    and ``dist_nuts``. Precompile these and no fit compiles."""
     from ..glmerfit import glmer_code
     from ..ml import lmer_code
     from .generic import GENERIC_NAME, generic_code
     from .marginal import marginal_code
+    from ..dist.ml import dist_ml_code
+    from ..dist.nuts import dist_nuts_code
     return {"lmer": lmer_code(), "glmer": glmer_code(), "lmm_marginal": marginal_code(),
-            GENERIC_NAME: generic_code()}
+            GENERIC_NAME: generic_code(), "dist_ml": dist_ml_code(),
+            "dist_nuts": dist_nuts_code()}
 
 
 def stan_code_for(design, priors: Iterable = (), method: str = "nuts") -> str:
