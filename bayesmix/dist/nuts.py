@@ -8,9 +8,11 @@ correlations, ordered cutpoints at the centred predictor (restored as clmm's the
 
 Priors (brms's defaults, docs/families.md "Fitting distributional models by NUTS"):
 
-* mu: ``Intercept ~ student_t(3, median(l(y)), max(2.5, mad(l(y))))`` (``l`` mu's link; beta-
-  binomial on y / trials; lognormal on log y), flat ``b``, ``sd ~ student_t(3, 0, same scale)``
-  (half); cumulative cutpoints ``student_t(3, 0, 2.5)`` each (class Intercept, coef "1".."K-1").
+* mu: ``Intercept ~ student_t(3, m, s)``, brms's rule (`mu_intercept_scale`): for links
+  identity, log, inverse and sqrt the median and max(2.5, mad) of the response on the link
+  scale (lognormal: of log y), else m = 0, s = 2.5; flat ``b``; ``sd ~ student_t(3, 0, s)``
+  (half); cumulative cutpoints ``student_t(3, 0, 2.5)`` each (class Intercept, coef
+  "1".."K-1").
 * other predictors (sigma, nu, phi, shape: log or logm1 link; zi, hu: logit): intercept
   ``student_t(3, 0, 2.5)`` (zi / hu: ``logistic(0, 1)``, i.e. a uniform zi when constant),
   flat ``b``, ``sd ~ student_t(3, 0, 2.5)`` (half); a constant nu (no formula):
