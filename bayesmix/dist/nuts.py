@@ -861,6 +861,7 @@ def fit_dist_nuts(design: DistDesign, priors: Iterable[Prior] = (), chains: int 
                   iter_warmup: int = 1000, iter_sampling: int = 1000, seed: int | None = None,
                   adapt_delta: float = 0.8, max_treedepth: int = 10,
                   show_progress: bool | None = None, engine: str = "auto",
+                  metric: str = "diag_e", thin: int = 1,
                   inits: dict | None = None, save_log_lik: bool = True,
                   save_y_rep: bool = True, output_dir: str | None = None,
                   prior_only: bool = False, diagnostics: bool = True,
@@ -876,18 +877,25 @@ def fit_dist_nuts(design: DistDesign, priors: Iterable[Prior] = (), chains: int 
     if not isinstance(design, DistDesign):
         raise BayesmixError(f"fit_dist_nuts needs a DistDesign (build_dist_design), not "
                             f"{type(design).__name__}")
-    check_sampler_args(chains, iter_warmup, iter_sampling, 1, adapt_delta, "diag_e")
+    check_sampler_args(chains, iter_warmup, iter_sampling, thin, adapt_delta, metric)
     priors = tuple(priors)
     data = dist_nuts_data(design, priors, prior_only=prior_only, save_log_lik=save_log_lik,
                           save_y_rep=save_y_rep)  # validates the priors first
+    if prior_only and 0 in data["prior_dist"]:
+        flat = [f"{s.cls} {s.coef or ''} ({s.dpar})".replace("  ", " ")
+                for s in resolve_dist_priors(design, priors)
+                if s.row is not None and data["prior_dist"][s.row] == 0]
+        raise PriorError("sampling from the priors needs proper priors on every parameter "
+                         f"(as brms); flat: {', '.join(flat)}. Set them, e.g. "
+                         "prior('normal(0, 1)', cls='b') and prior(..., cls='b', dpar=...)")
     program = dist_nuts_program(design)
     start = dist_nuts_inits(design) if inits is None else inits
     return sample_program(DistPosteriorFit, design, priors, program, data, inits=start,
                           engine=engine, diagnostics=diagnostics, chains=chains,
                           iter_warmup=iter_warmup, iter_sampling=iter_sampling, seed=seed,
                           adapt_delta=adapt_delta, max_treedepth=max_treedepth,
-                          show_progress=show_progress, output_dir=output_dir,
-                          sig_figs=sig_figs)
+                          metric=metric, thin=thin, show_progress=show_progress,
+                          output_dir=output_dir, sig_figs=sig_figs)
 
 
 __all__ = ["DIST_NUTS_PROGRAM", "DistPosteriorFit", "DistPosteriorSummary", "DistPriorSlot",
