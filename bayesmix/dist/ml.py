@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from ..design.dist import DistDesign, dist_stan_data
-from ..engine import compile_model, stan_file
+from ..engine import compile_model, resolve_engine, stan_file
 from ..errors import BayesmixError, user_stacklevel
 from ..optimizer import OPTIMIZER_SETTINGS, run_timings, stan_gradient
 from .laplace import DistProblem, fixed_only_loglik, laplace, link_value, theta_size
@@ -213,6 +213,7 @@ def fit_dist_ml(design: DistDesign, engine: str = "auto", seed: int = 1,
     if not isinstance(design, DistDesign):
         raise BayesmixError(f"fit_dist_ml needs a DistDesign (bayesmix.design.dist."
                             f"build_dist_design), not {type(design).__name__}")
+    resolve_engine(engine)  # an unknown engine fails before any work
     t0 = time.perf_counter()
     prob = DistProblem.from_design(design)
     x0 = start_values(prob) if inits is None else _inits_to_x(prob, inits)
@@ -434,19 +435,34 @@ class DistMLFit:
         return self.problem.factors(self.theta)
 
     def varcorr(self) -> dict[str, dict[str, dict]]:
-        """{dpar: {group: {"names", "sd", "cor"}}}: each term's SDs and correlations
-        (from T_k T_k')."""
+        """{dpar: {group: {"names", "sd", "sd_se", "cor"}}}: each term's SDs and
+        correlations (from T_k T_k'); sd_se by the delta method from theta's Wald covariance
+        (sd_j = |row j of T_k|: d sd_j / d T_jm = T_jm / sd_j)."""
         out: dict[str, dict[str, dict]] = {}
+        start = self.problem.k_beta + self.problem.n_cut
         for t, T, d in zip(self.design.terms, self._factors(), self.problem.term_lp):
             S = T @ T.T
             sd = np.sqrt(np.diag(S))
             with np.errstate(all="ignore"):
                 cor = S / np.outer(sd, sd)
             np.fill_diagonal(cor, 1.0)
+            k = theta_size(t)
+            # theta's entries of this term, as T's (row, column) positions
+            pos = ([(j, j) for j in range(t.p)] if k == t.p else
+                   [(i, j) for j in range(t.p) for i in range(j, t.p)])
+            Jac = np.zeros((t.p, k))
+            for m, (i, j) in enumerate(pos):
+                with np.errstate(all="ignore"):
+                    Jac[i, m] = T[i, j] / sd[i]
+            V = self.vcov[start:start + k, start:start + k]
+            with np.errstate(invalid="ignore"):
+                sd_se = np.sqrt(np.diag(Jac @ V @ Jac.T))
+            start += k
+            names = list(t.coef_names)
             out.setdefault(self.dpars[d], {})[t.group] = {
-                "names": list(t.coef_names), "sd": pd.Series(sd, index=list(t.coef_names)),
-                "cor": pd.DataFrame(cor, index=list(t.coef_names),
-                                    columns=list(t.coef_names))}
+                "names": names, "sd": pd.Series(sd, index=names),
+                "sd_se": pd.Series(sd_se, index=names),
+                "cor": pd.DataFrame(cor, index=names, columns=names)}
         return out
 
     def ranef(self) -> dict[str, dict[str, pd.DataFrame]]:
