@@ -569,7 +569,6 @@ class DistMLSummary:
         self.fit = fit
 
     def __str__(self) -> str:
-        from ..results.format import html_pre  # noqa: F401  (kept for _repr_html_)
         f = self.fit
         lines = [f" Family: {f.family.name}  ( {f.family.link} )", *f._formula_lines(), "",
                  "Laplace maximum likelihood (Stan L-BFGS)", ""]
