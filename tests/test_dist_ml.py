@@ -357,3 +357,23 @@ def test_uncorrelated_term_is_two_variances():
     b = ml.fit_dist_ml(build_dist_design("y ~ x + (1 | g) + (0 + x | g)", data, fam),
                        engine="bundled")
     assert a.loglik() == pytest.approx(b.loglik(), abs=1e-6)
+
+
+@pytest.mark.slow
+def test_model_fit_and_offset(fits):
+    """Model(...).fit() reaches fit_dist_ml (the same optimum as the direct call); an offset
+    of a constant c in mu's predictor shifts only mu's intercept, by -c."""
+    import bayesmix
+    case = REF["zero_inflated_poisson"]
+    data = pd.read_csv(ROOT / case["data"])
+    m = bayesmix.Model(bf("y ~ x + (1 | g)", zi="~ 1"), data, family="zero_inflated_poisson")
+    fit = m.fit(engine="bundled")
+    assert isinstance(fit, ml.DistMLFit)
+    assert fit.loglik() == pytest.approx(fits["zero_inflated_poisson"].loglik(), abs=1e-8)
+    data["c"] = 0.7
+    off = ml.fit_dist_ml(build_dist_design(bf("y ~ x + offset(c) + (1 | g)", zi="~ 1"), data,
+                                           get_family("zero_inflated_poisson",
+                                                      fittable=False)), engine="bundled")
+    assert off.loglik() == pytest.approx(fit.loglik(), abs=1e-6)
+    base = fit.fixef().to_numpy()
+    np.testing.assert_allclose(off.fixef().to_numpy(), base - [0.7, 0.0], atol=1e-4)
