@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pytest
 from nbclient import NotebookClient
 
@@ -20,7 +21,11 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 LME4 = json.loads((ROOT / "tests" / "reference" / "lme4_refs.json").read_text())["cases"]
 PROBE_TAG = "BAYESMIX_PROBE "
 
-# per notebook: code printing PROBE_TAG + JSON of what it fitted, and the lme4 case to compare
+SALAMANDERS = json.loads((ROOT / "tests" / "reference" / "salamanders"
+                          / "salamanders_zip.json").read_text())
+
+# per notebook: code printing PROBE_TAG + JSON of what it fitted, and the reference to compare
+# (an lme4 case of lme4_refs.json, or "glmmTMB" for salamanders_zip.json)
 PROBES = {
     "school_tutorial": ("""
 import json as _json
@@ -35,6 +40,19 @@ print("BAYESMIX_PROBE " + _json.dumps({
     "fixef": ml.fixef().to_dict(), "se": ml.coef_table()["Std. Error"].to_dict(),
     "loglik": float(ml.loglik()), "post_mean": post.fixef()["Estimate"].to_dict()}))
 """, "cbpp_binomial"),
+    "salamanders_zip": ("""
+import json as _json
+print("BAYESMIX_PROBE " + _json.dumps({
+    "fixef": {d: ml.fixef(d).tolist() for d in ("mu", "zi")},
+    "se": {d: ml.coef_table(d)["Std. Error"].tolist() for d in ("mu", "zi")},
+    "loglik": float(ml.loglik()),
+    "post_mean": {d: post.fixef().loc[[("" if d == "mu" else "zi_") + ("Intercept" if n ==
+                  "(Intercept)" else n) for n in ml.fixef(d).index], "Estimate"].tolist()
+                  for d in ("mu", "zi")},
+    "post_sd": {d: post.fixef().loc[[("" if d == "mu" else "zi_") + ("Intercept" if n ==
+                "(Intercept)" else n) for n in ml.fixef(d).index], "Est.Error"].tolist()
+                for d in ("mu", "zi")}}))
+""", "glmmTMB"),
 }
 
 
@@ -84,6 +102,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     if not probe:
         return
 
+    if probe[1] == "glmmTMB":
+        _check_salamanders(_probe(nb))
+        return
     got, ref = _probe(nb), LME4[probe[1]]["results"]
     names = list(ref["fixef"])
     assert list(got["fixef"]) == names
@@ -96,3 +117,21 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
         assert abs(got["post_mean"][name] - ref["fixef"][name]) < got["se"][name], name
     assert got["loglik"] == pytest.approx(ref["logLik"], abs=1e-3)
     assert all(math.isfinite(v) and v > 0 for v in got["se"].values())
+
+
+def _check_salamanders(got):
+    """The zero-inflated Poisson of notebooks/salamanders_zip.ipynb against glmmTMB 1.1.5
+    (tests/reference/salamanders/salamanders.R)."""
+    ref = SALAMANDERS
+    # Laplace ML: issue #17's bar, logLik within 1e-3, estimates within 1e-3 relative
+    assert got["loglik"] == pytest.approx(ref["logLik"], abs=1e-3)
+    for d in ("mu", "zi"):
+        np.testing.assert_allclose(got["fixef"][d], ref["fixef"][d]["estimate"], rtol=1e-3,
+                                   atol=1e-5)
+        # glmmTMB's SEs come from the Hessian of the same Laplace likelihood
+        np.testing.assert_allclose(got["se"][d], ref["fixef"][d]["se"], rtol=1e-2)
+        # the posterior (4 x 1000 draws, brms's weak default priors) centres within 1.5
+        # posterior SDs of the ML estimate; the site SD's skewed posterior moves the
+        # intercept and the site-level mining effect most (~0.8 SD), a wrong model by far more
+        z = np.abs(np.subtract(got["post_mean"][d], ref["fixef"][d]["estimate"]))
+        assert np.all(z < 1.5 * np.asarray(got["post_sd"][d])), (d, z)
