@@ -56,7 +56,7 @@ def _flat(arr: np.ndarray) -> np.ndarray:
     return arr.reshape((-1,) + arr.shape[2:])
 
 
-def _new_level_mode(mode: Any) -> str:
+def new_level_mode(mode: Any) -> str:
     if mode is None or mode is False:
         return "none"
     if mode not in NEW_LEVEL_MODES:
@@ -120,7 +120,7 @@ def linpred_draws(fit, newdata: pd.DataFrame | None = None, re_form: Any = None,
     from ..design.reform import re_form_groups
     design = fit.design
     groups = re_form_groups(re_form, design)
-    mode = _new_level_mode(sample_new_levels)
+    mode = new_level_mode(sample_new_levels)
     rng = np.random.default_rng(seed)
     X, offset, terms, n = _rows(fit, newdata, groups, allow_new_levels)
     b_all = _flat(fit.named_draws().posterior["b"])

@@ -36,7 +36,7 @@ from ..design.dist import DIST_LINK_CODES, DistDesign, dist_stan_data
 from ..errors import BayesmixError
 from ..families import LINKS
 from ..priors import PRIOR_CODES, Prior, PriorError
-from ..bayes.fit import (PosteriorFit, _convergence, _qcols, _summarise, _table_text,
+from ..bayes.fit import (PosteriorFit, PosteriorSummary, _convergence, _qcols, _summarise,
                          check_sampler_args)
 
 DIST_NUTS_PROGRAM = "dist_nuts.stan"
@@ -782,15 +782,9 @@ class DistPosteriorFit(PosteriorFit):
 
 
 @dataclass(frozen=True)
-class DistPosteriorSummary:
-    """brms-like summary of a distributional fit."""
-
-    header: tuple[str, ...]
-    random: dict
-    fixed: pd.DataFrame
-    family_pars: pd.DataFrame
-    notes: tuple[str, ...]
-    footer: tuple[str, ...] = ()
+class DistPosteriorSummary(PosteriorSummary):
+    """brms-like summary of a distributional fit: PosteriorSummary's layout and printing, its
+    header with every predictor's link and formula."""
 
     @classmethod
     def of(cls, fit: DistPosteriorFit, prob: float = 0.95) -> "DistPosteriorSummary":
@@ -834,27 +828,6 @@ class DistPosteriorSummary:
                   *draws)
         return cls(header, random, fixed, family_pars, notes, footer)
 
-    def _sections(self):
-        if self.random:
-            yield "Multilevel Hyperparameters:", None
-            for key, df in self.random.items():
-                yield key, df
-        yield "Regression Coefficients:", self.fixed
-        if not self.family_pars.empty:
-            yield "Further Distributional Parameters:", self.family_pars
-
-    def __str__(self) -> str:
-        lines = list(self.header) + [""]
-        for title, df in self._sections():
-            lines.append(title)
-            if df is not None:
-                lines.append(_table_text(df))
-                lines.append("")
-        lines.extend(self.footer)
-        lines += [f"Warning: {n}" for n in self.notes]
-        return "\n".join(lines)
-
-    __repr__ = __str__
 
 
 def fit_dist_nuts(design: DistDesign, priors: Iterable[Prior] = (), chains: int = 4,

@@ -41,6 +41,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from ..bayes.predict import NEW_LEVEL_MODES, new_level_mode
 from ..design.columns import evaluate_column, numeric_column
 from ..design.dist import DistDesign
 from ..design.factors import new_group_labels
@@ -52,7 +53,6 @@ from ..errors import BayesmixError, DataError
 from ..families import dpar_linkinv
 from ..formula import parse_formula
 
-NEW_LEVEL_MODES = ("none", "uncertainty", "old_levels", "gaussian")
 
 
 # ---------------------------------------------------------------- parameters
@@ -258,15 +258,6 @@ def _groups(re_form: Any, design: DistDesign) -> set[str]:
     return re_form_groups(re_form, design)
 
 
-def _new_level_mode(mode: Any) -> str:
-    if mode is None or mode is False:
-        return "none"
-    if mode not in NEW_LEVEL_MODES:
-        raise BayesmixError(f"unknown sample_new_levels {mode!r}; choose one of "
-                            f"{', '.join(map(repr, NEW_LEVEL_MODES))} or None")
-    return mode
-
-
 def _offset_expr(design: DistDesign) -> str | None:
     return parse_formula(design.formula.formula, design.transforms).offset
 
@@ -361,7 +352,7 @@ def linpred(design: DistDesign, params: DistParams, newdata: pd.DataFrame | None
     offset. See the module doc for newdata, re_form and new levels."""
     params.check(design)
     groups = _groups(re_form, design)
-    mode = _new_level_mode(sample_new_levels)
+    mode = new_level_mode(sample_new_levels)
     rows = _rows(design, newdata, groups, allow_new_levels)
     gen = None
     out = {}
