@@ -32,6 +32,7 @@ from ..design.dist import DistDesign, dist_stan_data
 from ..engine import compile_model, resolve_engine, stan_file
 from ..errors import BayesmixError, user_stacklevel
 from ..optimizer import OPTIMIZER_SETTINGS, run_timings, stan_gradient
+from ..results.glm import coefmat_text
 from .laplace import DistProblem, fixed_only_loglik, laplace, link_value, theta_size
 
 DIST_ML_PROGRAM = "dist_ml.stan"
@@ -600,7 +601,7 @@ class DistMLSummary:
             lines.append("")
             lines += [f"{k} parameter: {v:.4g}" for k, v in aux.items()]
         for label, table in f.coef_tables().items():
-            lines += ["", f"{label}:", table.to_string(float_format=lambda v: f"{v:.5g}")]
+            lines += ["", f"{label}:", coefmat_text(table)]  # R's printCoefmat, as glmmTMB
         if not f.converged:
             lines += ["", f"Model failed to converge: max |gradient| {f.max_grad:.3g}"]
         return "\n".join(lines)
