@@ -18,15 +18,23 @@ REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
 
 
 def _is_mixed(fit: Any) -> bool:
-    return hasattr(fit, "reml")
+    # distributional ML fits (kind "dist_ml") join lme4's likelihood-ratio table
+    return hasattr(fit, "reml") or getattr(fit, "kind", None) == "dist_ml"
 
 
 def _nobs(fit: Any) -> int:
     return int(fit.nobs())
 
 
+def _formula_text(fit: Any) -> str:
+    f = fit.design.formula
+    return str(getattr(f, "text", None) or getattr(f, "formula", f)).strip()
+
+
 def _response_text(fit: Any) -> str:
     f = fit.design.formula
+    if not hasattr(f, "cbind"):  # a distributional formula
+        return _formula_text(fit).split("~")[0].strip()
     return f"cbind({f.cbind[0]}, {f.cbind[1]})" if f.cbind else f.response.strip()
 
 
@@ -204,7 +212,8 @@ def _anova_lrt(fits: list[Any], labels: list[str], refit: bool,
         data_name = next((getattr(f, "data_name", None) for f in fits
                           if getattr(f, "data_name", None)), None)
     heading = ([f"Data: {data_name}"] if data_name else []) + ["Models:"]
-    heading += [f"{lab}: {f.design.formula.text.strip()}" for lab, f in zip(labels, fits)]
+    heading += [f"{lab}: {_formula_text(f)}" + (f" ({f.family.name})" if getattr(f, "kind", None) == "dist_ml"
+                                                 else "") for lab, f in zip(labels, fits)]
     out = AnovaTable(table)
     out.heading = heading
     out.refitted = refitted

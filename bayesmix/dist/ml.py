@@ -466,6 +466,59 @@ class DistMLFit:
                 "cor": pd.DataFrame(cor, index=names, columns=names)}
         return out
 
+    def confint(self, method: str = "Wald", level: float = 0.95, parm=None) -> pd.DataFrame:
+        """Wald intervals like glmmTMB's confint(fit, method = "wald"): rows "<dpar>.<column>"
+        for every predictor's fixed effects (glmmTMB's "cond.", "zi.", "disp." become our dpar
+        names "mu.", "zi.", "sigma.", "shape.", ...; link scale), "cut.<a|b>" for cumulative
+        thresholds, and "<dpar>.Std.Dev.<coef>|<group>" for every SD: Wald on log(SD) (the
+        delta-method SE of SD divided by SD, glmmTMB's theta scale), then exponentiated.
+        Correlations get no interval. Columns "2.5 %", "97.5 %", "Estimate".
+        method="profile" is refused (not implemented for distributional models)."""
+        if str(method).lower() != "wald":
+            raise BayesmixError(
+                f"confint(method={method!r}) is not available for distributional ML fits: "
+                "only method='Wald' (profile likelihood intervals are not implemented)")
+        if not 0 < level < 1:
+            raise BayesmixError(f"level must be in (0, 1), got {level!r}")
+        z = stats.norm.ppf(0.5 + level / 2)
+        names, est, lo, hi = [], [], [], []
+        for p in self.design.predictors:
+            sl = self._block(p.dpar)
+            for nm, b, s in zip(p.X_names, self.x[sl], self.se[sl]):
+                names.append(f"{p.dpar}.{nm}")
+                est.append(b)
+                lo.append(b - z * s)
+                hi.append(b + z * s)
+        if self.problem.n_cut:
+            kb = self.problem.k_beta
+            for i, nm in enumerate(self._cut_names()):
+                b, s = self.x[kb + i], self.se[kb + i]
+                names.append(f"cut.{nm}")
+                est.append(b)
+                lo.append(b - z * s)
+                hi.append(b + z * s)
+        for dpar, groups in self.varcorr().items():
+            for g, v in groups.items():
+                for nm in v["names"]:
+                    sd, s = float(v["sd"][nm]), float(v["sd_se"][nm])
+                    with np.errstate(all="ignore"):
+                        half = z * s / sd
+                    names.append(f"{dpar}.Std.Dev.{nm}|{g}")
+                    est.append(sd)
+                    lo.append(sd * np.exp(-half))
+                    hi.append(sd * np.exp(half))
+        a = 50 * (1 - level)
+        table = pd.DataFrame({f"{a:g} %": lo, f"{100 - a:g} %": hi, "Estimate": est},
+                             index=names)
+        if parm is not None:
+            keep = [parm] if isinstance(parm, str) else list(parm)
+            missing = [k for k in keep if k not in table.index]
+            if missing:
+                raise BayesmixError(f"unknown parameter(s) {missing}; choose from "
+                                    f"{list(table.index)}")
+            table = table.loc[keep]
+        return table
+
     def ranef(self) -> dict[str, dict[str, pd.DataFrame]]:
         """Conditional modes b = T_k u* per predictor and group (levels x coefficients)."""
         out: dict[str, dict[str, pd.DataFrame]] = {}
