@@ -71,6 +71,10 @@ def ranef_intervals(fit, level: float = 0.95) -> dict[str, tuple[pd.DataFrame, .
         lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
         est, low, high = fit.ranef("mean"), fit.ranef(lo), fit.ranef(hi)
         return {g: (est[g], low[g], high[g]) for g in est}
+    if _is_dist(fit):
+        raise BayesmixError("plot_ranef of a distributional ML fit is not available (no "
+                            "conditional SDs); fit.ranef() gives the conditional modes, or "
+                            "plot the NUTS fit (Model.sample())")
     z = _z(level)
     return {g: (m, m - z * s, m + z * s) for g, (m, s) in fit.ranef(condvar=True).items()}
 
@@ -126,6 +130,10 @@ def coef_intervals(fit, level: float = 0.95) -> pd.DataFrame:
         t = fit.fixef(probs=(lo, hi))
         return pd.DataFrame({"estimate": t.iloc[:, 0], "lower": t.iloc[:, 2],
                              "upper": t.iloc[:, 3]})
+    if _is_dist(fit):
+        raise BayesmixError("plot_coef of a distributional ML fit is not available; "
+                            "fit.confint() gives its Wald intervals, or plot the NUTS fit "
+                            "(Model.sample())")
     est = pd.Series(fit.fixef())
     se = np.sqrt(np.diag(np.asarray(fit.vcov(), dtype=float)))
     z = _z(level)
@@ -141,6 +149,10 @@ def plot_coef(fit, level: float = 0.95, intercept: bool = False, ax=None, figsiz
     t = coef_intervals(fit, level)
     if not intercept and len(t) > 1:
         t = t.drop(index="(Intercept)", errors="ignore")
+        if _is_dist(fit):  # brms's names: every predictor's intercept and the cutpoints
+            keep = [r for r in t.index if not (r == "Intercept" or r.endswith("_Intercept")
+                                               or r.startswith("Intercept["))]
+            t = t.loc[keep] if keep else t
     if ax is None:
         _, ax = _pyplot().subplots(figsize=figsize or (5.5, max(2.0, 0.45 * len(t) + 1.2)))
     y = np.arange(len(t))[::-1]
@@ -162,6 +174,25 @@ def plot_coef(fit, level: float = 0.95, intercept: bool = False, ax=None, figsiz
 
 def _observed(fit) -> np.ndarray:
     return np.asarray(fit.design.y, dtype=float)
+
+
+def _is_dist(fit) -> bool:
+    """A distributional fit (bayesmix.dist: one linear predictor per parameter)."""
+    return getattr(fit.design, "predictors", None) is not None
+
+
+def _response_name(fit) -> str:
+    """The response's name: the successes of cbind(...), else the formula's left side."""
+    f = fit.design.formula
+    cbind = getattr(f, "cbind", None)
+    if cbind:
+        return cbind[0].strip()
+    resp = getattr(f, "response", None)
+    if resp is None:  # a distributional formula: the main formula's left side
+        resp = str(getattr(f, "formula", f)).split("~", 1)[0].strip()
+        if resp.startswith("cbind(") and "," in resp:
+            resp = resp[len("cbind("):].split(",", 1)[0]
+    return resp.strip()
 
 
 def _replicates(fit, ndraws: int, seed: int) -> np.ndarray:
@@ -191,13 +222,14 @@ def plot_ppc(fit, ndraws: int = 50, seed: int = 0, ax=None, figsize=None):
     yrep = _replicates(fit, ndraws, seed)
     if ax is None:
         _, ax = _pyplot().subplots(figsize=figsize or (6.0, 3.8))
-    name = fit.design.formula.response if not fit.design.formula.cbind else \
-        fit.design.formula.cbind[0]
+    name = _response_name(fit)
     label = "posterior predictive" if _is_posterior(fit) else "simulated from the fit"
     discrete = fit.design.family.spec.discrete  # integer response (bayesmix.families)
+    categories = tuple(getattr(fit.design, "categories", ()) or ())
     if discrete:
         top = int(max(y.max(), np.quantile(yrep, 0.99)))
-        values = np.arange(top + 1)
+        # ordinal responses are category numbers 1..K: one bar per category
+        values = np.arange(1, len(categories) + 1) if categories else np.arange(top + 1)
         obs = np.array([(y == v).mean() for v in values])
         rep = np.stack([[(r == v).mean() for v in values] for r in yrep])
         med, lo, hi = (np.quantile(rep, q, axis=0) for q in (0.5, 0.05, 0.95))
@@ -205,6 +237,8 @@ def plot_ppc(fit, ndraws: int = 50, seed: int = 0, ax=None, figsize=None):
         ax.errorbar(values, med, yerr=[med - lo, hi - med], fmt="o", ms=3, color="C0",
                     label=f"{label} (median, 90%)")
         ax.set_ylabel("proportion of observations")
+        if categories:
+            ax.set_xticks(values, [str(c) for c in categories])
     else:
         grid = np.linspace(min(y.min(), np.quantile(yrep, 0.005)),
                            max(y.max(), np.quantile(yrep, 0.995)), 200)
@@ -332,7 +366,16 @@ def conditional_effects(fit, effect: str, by: str | None = None, level: float = 
     grid = effect_grid(fit, effect, by, points)
     groups = {t.group for t in fit.design.terms}
     re_form = f"~(1 | {by})" if by in groups else "~0"
-    if _is_posterior(fit):
+    if _is_posterior(fit) and _is_dist(fit):  # epred draws (S, n) (bayesmix.dist)
+        lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+        draws = np.asarray(fit.epred(grid, re_form=re_form, seed=seed), dtype=float)
+        est = draws.mean(axis=0)
+        low, high = np.quantile(draws, lo, axis=0), np.quantile(draws, hi, axis=0)
+    elif _is_dist(fit):
+        raise BayesmixError("conditional effects of a distributional ML fit are not "
+                            "available (no Wald intervals on the response scale); use "
+                            "the NUTS fit (Model.sample()) or fit.epred(newdata)")
+    elif _is_posterior(fit):
         lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
         t = fit.epred(grid, re_form=re_form, summary=True, probs=(lo, hi), seed=seed)
         est, low, high = (t.iloc[:, i].to_numpy() for i in (0, 2, 3))
@@ -375,10 +418,13 @@ def plot_effects(fit, effect: str, by: str | None = None, level: float = 0.95,
                         yerr=[part["estimate"] - part["lower"], part["upper"] - part["estimate"]],
                         fmt="o", ms=4, color=color, capsize=2, label=label)
             ax.set_xticks(np.arange(len(part)), [str(v) for v in part[effect]])
-    resp = (fit.design.formula.cbind[0] if fit.design.formula.cbind
-            else fit.design.formula.response).strip()
+    resp = _response_name(fit)
     fam = fit.design.family.name
     ylab = f"{resp} (probability)" if fam in ("binomial", "bernoulli") else resp
+    if fam == "cumulative":
+        ylab = f"{resp} (expected category number)"
+    elif fam == "beta_binomial":
+        ylab = f"{resp} (expected successes)"
     ax.set_xlabel(effect)
     ax.set_ylabel(f"{ylab}, {_pct(level)}% interval")
     ax.set_title(f"Conditional effect of {effect}" + (f" by {by}" if by else ""))

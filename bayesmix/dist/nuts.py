@@ -554,13 +554,74 @@ class DistPosteriorFit(PosteriorFit):
                                     columns=[_term_coef(dpar, c) for c in t.coef_names])
         return out
 
-    def ranef_draws(self, group: str):
-        raise BayesmixError("ranef_draws is not available for distributional fits; use "
-                            "params().ranef or to_arviz()")
+    def _group_draws(self, group: str) -> tuple[list[str], list[str], np.ndarray]:
+        """(levels, brms-named coefficients, draws (chain, draw, level, coef)) of every term
+        of one grouping factor, across predictors (Intercept, x, zi_Intercept, ...)."""
+        d = self.design
+        ks = [k for k, t in enumerate(d.terms) if t.group == group]
+        if not ks:
+            groups = list(dict.fromkeys(t.group for t in d.terms))
+            raise BayesmixError(f"no grouping factor {group!r}; the model has: "
+                                f"{', '.join(map(repr, groups)) or '(none)'}")
+        levels = list(d.terms[ks[0]].levels)
+        if any(list(d.terms[k].levels) != levels for k in ks):
+            raise BayesmixError(f"the terms of {group!r} have different levels; use "
+                                "ranef() (one table per term)")
+        coefs, arrs = [], []
+        for k in ks:
+            dpar = d.predictors[d.term_predictor[k]].dpar
+            coefs += [_term_coef(dpar, c) for c in d.terms[k].coef_names]
+            arrs.append(self._ranef[k])
+        if len(set(coefs)) != len(coefs):
+            raise BayesmixError(f"{group!r} has several terms with the same coefficient in "
+                                "one predictor; use ranef() (one table per term)")
+        return levels, coefs, np.concatenate(arrs, axis=-1)
 
-    def coef(self, stat: str | float = "mean"):
-        raise BayesmixError("coef() is not available for distributional fits; fixef() and "
-                            "ranef() give both parts")
+    def ranef_draws(self, group: str):
+        """Draws of one grouping factor's effects, every predictor's terms together:
+        xarray DataArray (chain, draw, level, coef), coef named as brms (Intercept, x,
+        zi_Intercept)."""
+        import xarray as xr
+        levels, coefs, r = self._group_draws(group)
+        return xr.DataArray(r, dims=("chain", "draw", f"{group}_level", "coef"),
+                            coords={"chain": np.arange(r.shape[0]),
+                                    "draw": np.arange(r.shape[1]),
+                                    f"{group}_level": levels, "coef": coefs},
+                            name=f"r_{group}")
+
+    def coef(self, stat: str | float = "mean") -> dict[str, pd.DataFrame]:
+        """Per grouping factor: population-level plus group-level effects for every level
+        (brms's / lme4's coef()), every predictor's coefficients (Intercept, x,
+        sigma_Intercept, zi_Intercept; fixef's rows; cumulative: Intercept[k] = c_k - r, the
+        group intercept moving every threshold), summarised over
+        draws with `stat` ('mean', 'median', 'sd' or a probability). Draw by draw, so
+        'sd' and quantiles are those of the sums."""
+        d = self.design
+        cut = self.cutpoints()
+        fixed = {} if cut is None else {f"Intercept[{j + 1}]": cut[..., j]
+                                        for j in range(cut.shape[-1])}
+        fixed.update({coef_label(p.dpar, n): self._coef[p.dpar][..., j]
+                      for p in d.predictors for j, n in enumerate(p.X_names)})
+        out = {}
+        for group in dict.fromkeys(t.group for t in d.terms):
+            levels, coefs, r = self._group_draws(group)
+            # cumulative: P(y <= k) = F(c_k - eta), so a group intercept moves every
+            # threshold by -r (brms's coef() does the same)
+            ordinal = cut is not None and "Intercept" in coefs
+            cols = list(fixed) + [c for c in coefs if c not in fixed
+                                  and not (ordinal and c == "Intercept")]
+            total = np.zeros(r.shape[:3] + (len(cols),))
+            for i, c in enumerate(cols):
+                if c in fixed:
+                    total[..., i] = fixed[c][..., None]
+            for m, c in enumerate(coefs):
+                if ordinal and c == "Intercept":
+                    for j in range(cut.shape[-1]):
+                        total[..., j] -= r[..., m]
+                else:
+                    total[..., cols.index(c)] += r[..., m]
+            out[group] = pd.DataFrame(self._stat(total, stat), index=levels, columns=cols)
+        return out
 
     def ngrps(self) -> dict[str, int]:
         return {t.group: t.n_levels for t in self.design.terms}
