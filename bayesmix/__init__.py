@@ -14,6 +14,7 @@ warnings.filterwarnings("ignore", message=r"\s*ArviZ is undergoing a major refac
 # Methods, inference and io register what result objects and bundles delegate to
 # (bayesmix.registry) when imported; importing them here makes that complete.
 from . import bayes, bundle, glmerfit, glmfit, inference, ml  # noqa: F401
+from .dist import ml as _dist_ml, nuts as _dist_nuts  # noqa: F401  (dist_* bundles)
 from .anovatable import AnovaTable, anova
 from .bayes.compare import compare
 from .bundle import export, load, rerun

@@ -5,7 +5,13 @@ inlined), `data.json`, `inits.json`, the Stan CSV outputs, `run.json`
 (method, arguments, seeds, engine, Stan and bayesmix versions, compiler
 flags, formula, family) and `model_data.csv` (the rows the model used),
 plus a README with the CmdStan and Python commands that reproduce it.
-Writing is atomic: the folder appears under its name only when complete."""
+Writing is atomic: the folder appears under its name only when complete.
+
+Distributional fits (kinds "dist_ml" and "dist_nuts", bayesmix.dist) record their formula
+as data: the main formula, each distributional parameter's formula ("dpars": [name,
+formula] pairs in bf()'s order), every predictor's link and the response's categories
+(cumulative). On load the formulas pass the allow-list again (bayesmix.formula) and
+`build_dist_design` rebuilds the design from the saved rows."""
 
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from .version import __version__
 
 BUNDLE_VERSION = 1
 CLOSED_FORM = ("lm", "glm")  # fit kinds without a Stan run: restored by refitting
+DIST_KINDS = ("dist_ml", "dist_nuts")  # distributional fits: their design is a DistDesign
 logger = logging.getLogger("bayesmix")
 
 
@@ -45,6 +52,7 @@ def export(fit: Any, path: str | os.PathLike) -> str:
                             f"{sorted(design.transforms)}); a bundle holds data, not code, so it "
                             "cannot carry them: export a fit whose formula uses the built-in "
                             "transforms only")
+    weights = getattr(design, "weights", None)  # a DistDesign has none
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
@@ -62,8 +70,8 @@ def export(fit: Any, path: str | os.PathLike) -> str:
             for name, src in getattr(fit, "export_files", dict)().items():
                 shutil.copy2(src, tmp / name)  # e.g. a Laplace fit's mode.csv
         rows = design.data.copy()
-        if design.weights is not None:
-            rows[WEIGHTS_COLUMN] = design.weights
+        if weights is not None:
+            rows[WEIGHTS_COLUMN] = weights
         rows.to_csv(tmp / "model_data.csv", index=False)
         categories = {c: {"levels": [str(v) for v in design.data[c].cat.categories],
                           "ordered": bool(design.data[c].cat.ordered)}
@@ -73,9 +81,9 @@ def export(fit: Any, path: str | os.PathLike) -> str:
             "bundle_version": BUNDLE_VERSION, "kind": fit.kind,
             "method": run.method if run else None, "args": run.args if run else {},
             "engine": run.engine.to_dict() if run else None, "bayesmix_version": __version__,
-            "formula": design.formula.text, "family": design.family.name,
+            **_formula_meta(design), "family": design.family.name,
             "link": design.family.link, "categories": categories,
-            "weights": WEIGHTS_COLUMN if design.weights is not None else None,
+            "weights": WEIGHTS_COLUMN if weights is not None else None,
             "outputs": outputs, "return_code": run.return_code if run else 0,
             "elapsed": run.elapsed if run else 0.0,
             "inits": "inits.json" if run is not None and fit.inits is not None else None,
@@ -92,6 +100,18 @@ def export(fit: Any, path: str | os.PathLike) -> str:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(target)
+
+
+def _formula_meta(design: Any) -> dict:
+    """run.json's formula entries: the formula text; for a distributional design also the
+    parameters' formulas, every predictor's link and the response's categories."""
+    from .design.dist import DistDesign
+    if not isinstance(design, DistDesign):
+        return {"formula": design.formula.text}
+    return {"formula": design.formula.formula,
+            "dpars": [[name, text] for name, text in design.formula.dpars],
+            "links": {p.dpar: p.link for p in design.predictors},
+            "response_categories": list(design.categories)}
 
 
 def _sha256(path: Path) -> str:
@@ -153,9 +173,41 @@ def _read(path: str | os.PathLike, verify: bool = True,
     weights = None
     if meta.get("weights"):
         weights = data.pop(meta["weights"]).to_numpy(dtype=float)
+    if meta.get("kind") in DIST_KINDS:
+        return folder, meta, _dist_design(folder, meta, data, transforms)
     design = build_design(meta["formula"], data, family=_family(meta), weights=weights,
                           transforms=transforms)
     return folder, meta, design
+
+
+def _dist_design(folder: Path, meta: dict, data: pd.DataFrame, transforms: dict | None):
+    """A distributional bundle's DistDesign. Its formulas are data: every one passes the
+    formula allow-list (bf()'s `validate`) before `build_dist_design` sees it, and a
+    parameter the family lacks, a link or a response category other than the export's is
+    refused."""
+    from .design.dist import build_dist_design
+    from .formula.distributional import DistributionalFormula, validate
+    where = f"run.json in {str(folder)!r}"
+    pairs = meta.get("dpars", [])
+    if not isinstance(meta.get("formula"), str):
+        raise BayesmixError(f"{where}: the formula must be a string")
+    if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(s, str) for s in p)
+            for p in pairs):
+        raise BayesmixError(f"{where}: 'dpars' must be a list of [name, formula] pairs of "
+                            "strings")
+    formula = validate(DistributionalFormula(meta["formula"], tuple(map(tuple, pairs))),
+                       transforms)
+    design = build_dist_design(formula, data, family=_family(meta), transforms=transforms)
+    links = {p.dpar: p.link for p in design.predictors}
+    if meta.get("links", links) != links:
+        raise BayesmixError(f"{where}: the links {meta.get('links')} are not the family's "
+                            f"({links}); this bayesmix cannot rebuild the bundle's model")
+    cats = meta.get("response_categories", list(design.categories))
+    if cats != list(design.categories):
+        raise BayesmixError(f"{where}: the response's categories {cats} differ from those "
+                            f"of the saved rows ({list(design.categories)})")
+    return design
 
 
 def _family(meta: dict):
@@ -245,7 +297,9 @@ def _say(message: str) -> None:
 
 
 def _program_name(meta: dict) -> str:
-    return {"lmer": "lmer", "glmer": "glmer"}.get(meta["kind"], "model")
+    # the names the fits compile under (one cached build per program and name)
+    return {"lmer": "lmer", "glmer": "glmer", "dist_ml": "dist_ml",
+            "dist_nuts": "dist_nuts"}.get(meta["kind"], "model")
 
 
 RERUN_OUTPUT = "rerun.csv"  # the README's CmdStan output: never the bundle's own CSV
@@ -283,9 +337,9 @@ def _readme(meta: dict, target: Path) -> str:
         written = f"{RERUN_MODE} (the mode) and {written} (the draws)"
     engine = meta["engine"]["name"]
     result = "draws" if meta["method"] in ("sample", "laplace") else "optimum"
-    return f"""# bayesmix export: {meta['formula']}
+    return f"""# bayesmix export: {_formula_title(meta)}
 
-Family {meta['family']}({meta['link']}), {meta['kind']} fit by Stan `{meta['method']}`;
+Family {meta['family']}({meta['link']}), {meta['kind']} fit by Stan `{meta['method']}`;{_links_line(meta)}
 engine {engine} (Stan {meta['engine']['stan_version']}), bayesmix
 {meta['bayesmix_version']}, seed {meta['args'].get('seed')}.
 
@@ -318,6 +372,24 @@ again = bayesmix.rerun("{target}")  # refit: the same {result}
 `rerun` reports the engine it uses: by default the bundle's own ({engine}){_rerun_note(engine)};
 `engine="bundled"` or `engine="cmdstan"` chooses.
 """
+
+
+def _formula_title(meta: dict) -> str:
+    """The formula as brms writes a distributional one: bf(y ~ x, zi ~ z)."""
+    pairs = meta.get("dpars") or []
+    if meta.get("kind") not in DIST_KINDS or not pairs:
+        return meta["formula"]
+    return "bf(" + ", ".join([meta["formula"].strip()]
+                             + [f"{name} {text.strip()}" for name, text in pairs]) + ")"
+
+
+def _links_line(meta: dict) -> str:
+    if meta.get("kind") not in DIST_KINDS:
+        return ""
+    links = "; ".join(f"{d} = {link}" for d, link in meta.get("links", {}).items())
+    cats = meta.get("response_categories") or []
+    return (f"\nlinks {links}" + (f"; ordered response categories {' < '.join(cats)}"
+                                   if cats else "") + ";")
 
 
 def _laplace_note(meta: dict) -> str:

@@ -11,6 +11,12 @@ import pandas as pd
 
 from .errors import BayesmixError
 
+FAMILY_HELP = ("gaussian, binomial, poisson, Gamma, negbinomial, or a distributional family: "
+               "student, lognormal, beta, beta_binomial, cumulative, zero_inflated_poisson, "
+               "zero_inflated_negbinomial, hurdle_poisson, hurdle_negbinomial. A cumulative "
+               "(ordinal) response in a CSV file is whole numbers: its distinct values are "
+               "the ordered categories, in numeric order (e.g. 1 < 2 < 3 < 4 < 5)")
+
 DEMO_FORMULAS = (
     "extro ~ open + agree + social + (1 | school)",
     "extro ~ open + agree + social + (1 | school) + (1 | class)",
@@ -28,9 +34,32 @@ def _read_data(path: str) -> pd.DataFrame:
         raise BayesmixError(f"cannot read {path!r} as CSV: {exc}") from None
 
 
-def _fit(args: argparse.Namespace) -> int:
+def _formula(args: argparse.Namespace):
+    """The formula string, or bf(formula, name=formula, ...) with the --dpar formulas."""
+    if not args.dpar:
+        return args.formula
+    from .formula import bf
+    dpars: dict[str, str] = {}
+    for item in args.dpar:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not text.strip():
+            raise BayesmixError(f"--dpar {item!r} is not NAME=FORMULA; write e.g. "
+                                "--dpar 'zi=~ x + (1 | g)'")
+        if name in dpars:
+            raise BayesmixError(f"--dpar {name} is given twice ({dpars[name]!r} and "
+                                f"{text.strip()!r})")
+        dpars[name] = text.strip()
+    return bf(args.formula, **dpars)
+
+
+def _model(args: argparse.Namespace):
     from .model import Model
-    model = Model(args.formula, _read_data(args.data), family=args.family, link=args.link)
+    return Model(_formula(args), _read_data(args.data), family=args.family, link=args.link)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    model = _model(args)
     if args.method == "nuts":
         fit = model.sample(chains=args.chains, iter_warmup=args.iter_warmup,
                            iter_sampling=args.iter_sampling, seed=args.seed)
@@ -46,8 +75,7 @@ def _fit(args: argparse.Namespace) -> int:
 
 
 def _stancode(args: argparse.Namespace) -> int:
-    from .model import Model
-    model = Model(args.formula, _read_data(args.data), family=args.family, link=args.link)
+    model = _model(args)
     print(model.stan_code(args.method))
     return 0
 
@@ -104,8 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(sp: argparse.ArgumentParser, methods: tuple[str, ...], default: str) -> None:
         sp.add_argument("formula", help="lme4 formula, e.g. 'y ~ x + (1 | g)'")
         sp.add_argument("--data", required=True, help="CSV file with the model's columns")
-        sp.add_argument("--family", default="gaussian")
+        sp.add_argument("--family", default="gaussian", help=FAMILY_HELP)
         sp.add_argument("--link", default=None)
+        sp.add_argument("--dpar", action="append", default=[], metavar="NAME=FORMULA",
+                        help="a formula for one distributional parameter (brms's bf()), "
+                        "e.g. --dpar 'zi=~ spp + mined' or --dpar 'sigma=~ x + (1 | g)'; "
+                        "repeat for several")
         sp.add_argument("--method", choices=methods, default=default)
 
     f = sub.add_parser("fit", help="fit a model and print its summary")
@@ -140,8 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if getattr(args, "method", None) == "reml" and getattr(args, "family", "gaussian") != "gaussian":
-        args.method = "ml"
+    if getattr(args, "method", None) == "reml" and (
+            getattr(args, "family", "gaussian") != "gaussian" or getattr(args, "dpar", None)):
+        args.method = "ml"  # REML is for gaussian models without parameter formulas
     try:
         return args.run(args)
     except KeyboardInterrupt:

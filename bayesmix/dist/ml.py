@@ -343,6 +343,17 @@ class DistMLFit:
     kind = "dist_ml"
     method = "Laplace"
 
+    # -- reproducible bundles (bayesmix.bundle; restored by _restore_bundle below) --
+    def export(self, path: str) -> str:
+        """Write a reproducible Stan bundle (see bayesmix.bundle.export)."""
+        from ..registry import EXPORT, operation
+        return operation(EXPORT)(self, path)
+
+    def export_meta(self) -> dict:
+        # Stan's gradient at the optimum: CSV outputs do not hold it (the driver prints it)
+        return {"hessian": self.hessian is not None,
+                "gradient": np.asarray(self.gradient, float).tolist()}
+
     # -- counts and fit statistics -------------------------------------------
     @property
     def family(self):
@@ -664,6 +675,25 @@ class DistMLSummary:
     def _repr_html_(self) -> str:
         from ..results.format import html_pre
         return html_pre(str(self))
+
+
+def _restore_bundle(design: DistDesign, meta: dict, run, stan_data: dict,
+                    inits: dict | None = None, **_) -> DistMLFit:
+    """bayesmix.load / rerun of a "dist_ml" bundle: the fit from its optimize CSV (no
+    refitting). A loaded run has no console, so Stan's gradient at the optimum comes from
+    run.json (the export recorded it); a rerun's own console has its own."""
+    import dataclasses
+    grad = meta.get("gradient")
+    if not run.console and grad is not None:
+        run = dataclasses.replace(run, console="optimum_gradient = " + ",".join(
+            repr(float(g)) for g in grad))
+    return dist_ml_result(design, run, stan_data, inits=inits, stan_code=dist_ml_code(),
+                          hessian=bool(meta.get("hessian", True)))
+
+
+from ..registry import register_restorer  # noqa: E402  (below the result class it restores)
+
+register_restorer("dist_ml", _restore_bundle)
 
 
 __all__ = ["DIST_ML_PROGRAM", "DistMLFit", "dist_ml_code", "dist_ml_data", "fit_dist_ml",

@@ -391,7 +391,7 @@ class DistPosteriorFit(PosteriorFit):
     `bayesmix.dist.predict.DistParams` (`params`) behind `predict`, `epred`, `linpred`,
     `log_lik` and `simulate`."""
 
-    kind = "nuts"
+    kind = "dist_nuts"  # its bundles' kind (bayesmix.bundle; restored by _restore_bundle)
     program_kind = "dist"
 
     # -- raw access -------------------------------------------------------------
@@ -640,11 +640,9 @@ class DistPosteriorFit(PosteriorFit):
         raise BayesmixError("exact prior draws are not available for distributional models "
                             "yet: sample with prior_only=True")
 
-    def export(self, path: str) -> str:
-        raise BayesmixError("exporting distributional fits is not supported yet")
-
     def export_meta(self) -> dict:
-        raise BayesmixError("exporting distributional fits is not supported yet")
+        """run.json's "fit" entry (export itself is PosteriorFit.export, bayesmix.bundle)."""
+        return {"priors": [p.to_dict() for p in self.priors], "program": self.program_kind}
 
     # -- ArviZ ---------------------------------------------------------------------------
     @cached_property
@@ -930,6 +928,22 @@ def fit_dist_nuts(design: DistDesign, priors: Iterable[Prior] = (), chains: int 
                           adapt_delta=adapt_delta, max_treedepth=max_treedepth,
                           metric=metric, thin=thin, show_progress=show_progress,
                           output_dir=output_dir, sig_figs=sig_figs)
+
+
+def _restore_bundle(design: DistDesign, meta: dict, run, stan_data: dict,
+                    inits: dict | None = None, **_) -> DistPosteriorFit:
+    """bayesmix.load / rerun of a "dist_nuts" bundle: the fit over its CSV draws (no
+    sampling). Its priors are data (`prior` parses them) and must fit the design."""
+    from ..priors import prior
+    priors = tuple(prior(**p) for p in meta.get("priors", []))
+    resolve_dist_priors(design, priors)  # PriorError naming a prior the model cannot take
+    return DistPosteriorFit(design, priors, run, dist_nuts_program(design), stan_data,
+                            inits=inits)
+
+
+from ..registry import register_restorer  # noqa: E402  (below the result class it restores)
+
+register_restorer("dist_nuts", _restore_bundle)
 
 
 __all__ = ["DIST_NUTS_PROGRAM", "DistPosteriorFit", "DistPosteriorSummary", "DistPriorSlot",
