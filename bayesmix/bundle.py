@@ -29,6 +29,7 @@ import pandas as pd
 
 from .engine.base import EngineInfo, RunResult, write_json
 from .errors import BayesmixError
+from .priors import PriorError
 from .registry import EXPORT, provide, restorer
 from .version import __version__
 
@@ -238,6 +239,8 @@ def load(path: str | os.PathLike, verify: bool = True, transforms: dict | None =
         extra["inits"] = json.loads((folder / "inits.json").read_text())
     try:
         return restore(design, meta["fit"], run, data, **extra)
+    except PriorError:
+        raise  # a saved prior this model cannot take: its own message names it
     except (ValueError, KeyError, IndexError) as exc:
         raise BayesmixError(f"the bundle {str(folder)!r}: its formula and rows do not match "
                             f"its saved Stan outputs ({type(exc).__name__}: {exc})") from None
