@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import bayesmix
@@ -70,6 +71,20 @@ def _draws(fit) -> np.ndarray:
     return fit.run.fit().draws()
 
 
+# distributional models (issue #17): glmmTMB's zero-inflated Poisson reference case with a
+# zi formula, by Laplace ML (stan/dist_ml.stan) and NUTS (stan/dist_nuts.stan)
+DIST_CSV = Path(__file__).parent / "reference" / "families" / "zero_inflated_poisson_zi_re.csv"
+
+
+@pytest.fixture(scope="module")
+def dist_fits(cmdstan_home):
+    model = bayesmix.Model(bayesmix.bf("y ~ x + (1 | g)", zi="~ 1 + (1 | g)"),
+                           pd.read_csv(DIST_CSV), family="zero_inflated_poisson")
+    return {(e, m): (model.fit(engine=e) if m == "ml" else
+                     _quiet(model.sample, engine=e, **NUTS))
+            for e in ENGINES for m in ("ml", "nuts")}
+
+
 # ------------------------------------------------------------------ same results
 
 
@@ -109,6 +124,32 @@ def test_nuts_draws_identical_with_same_seed(nuts_fits, program):
     for key in ("stepsize", "init_radius", "save_warmup", "sig_figs", "refresh", "seed"):
         assert key in c.run.args
     assert c.run.return_code == b.run.return_code == 0
+
+
+def test_dist_ml_identical_on_both_engines(dist_fits):
+    b, c = dist_fits["bundled", "ml"], dist_fits["cmdstan", "ml"]
+    assert c.run.engine.name == "cmdstan" and b.run.engine.name == "bundled"
+    assert c.run.optimum() == b.run.optimum()  # the same L-BFGS iterates, to the last digit
+    assert c.loglik() == b.loglik()
+    np.testing.assert_array_equal(c.x, b.x)
+    np.testing.assert_array_equal(c.se, b.se)  # the same numpy Hessian at the same optimum
+    assert c.run.args == b.run.args and c.run.return_code == b.run.return_code == 0
+    assert abs(c.loglik() - -1384.46243809881) < 1e-3  # glmmTMB 1.1.5
+    # CmdStan prints no gradient at the optimum: central differences (step 1e-6) of the
+    # numpy Laplace log likelihood stand in for Stan's; both vanish there
+    assert c.converged and b.converged
+    assert c.max_grad < 1e-3 and b.max_grad < 1e-3
+    np.testing.assert_allclose(c.gradient, b.gradient, atol=1e-4)
+    assert str(c.summary()) == str(b.summary())
+
+
+def test_dist_nuts_draws_identical_with_same_seed(dist_fits):
+    b, c = dist_fits["bundled", "nuts"], dist_fits["cmdstan", "nuts"]
+    assert c.run.engine.name == "cmdstan" and b.run.engine.name == "bundled"
+    np.testing.assert_array_equal(_draws(c), _draws(b))
+    assert c.run.args == b.run.args and c.run.return_code == b.run.return_code == 0
+    pd.testing.assert_frame_equal(c.fixef(), b.fixef())  # (the summary names the engine)
+    pd.testing.assert_frame_equal(c.varcorr(), b.varcorr())
 
 
 def test_engine_records(lmer_fits):
@@ -230,10 +271,11 @@ def _bundle_fits(lmer_fits, glmer_fits, nuts_fits) -> dict:
 
 
 @pytest.fixture(scope="module")
-def bundles(cmdstan_home, lmer_fits, glmer_fits, nuts_fits, tmp_path_factory):
+def bundles(cmdstan_home, lmer_fits, glmer_fits, nuts_fits, dist_fits, tmp_path_factory):
     root = tmp_path_factory.mktemp("bundles")
-    return {name: Path(fit.export(root / name))
-            for name, fit in _bundle_fits(lmer_fits, glmer_fits, nuts_fits).items()}
+    fits = _bundle_fits(lmer_fits, glmer_fits, nuts_fits)
+    fits.update(dist_ml=dist_fits["cmdstan", "ml"], dist_nuts=dist_fits["bundled", "nuts"])
+    return {name: Path(fit.export(root / name)) for name, fit in fits.items()}
 
 
 def _readme_bash(folder: Path) -> str:
@@ -263,7 +305,8 @@ def _engine_build(code: str) -> Path | None:
 
 
 @pytest.mark.parametrize("name, engine", [("lmer", "cmdstan"), ("glmer", None),
-                                          ("marginal", "cmdstan"), ("joint", None)])
+                                          ("marginal", "cmdstan"), ("joint", None),
+                                          ("dist_ml", None), ("dist_nuts", "cmdstan")])
 def test_rerun_on_the_other_engine(bundles, name, engine, monkeypatch, capfd):
     """Bundled bundles rerun on CmdStan (engine="cmdstan"); CmdStan bundles, where no CmdStan
     is found, rerun on the bundled engine by themselves, saying so."""
@@ -291,7 +334,8 @@ def test_rerun_on_the_same_engine_is_identical(bundles):
         assert _rows(Path(csv)) == _rows(bundles["joint"] / saved)
 
 
-@pytest.mark.parametrize("name", ["lmer", "glmer", "marginal", "joint"])
+@pytest.mark.parametrize("name", ["lmer", "glmer", "marginal", "joint", "dist_ml",
+                                  "dist_nuts"])
 def test_bundle_readme_command_reruns_under_cmdstan(bundles, cmdstan_home, tmp_path, name):
     folder = tmp_path / name
     shutil.copytree(bundles[name], folder)
