@@ -25,22 +25,7 @@
 // the log Jacobian of that transform added. LKJ shape per term.
 functions {
 #include dist_functions.stan
-
-  real dist_prior_lpdf(real x, int dist, vector a) {
-    if (dist == 0) return 0;
-    if (dist == 1) return normal_lupdf(x | a[1], a[2]);
-    if (dist == 2) return student_t_lupdf(x | a[1], a[2], a[3]);
-    if (dist == 3) return cauchy_lupdf(x | a[1], a[2]);
-    if (dist == 4) return double_exponential_lupdf(x | a[1], a[2]);
-    if (dist == 5) return logistic_lupdf(x | a[1], a[2]);
-    if (dist == 6) return std_normal_lupdf(x);
-    if (dist == 7) return exponential_lupdf(x | a[1]);
-    if (dist == 8) return gamma_lupdf(x | a[1], a[2]);
-    if (dist == 9) return inv_gamma_lupdf(x | a[1], a[2]);
-    if (dist == 10) return lognormal_lupdf(x | a[1], a[2]);
-    if (dist == 11) return weibull_lupdf(x | a[1], a[2]);
-    reject("unknown prior code ", dist);
-  }
+#include joint_priors.stan
 
   /**
    * log |d x / d eta| of the natural-scale transforms of a constant dpar's intercept.
@@ -50,41 +35,6 @@ functions {
     if (link == 1) return log_inv_logit(eta) + log1m_inv_logit(eta);  // inv_logit
     if (link == 5) return 0;
     reject("no natural-scale prior for link code ", link);
-  }
-
-  matrix dist_cholesky_corr(vector y, int K) {
-    matrix[K, K] L = rep_matrix(0, K, K);
-    vector[rows(y)] z = tanh(y);
-    int pos = 1;
-    L[1, 1] = 1;
-    for (i in 2:K) {
-      L[i, 1] = z[pos];
-      pos += 1;
-      real ss = square(L[i, 1]);
-      for (j in 2:(i - 1)) {
-        L[i, j] = z[pos] * sqrt(1 - ss);
-        pos += 1;
-        ss += square(L[i, j]);
-      }
-      L[i, i] = sqrt(1 - ss);
-    }
-    return L;
-  }
-
-  real dist_cholesky_corr_jacobian(vector y, int K) {
-    vector[rows(y)] z = tanh(y);
-    real lj = sum(log1m(square(z)));
-    int pos = 1;
-    for (i in 2:K) {
-      real ss = square(z[pos]);
-      pos += 1;
-      for (j in 2:(i - 1)) {
-        lj += 0.5 * log1m(ss);
-        ss += square(z[pos] * sqrt(1 - ss));
-        pos += 1;
-      }
-    }
-    return lj;
   }
 
   vector dist_effects(vector z_all, vector sd_all, vector cpc_raw, array[] int p_term,
@@ -100,7 +50,7 @@ functions {
       matrix[p, l] zk = to_matrix(z_all[z_pos:(z_pos + p * l - 1)], p, l);
       vector[p] sdk = sd_all[s_pos:(s_pos + p - 1)];
       if (cor_term[k]) {
-        matrix[p, p] Lk = dist_cholesky_corr(cpc_raw[c_pos:(c_pos + nc - 1)], p);
+        matrix[p, p] Lk = joint_cholesky_corr(cpc_raw[c_pos:(c_pos + nc - 1)], p);
         r_all[z_pos:(z_pos + p * l - 1)] = to_vector(diag_pre_multiply(sdk, Lk) * zk);
       } else {
         r_all[z_pos:(z_pos + p * l - 1)] = to_vector(diag_pre_multiply(sdk, zk));
@@ -204,18 +154,18 @@ model {
   }
   for (i in 1:K_all) {
     if (prior_scale[i]) {
-      target += dist_prior_lupdf(dist_linkinv([beta[i]]', prior_scale[i])[1]
+      target += joint_prior_lupdf(dist_linkinv([beta[i]]', prior_scale[i])[1]
                                  | prior_dist[i], prior_args[i])
                 + dist_log_jacobian(beta[i], prior_scale[i]);
     } else {
-      target += dist_prior_lupdf(beta[i] | prior_dist[i], prior_args[i]);
+      target += joint_prior_lupdf(beta[i] | prior_dist[i], prior_args[i]);
     }
   }
   for (i in 1:R) {
-    target += dist_prior_lupdf(sd_all[i] | prior_dist[K_all + i], prior_args[K_all + i]);
+    target += joint_prior_lupdf(sd_all[i] | prior_dist[K_all + i], prior_args[K_all + i]);
   }
   for (i in 1:n_cut) {
-    target += dist_prior_lupdf(cutpoints[i] | prior_dist[K_all + R + i],
+    target += joint_prior_lupdf(cutpoints[i] | prior_dist[K_all + R + i],
                                prior_args[K_all + R + i]);
   }
   {
@@ -225,8 +175,8 @@ model {
         int p = p_term[k];
         int nc = (p * (p - 1)) %/% 2;
         vector[nc] y = cpc_raw[c_pos:(c_pos + nc - 1)];
-        target += dist_cholesky_corr_jacobian(y, p);
-        target += lkj_corr_cholesky_lupdf(dist_cholesky_corr(y, p) | lkj_eta[k]);
+        target += joint_cholesky_corr_jacobian(y, p);
+        target += lkj_corr_cholesky_lupdf(joint_cholesky_corr(y, p) | lkj_eta[k]);
         c_pos += nc;
       }
     }
@@ -261,7 +211,7 @@ generated quantities {
       if (cor_term[k]) {
         int p = p_term[k];
         int nc = (p * (p - 1)) %/% 2;
-        matrix[p, p] Lk = dist_cholesky_corr(cpc_raw[c_pos:(c_pos + nc - 1)], p);
+        matrix[p, p] Lk = joint_cholesky_corr(cpc_raw[c_pos:(c_pos + nc - 1)], p);
         Cor_all[pos:(pos + p * p - 1)] = to_vector(multiply_lower_tri_self_transpose(Lk));
         pos += p * p;
         c_pos += nc;

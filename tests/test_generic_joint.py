@@ -179,7 +179,7 @@ def test_program_choice_and_fallback_codes():
     with pytest.raises(BayesmixError, match="unknown joint program"):
         choose_joint_program(design, program="fast")
     progs = generic_programs()
-    assert set(progs) == {"lmer", "glmer", "lmm_marginal", GENERIC_NAME}
+    assert set(progs) == {"lmer", "glmer", "lmm_marginal", GENERIC_NAME, "dist_ml", "dist_nuts"}
     assert progs[GENERIC_NAME] == generic_code()
     # stan_code("joint") stays the readable generated program
     model = bayesmix.Model(CBPP, load("cbpp"), family="binomial")
