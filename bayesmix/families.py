@@ -781,7 +781,6 @@ EXTENDED_FAMILIES: dict[str, FamilySpec] = {spec.name: spec for spec in (
              "count", _positive_finite),
 )}
 ALL_FAMILIES: dict[str, FamilySpec] = {**FAMILIES, **EXTENDED_FAMILIES}
-PLANNED_FAMILIES = EXTENDED_FAMILIES  # their name before bayesmix.dist fitted them
 # parameters a density may leave out, and their values
 _PARAM_DEFAULTS = {"disc": 1.0}
 _LINKS = {name: spec.links for name, spec in ALL_FAMILIES.items()}  # family -> valid links

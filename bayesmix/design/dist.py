@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, FamilyError, FormulaError, user_stacklevel
-from ..families import ALL_FAMILIES, Family, get_family
+from ..families import ALL_FAMILIES, EXTENDED_FAMILIES, Family, get_family
 from ..formula import ParsedFormula, parse_formula
 from ..formula.distributional import DistributionalFormula, check_dpars, dpar_formulas
 from ..formula.safety import check_transforms
@@ -115,9 +115,8 @@ def needs_dist_design(formula, family: str | Family) -> bool:
     """True when a model is distributional: bf() with parameter formulas, or a family only the
     distributional programs fit (student, lognormal, beta, ...)."""
     name = family.name if isinstance(family, Family) else get_family(family, fittable=False).name
-    from ..families import PLANNED_FAMILIES
-    return name in PLANNED_FAMILIES or bool(dpar_formulas(formula)
-                                            if not isinstance(formula, ParsedFormula) else {})
+    dpars = dpar_formulas(formula) if not isinstance(formula, ParsedFormula) else {}
+    return name in EXTENDED_FAMILIES or bool(dpars)
 
 
 # ---------------------------------------------------------------- response
