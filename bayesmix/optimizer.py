@@ -32,6 +32,20 @@ def stan_gradient(run) -> np.ndarray | None:
     return None
 
 
+def stan_hessian(run) -> np.ndarray | None:
+    """The Hessian of the log density at the optimum (unconstrained parameters, Stan's order)
+    as the bundled driver printed it for an optimize run with hessian=True; else None."""
+    for line in reversed((run.console or "").splitlines()):
+        if line.startswith("optimum_hessian = "):
+            try:
+                vals = np.array([float(v) for v in line.split("=", 1)[1].split(",")])
+            except ValueError:
+                return None
+            k = int(round(np.sqrt(vals.size)))
+            return vals.reshape(k, k) if k * k == vals.size else None
+    return None
+
+
 def deviance_gradient(run, theta_raw, p_term: Sequence[int], before: int = 0,
                       size: int | None = None) -> np.ndarray | None:
     """Stan's gradient at the optimum on the deviance scale (lp = -deviance / 2) at lme4's

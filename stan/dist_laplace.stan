@@ -13,7 +13,10 @@
 //   H(u) = I + sum_i (Z Lambda)_i' W_i (Z Lambda)_i,  W_i = -d^2 l_i / d eta_i d eta_i',
 // u* the mode of sum_i l_i(u) - |u|^2 / 2 (TMB's Laplace: the exact Hessian). W_i couples
 // predictors only when several carry random effects (e.g. mu and zi of a zero-inflated model).
-// H is dense (Q x Q): fine for the Q <= ~100 of issue #17's models.
+// When every group-level term has the same grouping factor (e.g. (1 | site) in mu and in zi),
+// H is block diagonal, one R x R block per level (R = the columns of Z), and the blocks are
+// factored for all levels at once (dml_solve); otherwise H is one dense Q x Q matrix, which
+// suits crossed designs of a few hundred levels.
 //
 // Codes: family 1 gaussian, 2 student, 3 lognormal, 4 beta, 5 beta_binomial, 6 cumulative,
 // 7 zero_inflated_poisson, 8 zero_inflated_negbinomial, 9 hurdle_poisson,
@@ -399,6 +402,66 @@ matrix dml_hessian(matrix zl, matrix h, data array[,] int col, data array[] int 
   return H;
 }
 
+/**
+ * (H^-1 g, log|H| / 2) for H = I + sum_i (Z Lambda)_i' W_i (Z Lambda)_i, W_i = -h_i, where
+ * hp (a projection of h, dml_psd) stands in for h wherever H is not positive definite.
+ * blocked: every term has the grouping factor that the CSR matrix agg_* (levels x rows, one 1
+ * per row) sums rows by, and u's entry for column a of Z at level j is u[bidx[a, j]]. H is
+ * then block diagonal, and each level's R x R block is factored column by column with vectors
+ * over the levels (cost linear in the levels), from h where that block is positive definite
+ * (Newton's own steps: quadratic convergence near the mode) and from hp where it is not.
+ * Otherwise one dense Cholesky factor of H from hp.
+ */
+tuple(vector, real) dml_solve(int blocked, matrix zl, matrix h, matrix hp, vector g,
+                              data array[,] int col, data array[] int rlp, int Q, int D,
+                              data array[,] int bidx, data vector agg_w,
+                              data array[] int agg_v, data array[] int agg_u) {
+  if (!blocked) {
+    matrix[Q, Q] L = cholesky_decompose(dml_hessian(zl, hp, col, rlp, Q, D));
+    return (mdivide_right_tri_low(mdivide_left_tri_low(L, g)', L)', sum(log(diagonal(L))));
+  }
+  int N = rows(zl);
+  int R = cols(zl);
+  int nl = size(agg_u) - 1;
+  array[2, R, R] vector[nl] Lc;  // Lc[., a, b] (a >= b): entry (a, b) of every level's factor
+  vector[nl] pd = rep_vector(1, nl);  // 1 where the block of h is positive definite
+  array[R] vector[nl] z;
+  vector[Q] out;
+  real half_logdet = 0;
+  for (m in 1:2) {
+    matrix[N, D * D] hm = m == 1 ? h : hp;
+    for (b in 1:R) {
+      for (a in b:R) {
+        vector[nl] hab = csr_matrix_times_vector(nl, N, agg_w, agg_v, agg_u,
+                                                 -hm[ : , (rlp[a] - 1) * D + rlp[b]]
+                                                 .* zl[ : , a] .* zl[ : , b]);
+        if (a == b) hab += 1;
+        for (c in 1:(b - 1)) hab -= Lc[m, a, c] .* Lc[m, b, c];
+        if (a == b && m == 1) {
+          for (j in 1:nl) if (!(hab[j] > 1e-8)) pd[j] = 0;
+          hab = fmax(hab, 1e-8);  // not used where pd = 0
+        }
+        Lc[m, a, b] = a == b ? sqrt(hab) : hab ./ Lc[m, b, b];
+      }
+    }
+  }
+  for (b in 1:R) {
+    for (a in b:R) Lc[1, a, b] = pd .* Lc[1, a, b] + (1 - pd) .* Lc[2, a, b];
+    half_logdet += sum(log(Lc[1, b, b]));
+  }
+  for (a in 1:R) {  // forward: L z = g
+    z[a] = g[bidx[a]];
+    for (c in 1:(a - 1)) z[a] -= Lc[1, a, c] .* z[c];
+    z[a] = z[a] ./ Lc[1, a, a];
+  }
+  for (a in reverse(linspaced_int_array(R, 1, R))) {  // backward: L' x = z
+    for (c in (a + 1):R) z[a] -= Lc[1, c, a] .* z[c];
+    z[a] = z[a] ./ Lc[1, a, a];
+    out[bidx[a]] = z[a];
+  }
+  return (out, half_logdet);
+}
+
 /** (Z Lambda)' g - u: the gradient of sum l - |u|^2 / 2 in u. */
 vector dml_gradient(matrix zl, matrix g, data array[,] int col, data array[] int rlp, vector u) {
   vector[rows(u)] grad = -u;
@@ -446,12 +509,15 @@ matrix dml_psd(matrix h, data array[] int has_re) {
  * tol (1 + max |u|) or max_iter steps; then one exact Newton step (the true W), which makes
  * the derivatives of u* those of the implicit function (the iterations' own derivatives only
  * converge linearly where the weights were projected). H's factor at u* gives log|H|.
+ * blocked, bidx, agg_*: dml_solve's block-diagonal form.
  */
 tuple(real, vector) dml_laplace(matrix eta0, matrix zl, data array[,] int col,
                                 data array[] int rlp, data array[] int has_re, int Q,
                                 int family, data array[] int dlink, data vector Y,
                                 data array[] int Yi, data array[] int trials, vector cut,
-                                int max_iter, real tol, data vector u_start) {
+                                int max_iter, real tol, data vector u_start, int blocked,
+                                data array[,] int bidx, data vector agg_w,
+                                data array[] int agg_v, data array[] int agg_u) {
   int N = rows(eta0);
   int D = cols(eta0);
   if (Q == 0) {
@@ -469,8 +535,8 @@ tuple(real, vector) dml_laplace(matrix eta0, matrix zl, data array[,] int col,
   }
   for (it in 1:max_iter) {
     vector[Q] grad = dml_gradient(zl, ob.2, col, rlp, u);
-    matrix[Q, Q] Lh = cholesky_decompose(dml_hessian(zl, dml_psd(ob.3, has_re), col, rlp, Q, D));
-    vector[Q] delta = mdivide_right_tri_low(mdivide_left_tri_low(Lh, grad)', Lh)';
+    vector[Q] delta = dml_solve(blocked, zl, ob.3, dml_psd(ob.3, has_re), grad, col, rlp, Q, D,
+                                bidx, agg_w, agg_v, agg_u).1;
     real step = 1;
     vector[Q] u_new = u + delta;
     ob = dml_obs(family, dlink, dml_eta(eta0, zl, col, rlp, u_new), Y, Yi, trials, cut);
@@ -488,13 +554,13 @@ tuple(real, vector) dml_laplace(matrix eta0, matrix zl, data array[,] int col,
     if (step * max(abs(delta)) < tol * (1 + max(abs(u)))) break;
   }
   // the exact Newton step, then log|H| at its end
-  matrix[Q, Q] L = cholesky_decompose(dml_hessian(zl, ob.3, col, rlp, Q, D));
-  vector[Q] grad = dml_gradient(zl, ob.2, col, rlp, u);
-  u += mdivide_right_tri_low(mdivide_left_tri_low(L, grad)', L)';
+  u += dml_solve(blocked, zl, ob.3, ob.3, dml_gradient(zl, ob.2, col, rlp, u), col, rlp, Q, D,
+                 bidx, agg_w, agg_v, agg_u).1;
   matrix[N, D] eta = dml_eta(eta0, zl, col, rlp, u);
   ob = dml_obs(family, dlink, eta, Y, Yi, trials, cut);
-  L = cholesky_decompose(dml_hessian(zl, ob.3, col, rlp, Q, D));
+  real half_logdet = dml_solve(blocked, zl, ob.3, ob.3, rep_vector(0, Q), col, rlp, Q, D,
+                               bidx, agg_w, agg_v, agg_u).2;
   // the value by the shared densities of dist_functions.stan (equal to ob.1's sum)
   return (sum(dist_log_lik(family, dlink[1], Y, Yi, trials, dist_natural(eta, dlink), cut))
-          - 0.5 * dot_self(u) - sum(log(diagonal(L))), u);
+          - 0.5 * dot_self(u) - half_logdet, u);
 }

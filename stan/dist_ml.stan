@@ -50,6 +50,14 @@ transformed data {
   array[R, N] int col;                      // column of u of each row's r-th non-zero
   array[R] int rlp;                         // predictor of the r-th non-zero
   array[D] int has_re = rep_array(0, D);
+  // H is block diagonal when every term has the first one's grouping factor (dml_solve):
+  // the levels' CSR aggregation of rows and u's index of (column of Z, level)
+  int nl = n_terms > 0 ? l_term[1] : 0;
+  int blocked = n_terms > 0;
+  array[R, nl] int bidx;
+  vector[N] agg_w = rep_vector(1, N);
+  array[N] int agg_v = n_terms > 0 ? sort_indices_asc(J[1]) : linspaced_int_array(N, 1, N);
+  array[nl + 1] int agg_u;
   {
     int r = 0;
     int q0 = 0;
@@ -68,6 +76,27 @@ transformed data {
     }
     if (r != R) reject("R = ", R, ", the terms need ", r);
     if (q0 != Q) reject("Q = ", Q, ", the terms need ", q0);
+    for (k in 2:n_terms) {
+      if (l_term[k] != nl) blocked = 0;
+      for (i in 1:N) if (J[k, i] != J[1, i]) blocked = 0;
+    }
+    if (n_terms > 0) {
+      array[nl] int count = rep_array(0, nl);
+      for (i in 1:N) count[J[1, i]] += 1;
+      agg_u[1] = 1;
+      for (j in 1:nl) agg_u[j + 1] = agg_u[j] + count[j];
+    }
+    if (blocked) {
+      r = 0;
+      q0 = 0;
+      for (k in 1:n_terms) {
+        for (c in 1:p_term[k]) {
+          r += 1;
+          for (j in 1:nl) bidx[r, j] = q0 + (j - 1) * p_term[k] + c;
+        }
+        q0 += p_term[k] * l_term[k];
+      }
+    }
     if (sum(K_lp) != K_all) reject("K_all = ", K_all, ", K_lp sums to ", sum(K_lp));
     if (family == 6 && (n_cat < 2 || D != 1)) reject("cumulative: n_cat >= 2 and D = 1 needed");
     if (family == 6) {
@@ -109,5 +138,6 @@ model {
     }
   }
   target += dml_laplace(eta0, zl, col, rlp, has_re, Q, family, dlink, Y, Yi, trials,
-                        cutpoints, max_newton, newton_tol, u_start).1;
+                        cutpoints, max_newton, newton_tol, u_start, blocked, bidx, agg_w,
+                        agg_v, agg_u).1;
 }

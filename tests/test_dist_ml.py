@@ -13,7 +13,8 @@ References and tolerances:
   0.056, carry the optimizers' absolute error ~1e-5, not a relative one); conditional modes
   within 2e-3 absolute; standard errors (fixed effects, cutpoints, log SDs, student's
   log nu) within 0.1%: both come from the Hessian of the same Laplace log likelihood
-  (glmmTMB by automatic differentiation, ours by central differences, step 1e-4); measured
+  (glmmTMB by automatic differentiation, ours by central differences of Stan's gradient
+  in the bundled driver, step 1e-5); measured
   gaps are below 1e-5 relative (estimates below 1.5e-5, logLik below 6e-6: clmm's own
   curvature), so 0.1% leaves room for the optima's last digits on other platforms.
 * other families, links and random effects in several predictors (no external reference):

@@ -13,10 +13,12 @@ factor of its covariance repeated per level). It is glmmTMB's (TMB's) estimator:
 
 `bayesmix.dist.ml` uses it for the starting values (a fit without random effects and the
 modes at the start), the conditional modes at the optimum and the finite-difference Hessian
-behind the standard errors. Values of l are `bayesmix.families`' log densities (the shared
-definition of the families); derivatives are written out here and checked against finite
-differences of those densities in tests/test_dist_ml.py. H is dense (q x q): the
-distributional models of issue #17 have q up to ~100 random effects.
+behind the standard errors of CmdStan runs. Values of l are `bayesmix.families`' log densities
+(the shared definition of the families); derivatives are written out here and checked against
+finite differences of those densities in tests/test_dist_ml.py. As in the Stan program, H is
+block diagonal when every term has the same grouping factor (one R x R block per level,
+factored as a batch) and dense otherwise; Newton uses the exact H where it is positive definite
+and the projected weights (`_psd_weights`) where it is not.
 """
 from __future__ import annotations
 
@@ -370,22 +372,75 @@ class DistLaplace:
     eta: np.ndarray
     cond_loglik: float
     logdet: float        # log|H|
-    H: np.ndarray
     iterations: int
 
 
-def _assemble(prob: DistProblem, zl, gh, u):
+def _gradient(prob: DistProblem, zl, g, u) -> np.ndarray:
+    """(Z Lambda)' g - u: the gradient of sum l - |u|^2 / 2 in u."""
     vals, cols, lps = zl
-    _, g, h = gh
-    q = prob.q
-    grad = np.bincount(cols.ravel(), weights=(vals * g[:, lps]).ravel(), minlength=q) - u
+    return np.bincount(cols.ravel(), weights=(vals * g[:, lps]).ravel(), minlength=prob.q) - u
+
+
+def _block_layout(prob: DistProblem):
+    """(level of each row, bidx) when every term has the same grouping factor, so that H is
+    block diagonal with one R x R block per level and u's entry for column a of Z at level j
+    is u[bidx[a, j]]; None otherwise."""
+    terms = prob.terms
+    if not terms:
+        return None
+    level = np.asarray(terms[0].index)
+    if any(t.n_levels != terms[0].n_levels or not np.array_equal(np.asarray(t.index), level)
+           for t in terms[1:]):
+        return None
+    rows, q0 = [], 0
+    for t in terms:
+        for c in range(t.p):
+            rows.append(q0 + np.arange(t.n_levels) * t.p + c)
+        q0 += t.p * t.n_levels
+    return level, np.array(rows)
+
+
+def _newton_system(prob: DistProblem, zl, h, hp, grad, layout):
+    """(H^-1 grad, log|H|) for H = I + sum_i (Z Lambda)_i' W_i (Z Lambda)_i, W_i = -h_i; the
+    projected hp stands in where H is not positive definite (per level when blocked, else for
+    the whole matrix). Raises LinAlgError when neither is."""
+    vals, cols, lps = zl
     R = vals.shape[1]
-    H = np.eye(q)
-    for r in range(R):
-        for s in range(R):
-            w = -h[:, lps[r], lps[s]] * vals[:, r] * vals[:, s]
-            np.add.at(H, (cols[:, r], cols[:, s]), w)
-    return grad, H
+    if layout is None:
+        for hh in (h, hp):
+            H = np.eye(prob.q)
+            for r in range(R):
+                for s in range(R):
+                    np.add.at(H, (cols[:, r], cols[:, s]), -hh[:, lps[r], lps[s]]
+                              * vals[:, r] * vals[:, s])
+            try:
+                Lc = np.linalg.cholesky(H)
+            except np.linalg.LinAlgError:
+                if hh is hp:
+                    raise
+                continue
+            delta = np.linalg.solve(Lc.T, np.linalg.solve(Lc, grad))
+            return delta, 2.0 * float(np.sum(np.log(np.diag(Lc))))
+    level, bidx = layout
+    nl = bidx.shape[1]
+
+    def blocks(hh):
+        B = np.zeros((nl, R, R))
+        for a in range(R):
+            for b in range(a + 1):
+                B[:, a, b] = B[:, b, a] = np.bincount(
+                    level, weights=-hh[:, lps[a], lps[b]] * vals[:, a] * vals[:, b], minlength=nl)
+        return B + np.eye(R)
+
+    B = blocks(h)
+    if hp is not h:
+        bad = ~(np.linalg.eigvalsh(B)[:, 0] > 1e-8)
+        if bad.any():
+            B[bad] = blocks(hp)[bad]
+    Lc = np.linalg.cholesky(B)
+    delta = np.empty(prob.q)
+    delta[bidx.T] = np.linalg.solve(B, grad[bidx.T][..., None])[..., 0]
+    return delta, 2.0 * float(np.sum(np.log(np.diagonal(Lc, axis1=1, axis2=2))))
 
 
 def _psd_weights(h, lps_used):
@@ -426,13 +481,16 @@ def laplace(prob: DistProblem, x, u0=None, tol: float = 1e-10, max_iter: int = 2
     if not np.isfinite(val) and u0 is not None:
         u = np.zeros(q)
         eta, gh, val = evaluate(u)
+    layout = _block_layout(prob)
     it = 0
     for it in range(1, max_iter + 1):
         if q == 0:
             break
-        gmod = (gh[0], gh[1], _psd_weights(gh[2], lps))
-        grad, Hn = _assemble(prob, zl, gmod, u)
-        delta = np.linalg.solve(Hn, grad)
+        grad = _gradient(prob, zl, gh[1], u)
+        try:
+            delta = _newton_system(prob, zl, gh[2], _psd_weights(gh[2], lps), grad, layout)[0]
+        except np.linalg.LinAlgError:
+            break
         step = 1.0
         for _ in range(40):
             cand = evaluate(u + step * delta)
@@ -443,24 +501,20 @@ def laplace(prob: DistProblem, x, u0=None, tol: float = 1e-10, max_iter: int = 2
         eta, gh, val = cand
         if step * np.max(np.abs(delta)) < tol * (1 + np.max(np.abs(u))):
             break
+    logdet = 0.0
     if q:
-        grad, H = _assemble(prob, zl, gh, u)
-        # one exact Newton step at the end (the mode to the last digits)
+        # one exact Newton step at the end (the mode to the last digits), log|H| there
         try:
-            Lc = np.linalg.cholesky(H)
-            u_new = u + np.linalg.solve(H, grad)
-            cand = evaluate(u_new)
+            delta = _newton_system(prob, zl, gh[2], gh[2], _gradient(prob, zl, gh[1], u),
+                                   layout)[0]
+            cand = evaluate(u + delta)
             if cand[2] >= val - 1e-12 * (1 + abs(val)):
-                u, (eta, gh, val) = u_new, cand
-                grad, H = _assemble(prob, zl, gh, u)
-                Lc = np.linalg.cholesky(H)
-            logdet = 2.0 * float(np.sum(np.log(np.diag(Lc))))
+                u, (eta, gh, val) = u + delta, cand
+            logdet = _newton_system(prob, zl, gh[2], gh[2], np.zeros(q), layout)[1]
         except np.linalg.LinAlgError:
             logdet = np.nan
-    else:
-        H, logdet = np.zeros((0, 0)), 0.0
     cond = float(np.sum(gh[0]))
-    return DistLaplace(val - 0.5 * logdet, u, eta, cond, logdet, H, it)
+    return DistLaplace(val - 0.5 * logdet, u, eta, cond, logdet, it)
 
 
 def fixed_only_loglik(prob: DistProblem, x):

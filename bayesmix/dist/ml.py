@@ -11,11 +11,12 @@ order), unconstrained: the likelihood is unchanged when a column of T_k changes 
 reported SDs and correlations come from T_k T_k'. The program maximises the Laplace log
 likelihood with jacobian = False, so its optimum is the ML estimate and lp__ is logLik.
 
-The same approximation in numpy (`bayesmix.dist.laplace`) gives the starting values, the
-conditional modes at the inits (where the program's Newton iterations start) and at the
-optimum, and the Wald standard errors: the inverse of the central-difference Hessian of the
-numpy Laplace log likelihood over (beta, cutpoints, theta) at the optimum (glmmTMB inverts
-the Hessian of the same function, by automatic differentiation).
+The Wald standard errors invert the Hessian of the Laplace log likelihood at the optimum
+(glmmTMB inverts the same one, by automatic differentiation): the bundled driver differences
+Stan's gradient there (2k gradients); for CmdStan runs, central differences of the numpy
+mirror's values stand in. The same approximation in numpy (`bayesmix.dist.laplace`) gives the
+starting values and the conditional modes at the inits (where the program's Newton
+iterations start) and at the optimum.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from scipy import optimize, special, stats
 from ..design.dist import DistDesign, dist_stan_data
 from ..engine import compile_model, resolve_engine, stan_file
 from ..errors import BayesmixError, user_stacklevel
-from ..optimizer import OPTIMIZER_SETTINGS, run_timings, stan_gradient
+from ..optimizer import OPTIMIZER_SETTINGS, run_timings, stan_gradient, stan_hessian
 from ..results.glm import coefmat_text
 from .laplace import DistProblem, fixed_only_loglik, laplace, link_value, theta_size
 
@@ -225,7 +226,8 @@ def fit_dist_ml(design: DistDesign, engine: str = "auto", seed: int = 1,
     model = compile_model(code, "dist_ml", engine)
     t1 = time.perf_counter()
     run = model.optimize(data, inits=init_dict, seed=seed, output_dir=output_dir,
-                         accept_line_search_failure=True, **OPTIMIZER_SETTINGS)
+                         accept_line_search_failure=True, hessian=hessian,
+                         **OPTIMIZER_SETTINGS)
     t2 = time.perf_counter()
     fit = dist_ml_result(design, run, data, inits=init_dict, stan_code=code, prob=prob,
                          hessian=hessian)
@@ -253,6 +255,22 @@ def _fd_hessian(f, x, h):
     return H
 
 
+def _hessian_in_x(prob: DistProblem, hess_u: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """Stan's Hessian in its unconstrained parameters (beta, theta, cutpoints as the first
+    and then log differences) turned into x = (beta, cutpoints, theta). With c = c(y),
+    H_x = J^-T H_y J^-1 (J = dc/dy); the term with the gradient vanishes at the optimum."""
+    kb, nc, nt = prob.k_beta, prob.n_cut, prob.n_theta
+    order = np.r_[np.arange(kb), kb + nt + np.arange(nc), kb + np.arange(nt)]
+    h = hess_u[np.ix_(order, order)]
+    if nc:
+        jac = np.eye(len(order))
+        dy = np.r_[1.0, np.diff(cut)]  # dc_k/dy_j = exp(y_j) = c_j - c_(j-1) for j >= 2
+        jac[kb:kb + nc, kb:kb + nc] = np.tril(np.ones((nc, nc))) * dy[None, :]
+        jinv = np.linalg.inv(jac)
+        h = jinv.T @ h @ jinv
+    return (h + h.T) / 2
+
+
 def dist_ml_result(design: DistDesign, run, stan_data: dict, inits: dict | None = None,
                    stan_code: str = "", prob: DistProblem | None = None,
                    hessian: bool = True, warn: bool = True) -> "DistMLFit":
@@ -270,13 +288,17 @@ def dist_ml_result(design: DistDesign, run, stan_data: dict, inits: dict | None 
     n_par = prob.n_params
     vcov = np.full((n_par, n_par), np.nan)
     hess = None
-    if hessian and n_par:
+    hess_u = stan_hessian(run) if hessian else None
+    if hess_u is not None and hess_u.shape == (n_par, n_par):
+        hess = _hessian_in_x(prob, hess_u, cut)  # the bundled driver's, from Stan's gradients
+    elif hessian and n_par:  # CmdStan runs: central differences of the numpy mirror
         def f(z):
             if prob.n_cut and np.any(np.diff(z[prob.k_beta:prob.k_beta + prob.n_cut]) <= 0):
                 return np.nan
             return laplace(prob, z, u0=at.u).loglik
         with np.errstate(all="ignore"):
             hess = _fd_hessian(f, x, HESSIAN_STEP)
+    if hess is not None:
         try:
             vcov = np.linalg.inv(-hess)
             vcov = (vcov + vcov.T) / 2
@@ -350,9 +372,14 @@ class DistMLFit:
         return operation(EXPORT)(self, path)
 
     def export_meta(self) -> dict:
-        # Stan's gradient at the optimum: CSV outputs do not hold it (the driver prints it)
-        return {"hessian": self.hessian is not None,
+        # Stan's gradient (and Hessian) at the optimum: CSV outputs do not hold them (the
+        # driver prints them)
+        meta = {"hessian": self.hessian is not None,
                 "gradient": np.asarray(self.gradient, float).tolist()}
+        stan_hess = stan_hessian(self.run)
+        if stan_hess is not None:
+            meta["stan_hessian"] = stan_hess.tolist()
+        return meta
 
     # -- counts and fit statistics -------------------------------------------
     @property
@@ -680,13 +707,16 @@ class DistMLSummary:
 def _restore_bundle(design: DistDesign, meta: dict, run, stan_data: dict,
                     inits: dict | None = None, **_) -> DistMLFit:
     """bayesmix.load / rerun of a "dist_ml" bundle: the fit from its optimize CSV (no
-    refitting). A loaded run has no console, so Stan's gradient at the optimum comes from
-    run.json (the export recorded it); a rerun's own console has its own."""
+    refitting). A loaded run has no console, so Stan's gradient and Hessian at the optimum
+    come from run.json (the export recorded them); a rerun's own console has its own."""
     import dataclasses
     grad = meta.get("gradient")
     if not run.console and grad is not None:
-        run = dataclasses.replace(run, console="optimum_gradient = " + ",".join(
-            repr(float(g)) for g in grad))
+        lines = ["optimum_gradient = " + ",".join(repr(float(g)) for g in grad)]
+        if meta.get("stan_hessian") is not None:
+            lines.append("optimum_hessian = " + ",".join(
+                repr(float(h)) for h in np.ravel(meta["stan_hessian"])))
+        run = dataclasses.replace(run, console="\n".join(lines))
     return dist_ml_result(design, run, stan_data, inits=inits, stan_code=dist_ml_code(),
                           hessian=bool(meta.get("hessian", True)))
 

@@ -163,12 +163,14 @@ class Engine(ABC):
                  tol_param: float | None = None, history_size: int | None = None,
                  init_alpha: float | None = None, init_radius: float = 2.0,
                  output_dir: str | None = None, accept_line_search_failure: bool = False,
-                 ) -> RunResult:
+                 hessian: bool = False) -> RunResult:
+        """hessian=True: the bundled driver also prints the Hessian at the optimum
+        (`bayesmix.optimizer.stan_hessian`); CmdStan ignores it."""
         args = dict(algorithm=algorithm, jacobian=int(jacobian), seed=_seed(seed), iter=iter,
                     tol_obj=tol_obj, tol_rel_obj=tol_rel_obj, tol_grad=tol_grad,
                     tol_rel_grad=tol_rel_grad, tol_param=tol_param,
                     history_size=history_size, init_alpha=init_alpha,
-                    init_radius=init_radius, refresh=0)
+                    init_radius=init_radius, refresh=0, hessian=1 if hessian else None)
         accept = (0, OPTIMIZE_SOFT_FAILURE) if accept_line_search_failure else (0,)
         return self._run("optimize", data, args, output_dir, inits, accept_codes=accept)
 
