@@ -286,6 +286,26 @@ def test_result_accessors(fits):
     assert fit.simulate(2, seed=1).shape == (2, 800)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["zero_inflated_poisson_zi_re", "beta"])
+def test_coef_is_glmmtmb_fixef_plus_ranef(fits, name):
+    """coef() against glmmTMB's coef() built from the reference's own fixef and conditional
+    modes (fixef + ranef per level), to the estimates' precision (2e-3, as the modes)."""
+    case = REF[name]
+    coefs = fits[name].coef()
+    for dpar, groups in case["ranef"].items():
+        fe = dict(zip(case["fixef"][dpar]["names"], case["fixef"][dpar]["estimate"]))
+        for grp, r in groups.items():
+            ours = coefs[dpar][grp]
+            assert list(ours.index) == r["levels"]
+            assert list(ours.columns) == case["fixef"][dpar]["names"]
+            modes = pd.DataFrame(np.asarray(r["values"]), index=r["levels"], columns=r["names"])
+            for col in ours.columns:
+                ref = fe[col] + (modes[col].to_numpy() if col in modes else 0.0)
+                np.testing.assert_allclose(ours[col].to_numpy(), ref, atol=2e-3,
+                                           err_msg=f"{name} {dpar} {grp} {col}")
+
+
 # ---------------------------------------------------------------- other families and links
 
 

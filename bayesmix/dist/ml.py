@@ -558,11 +558,29 @@ class DistMLFit:
         return table
 
     def ranef(self) -> dict[str, dict[str, pd.DataFrame]]:
-        """Conditional modes b = T_k u* per predictor and group (levels x coefficients)."""
+        """Conditional modes b = T_k u* per predictor and group (levels x coefficients; two
+        terms of one group in one predictor, e.g. (1 | g) + (0 + x | g), side by side)."""
         out: dict[str, dict[str, pd.DataFrame]] = {}
         for t, b, d in zip(self.design.terms, self._ranef_arrays(), self.problem.term_lp):
-            out.setdefault(self.dpars[d], {})[t.group] = pd.DataFrame(
-                b, index=list(t.levels), columns=list(t.coef_names))
+            table = pd.DataFrame(b, index=list(t.levels), columns=list(t.coef_names))
+            groups = out.setdefault(self.dpars[d], {})
+            groups[t.group] = (table if t.group not in groups
+                               else pd.concat([groups[t.group], table], axis=1))
+        return out
+
+    def coef(self) -> dict[str, dict[str, pd.DataFrame]]:
+        """glmmTMB's / lme4's coef(): per predictor and group, each level's coefficients, the
+        fixed effects plus the level's conditional modes (a coefficient with a group-level
+        part only is its mode)."""
+        out: dict[str, dict[str, pd.DataFrame]] = {}
+        for dpar, groups in self.ranef().items():
+            fe = self.fixef(dpar)
+            for group, re in groups.items():
+                table = pd.DataFrame(np.tile(fe.to_numpy(), (len(re), 1)), index=re.index,
+                                     columns=list(fe.index))
+                for c in re.columns:
+                    table[c] = (table[c] if c in table else 0.0) + re[c].to_numpy()
+                out.setdefault(dpar, {})[group] = table
         return out
 
     def _ranef_arrays(self) -> list[np.ndarray]:
