@@ -402,6 +402,18 @@ matrix dml_hessian(matrix zl, matrix h, data array[,] int col, data array[] int 
   return H;
 }
 
+/** (Z Lambda)' g - u: the gradient of sum l - |u|^2 / 2 in u. */
+vector dml_gradient(matrix zl, matrix g, data array[,] int col, data array[] int rlp, vector u) {
+  vector[rows(u)] grad = -u;
+  for (r in 1:cols(zl)) {
+    vector[rows(zl)] v = g[ : , rlp[r]] .* zl[ : , r];
+    for (i in 1:rows(zl)) {
+      grad[col[r, i]] += v[i];
+    }
+  }
+  return grad;
+}
+
 /**
  * (H^-1 g, log|H| / 2) for H = I + sum_i (Z Lambda)_i' W_i (Z Lambda)_i, W_i = -h_i, where
  * hp (a projection of h, dml_psd) stands in for h wherever H is not positive definite.
@@ -410,17 +422,27 @@ matrix dml_hessian(matrix zl, matrix h, data array[,] int col, data array[] int 
  * then block diagonal, and each level's R x R block is factored column by column with vectors
  * over the levels (cost linear in the levels), from h where that block is positive definite
  * (Newton's own steps: quadratic convergence near the mode) and from hp where it is not.
- * Otherwise one dense Cholesky factor of H from hp.
+ * Otherwise, with exact_first, Newton's own step H^-1 g by an LU factor of H wherever it ascends
+ * (g' H^-1 g > 0: near the mode, where H is positive definite, quadratic convergence; its
+ * log|H| is then NaN, unused during the iterations), else and without exact_first a Cholesky
+ * factor of the H that hp gives (positive definite).
  */
-tuple(vector, real) dml_solve(int blocked, matrix zl, matrix h, matrix hp, vector g,
-                              data array[,] int col, data array[] int rlp, int Q, int D,
+tuple(vector, real) dml_solve(int blocked, int exact_first, matrix zl, matrix h, matrix hp,
+                              vector g, data array[,] int col, data array[] int rlp, int Q, int D,
                               data array[,] int bidx, data vector agg_w,
                               data array[] int agg_v, data array[] int agg_u) {
+  int N = rows(zl);
   if (!blocked) {
+    if (exact_first) {
+      // Newton's own step through an LU factor (no positive-definiteness required) where it
+      // ascends; the log determinant is not needed during the iterations
+      vector[Q] delta = mdivide_left(dml_hessian(zl, h, col, rlp, Q, D), g);
+      real slope = dot_product(g, delta);
+      if (slope > 0 && !is_inf(slope)) return (delta, not_a_number());
+    }
     matrix[Q, Q] L = cholesky_decompose(dml_hessian(zl, hp, col, rlp, Q, D));
     return (mdivide_right_tri_low(mdivide_left_tri_low(L, g)', L)', sum(log(diagonal(L))));
   }
-  int N = rows(zl);
   int R = cols(zl);
   int nl = size(agg_u) - 1;
   array[2, R, R] vector[nl] Lc;  // Lc[., a, b] (a >= b): entry (a, b) of every level's factor
@@ -460,18 +482,6 @@ tuple(vector, real) dml_solve(int blocked, matrix zl, matrix h, matrix hp, vecto
     out[bidx[a]] = z[a];
   }
   return (out, half_logdet);
-}
-
-/** (Z Lambda)' g - u: the gradient of sum l - |u|^2 / 2 in u. */
-vector dml_gradient(matrix zl, matrix g, data array[,] int col, data array[] int rlp, vector u) {
-  vector[rows(u)] grad = -u;
-  for (r in 1:cols(zl)) {
-    vector[rows(zl)] v = g[ : , rlp[r]] .* zl[ : , r];
-    for (i in 1:rows(zl)) {
-      grad[col[r, i]] += v[i];
-    }
-  }
-  return grad;
 }
 
 /**
@@ -535,8 +545,8 @@ tuple(real, vector) dml_laplace(matrix eta0, matrix zl, data array[,] int col,
   }
   for (it in 1:max_iter) {
     vector[Q] grad = dml_gradient(zl, ob.2, col, rlp, u);
-    vector[Q] delta = dml_solve(blocked, zl, ob.3, dml_psd(ob.3, has_re), grad, col, rlp, Q, D,
-                                bidx, agg_w, agg_v, agg_u).1;
+    vector[Q] delta = dml_solve(blocked, 1, zl, ob.3, dml_psd(ob.3, has_re), grad, col, rlp, Q,
+                                D, bidx, agg_w, agg_v, agg_u).1;
     real step = 1;
     vector[Q] u_new = u + delta;
     ob = dml_obs(family, dlink, dml_eta(eta0, zl, col, rlp, u_new), Y, Yi, trials, cut);
@@ -554,11 +564,11 @@ tuple(real, vector) dml_laplace(matrix eta0, matrix zl, data array[,] int col,
     if (step * max(abs(delta)) < tol * (1 + max(abs(u)))) break;
   }
   // the exact Newton step, then log|H| at its end
-  u += dml_solve(blocked, zl, ob.3, ob.3, dml_gradient(zl, ob.2, col, rlp, u), col, rlp, Q, D,
+  u += dml_solve(blocked, 0, zl, ob.3, ob.3, dml_gradient(zl, ob.2, col, rlp, u), col, rlp, Q, D,
                  bidx, agg_w, agg_v, agg_u).1;
   matrix[N, D] eta = dml_eta(eta0, zl, col, rlp, u);
   ob = dml_obs(family, dlink, eta, Y, Yi, trials, cut);
-  real half_logdet = dml_solve(blocked, zl, ob.3, ob.3, rep_vector(0, Q), col, rlp, Q, D,
+  real half_logdet = dml_solve(blocked, 0, zl, ob.3, ob.3, rep_vector(0, Q), col, rlp, Q, D,
                                bidx, agg_w, agg_v, agg_u).2;
   // the value by the shared densities of dist_functions.stan (equal to ob.1's sum)
   return (sum(dist_log_lik(family, dlink[1], Y, Yi, trials, dist_natural(eta, dlink), cut))

@@ -32,7 +32,8 @@ from scipy import optimize, special, stats
 from ..design.dist import DistDesign, dist_stan_data
 from ..engine import compile_model, resolve_engine, stan_file
 from ..errors import BayesmixError, user_stacklevel
-from ..optimizer import OPTIMIZER_SETTINGS, run_timings, stan_gradient, stan_hessian
+from ..optimizer import (OPTIMIZER_SETTINGS, one_blas_thread, run_timings, stan_gradient,
+                         stan_hessian)
 from ..results.glm import coefmat_text
 from .laplace import DistProblem, fixed_only_loglik, laplace, link_value, theta_size
 
@@ -218,9 +219,10 @@ def fit_dist_ml(design: DistDesign, engine: str = "auto", seed: int = 1,
     resolve_engine(engine)  # an unknown engine fails before any work
     t0 = time.perf_counter()
     prob = DistProblem.from_design(design)
-    x0 = start_values(prob) if inits is None else _inits_to_x(prob, inits)
-    init_dict = _x_to_inits(prob, x0)
-    data = _stan_data(prob, _start_modes(prob, x0))
+    with one_blas_thread():  # small numpy steps: threads cost more than they give
+        x0 = start_values(prob) if inits is None else _inits_to_x(prob, inits)
+        init_dict = _x_to_inits(prob, x0)
+        data = _stan_data(prob, _start_modes(prob, x0))
     code = dist_ml_code()
     tc = time.perf_counter()
     model = compile_model(code, "dist_ml", engine)
@@ -229,8 +231,9 @@ def fit_dist_ml(design: DistDesign, engine: str = "auto", seed: int = 1,
                          accept_line_search_failure=True, hessian=hessian,
                          **OPTIMIZER_SETTINGS)
     t2 = time.perf_counter()
-    fit = dist_ml_result(design, run, data, inits=init_dict, stan_code=code, prob=prob,
-                         hessian=hessian)
+    with one_blas_thread():
+        fit = dist_ml_result(design, run, data, inits=init_dict, stan_code=code, prob=prob,
+                             hessian=hessian)
     t3 = time.perf_counter()
     fit.timing.update(setup=tc - t0, compile=t1 - tc, optimize=run.elapsed,
                       optimize_wall=t2 - t1, postprocess=t3 - t2, total=t3 - t0,
