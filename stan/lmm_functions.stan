@@ -161,7 +161,9 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
   matrix[M, M] S = symmetrize_from_lower_tri(
       ZhZh_low - to_matrix(csr_matrix_times_vector(M * M, n_w, K_w, K_v, K_u, first.2), M, M));
 
+  real log_d = 0;
   if (Q2 > 0) {
+    vector[M] e = append_row(rep_vector(1, Q2), rep_vector(0, P + 1));
     // S <- D' S D with D = diag(Lambda2, I): scalar terms by one diagonal scaling, terms with
     // p_k > 1 level block by level block (never a dense Q2 x Q2 Lambda2)
     vector[M] s = rep_vector(1, M);
@@ -174,7 +176,15 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
       }
       pos += p_term[k] * l_term[k];
     }
-    if (any_scalar) {
+    // D S D + E (E: I on the u2 block) = D (S + D^-1 E D^-1) D for the scalar terms' diagonal
+    // D = diag(s): with no s near 0, 1 / s^2 joins the diagonal below and 2 sum log|s| the
+    // log determinant, and S is never scaled (two passes over M x M fewer); the trailing
+    // (P + 1) block of the factor is the same (D = I there)
+    int unscaled = any_scalar && min(abs(s[1:Q2])) > 1e-6;
+    if (unscaled) {
+      e[1:Q2] = inv_square(s[1:Q2]);
+      log_d = 2 * sum(log(abs(s[1:Q2])));
+    } else if (any_scalar) {
       // (not quad_form_diag, which makes two autodiff nodes per element: these are one each)
       S = diag_pre_multiply(s, diag_post_multiply(S, s));
     }
@@ -192,13 +202,12 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
         pos += l_term[k];
       }
     }
-    // + I on the u2 block
-    S = add_diag(symmetrize_from_lower_tri(S),
-                 append_row(rep_vector(1, Q2), rep_vector(0, P + 1)));
+    // + E on the u2 block (scaled: see above)
+    S = add_diag(symmetrize_from_lower_tri(S), e);
   }
 
   matrix[M, M] L = cholesky_decompose(S);
-  real logdet_A = first.1 + 2 * sum(log(head(diagonal(L), Q2)));
+  real logdet_A = first.1 + log_d + 2 * sum(log(head(diagonal(L), Q2)));
   return (logdet_A, L[(Q2 + 1):M, (Q2 + 1):M]);
 }
 
