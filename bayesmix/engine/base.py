@@ -5,6 +5,9 @@ calls into recorded arguments, and the helpers both engines use to run Stan."""
 from __future__ import annotations
 
 import atexit
+import ctypes
+import ctypes.util
+import functools
 import json
 import os
 import shutil
@@ -193,6 +196,24 @@ def _remove_scratch() -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to release
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand the C heap's free pages back to the OS before Stan runs. Building a large
+    model's data frees hundreds of MB of numpy temporaries that glibc keeps for reuse (its mmap
+    threshold grows as large arrays are freed), and they would sit in this process's resident
+    memory for the whole run beside Stan's (InstEval: 372 -> 218 MB)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
 def run_process(cmd: Sequence[str], *, progress_total: int = 0,
                 show_progress: bool | None = False, chains: int = 1,
                 env: dict | None = None) -> tuple[int, str]:
@@ -203,6 +224,7 @@ def run_process(cmd: Sequence[str], *, progress_total: int = 0,
     stops it and everything it started."""
     progress = SamplingProgress(progress_total, show_progress, chains)
     lines: list[str] = []
+    release_free_memory()
     with subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, start_new_session=True, env=env) as proc:
         try:
