@@ -3,7 +3,9 @@ its numpy mirror): block diagonal when every group-level term has one grouping f
 otherwise. References: glmmTMB 1.1.5 (tests/reference/families/dist_structure.R and .json) on
 a zero-inflated Poisson model with a correlated slope and a zi intercept of one factor (three
 columns of Z per level: the blocked path) and one with crossed factors and a zi term on a
-factor of its own (the dense path).
+factor of its own (the dense path); and two more distributional parameters with formulas of
+their own, against glmmTMB too: beta's precision (`phi = ~ x`, glmmTMB's dispformula) and the
+hurdle probability (`hu = ~ x + (1 | g)`, glmmTMB's ziformula with truncated_poisson).
 
 Tolerances as tests/test_dist_ml.py (issue #17's bar): logLik within 1e-3, estimates and SDs
 within 1e-3 relative or 1e-4 absolute, standard errors within 0.1% (both from the Hessian of
