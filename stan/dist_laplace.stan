@@ -415,17 +415,20 @@ vector dml_gradient(matrix zl, matrix g, data array[,] int col, data array[] int
 }
 
 /**
- * (H^-1 g, log|H| / 2) for H = I + sum_i (Z Lambda)_i' W_i (Z Lambda)_i, W_i = -h_i, where
- * hp (a projection of h, dml_psd) stands in for h wherever H is not positive definite.
+ * (H^-1 g, log|H| / 2) for H = I + sum_i (Z Lambda)_i' W_i (Z Lambda)_i, W_i = -h_i. With
+ * exact_first, Newton's own step is tried and hp (a projection of h, dml_psd, positive
+ * definite) stands in wherever it fails; without it, H comes from hp alone (the final exact
+ * step passes h as hp).
  * blocked: every term has the grouping factor that the CSR matrix agg_* (levels x rows, one 1
  * per row) sums rows by, and u's entry for column a of Z at level j is u[bidx[a, j]]. H is
  * then block diagonal, and each level's R x R block is factored column by column with vectors
- * over the levels (cost linear in the levels), from h where that block is positive definite
- * (Newton's own steps: quadratic convergence near the mode) and from hp where it is not.
+ * over the levels (cost linear in the levels); with exact_first from h where that block is
+ * positive definite (quadratic convergence near the mode) and from hp, factored only then,
+ * where it is not.
  * Otherwise, with exact_first, Newton's own step H^-1 g by an LU factor of H wherever it ascends
  * (g' H^-1 g > 0: near the mode, where H is positive definite, quadratic convergence; its
- * log|H| is then NaN, unused during the iterations), else and without exact_first a Cholesky
- * factor of the H that hp gives (positive definite).
+ * log|H| is then NaN, unused during the iterations), else a Cholesky factor of the H that hp
+ * gives.
  */
 tuple(vector, real) dml_solve(int blocked, int exact_first, matrix zl, matrix h, matrix hp,
                               vector g, data array[,] int col, data array[] int rlp, int Q, int D,
@@ -450,8 +453,11 @@ tuple(vector, real) dml_solve(int blocked, int exact_first, matrix zl, matrix h,
   array[R] vector[nl] z;
   vector[Q] out;
   real half_logdet = 0;
+  // m = 1: the factor of h (exact_first) or of hp; m = 2: of hp, where h's block is not
+  // positive definite
   for (m in 1:2) {
-    matrix[N, D * D] hm = m == 1 ? h : hp;
+    if (m == 2 && (!exact_first || min(pd) == 1)) break;
+    matrix[N, D * D] hm = m == 1 && exact_first ? h : hp;
     for (b in 1:R) {
       for (a in b:R) {
         vector[nl] hab = csr_matrix_times_vector(nl, N, agg_w, agg_v, agg_u,
@@ -459,7 +465,7 @@ tuple(vector, real) dml_solve(int blocked, int exact_first, matrix zl, matrix h,
                                                  .* zl[ : , a] .* zl[ : , b]);
         if (a == b) hab += 1;
         for (c in 1:(b - 1)) hab -= Lc[m, a, c] .* Lc[m, b, c];
-        if (a == b && m == 1) {
+        if (a == b && m == 1 && exact_first) {
           for (j in 1:nl) if (!(hab[j] > 1e-8)) pd[j] = 0;
           hab = fmax(hab, 1e-8);  // not used where pd = 0
         }
@@ -468,7 +474,9 @@ tuple(vector, real) dml_solve(int blocked, int exact_first, matrix zl, matrix h,
     }
   }
   for (b in 1:R) {
-    for (a in b:R) Lc[1, a, b] = pd .* Lc[1, a, b] + (1 - pd) .* Lc[2, a, b];
+    if (min(pd) < 1) {
+      for (a in b:R) Lc[1, a, b] = pd .* Lc[1, a, b] + (1 - pd) .* Lc[2, a, b];
+    }
     half_logdet += sum(log(Lc[1, b, b]));
   }
   for (a in 1:R) {  // forward: L z = g

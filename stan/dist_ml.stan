@@ -80,13 +80,11 @@ transformed data {
       if (l_term[k] != nl) blocked = 0;
       for (i in 1:N) if (J[k, i] != J[1, i]) blocked = 0;
     }
-    if (n_terms > 0) {
+    if (blocked) {
       array[nl] int count = rep_array(0, nl);
       for (i in 1:N) count[J[1, i]] += 1;
       agg_u[1] = 1;
       for (j in 1:nl) agg_u[j + 1] = agg_u[j] + count[j];
-    }
-    if (blocked) {
       r = 0;
       q0 = 0;
       for (k in 1:n_terms) {

@@ -407,7 +407,7 @@ def _newton_system(prob: DistProblem, zl, h, hp, grad, layout):
     vals, cols, lps = zl
     R = vals.shape[1]
     if layout is None:
-        for hh in (h, hp):
+        for hh in ((h,) if hp is h else (h, hp)):
             H = np.eye(prob.q)
             for r in range(R):
                 for s in range(R):
@@ -418,7 +418,7 @@ def _newton_system(prob: DistProblem, zl, h, hp, grad, layout):
             except np.linalg.LinAlgError:
                 if hh is hp:
                     raise
-                continue
+                continue  # the projected weights next
             delta = np.linalg.solve(Lc.T, np.linalg.solve(Lc, grad))
             return delta, 2.0 * float(np.sum(np.log(np.diag(Lc))))
     level, bidx = layout
