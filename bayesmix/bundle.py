@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from .engine.base import EngineInfo, RunResult, write_json
+from .engine.stanfiles import user_header
 from .errors import BayesmixError
 from .priors import PriorError
 from .registry import EXPORT, provide, restorer
@@ -61,6 +62,9 @@ def export(fit: Any, path: str | os.PathLike) -> str:
         outputs = []
         if run is not None:
             (tmp / "model.stan").write_text(fit.stan_code)
+            header = user_header(fit.stan_code)
+            if header is not None:  # for CmdStan (bayesmix compiles its own copy)
+                shutil.copy2(header, tmp / USER_HEADER)
             write_json(tmp / "data.json", fit.stan_data)
             if fit.inits is not None:
                 write_json(tmp / "inits.json", fit.inits)
@@ -88,6 +92,7 @@ def export(fit: Any, path: str | os.PathLike) -> str:
             "outputs": outputs, "return_code": run.return_code if run else 0,
             "elapsed": run.elapsed if run else 0.0,
             "inits": "inits.json" if run is not None and fit.inits is not None else None,
+            "user_header": USER_HEADER if (tmp / USER_HEADER).exists() else None,
             "fit": fit.export_meta(),
         }
         if hasattr(fit, "export_runs"):  # a Laplace fit's optimize run ("mode")
@@ -305,6 +310,7 @@ def _program_name(meta: dict) -> str:
             "dist_nuts": "dist_nuts"}.get(meta["kind"], "model")
 
 
+USER_HEADER = "user_header.hpp"  # CmdStan's default name for a program's C++ functions
 RERUN_OUTPUT = "rerun.csv"  # the README's CmdStan output: never the bundle's own CSV
 RERUN_MODE = "rerun-mode.csv"  # a Laplace bundle's rerun optimize output (not mode.csv)
 
@@ -332,6 +338,20 @@ def _cmdstan_lines(meta: dict) -> str:
     return f"./model {' '.join(opt)}\n./model {' '.join(lap)}"
 
 
+def _make_line(meta: dict) -> str:
+    from .engine.cmdstan import user_header_args
+    header = meta.get("user_header")
+    args = user_header_args(f'"$PWD/{header}"' if header else None)
+    return " ".join(['make -C "$CMDSTAN"', *args, '"$PWD/model"'])
+
+
+def _header_note(meta: dict) -> str:
+    if not meta.get("user_header"):
+        return ""
+    return (f", with the C++ functions of `{meta['user_header']}` that `model.stan` declares"
+            " without a body")
+
+
 def _readme(meta: dict, target: Path) -> str:
     from .engine.cmdstan import cmdstan_output_files
     init = meta["inits"] is not None
@@ -353,10 +373,10 @@ versions, compiler flags) and `model_data.csv` (the rows the model used).
 ## Rerun with CmdStan
 
 In this folder (or a copy of it), with `CMDSTAN` set to a CmdStan installation
-(2.33 or newer); the first line compiles `model.stan` into `./model`:
+(2.33 or newer); the first line compiles `model.stan` into `./model`{_header_note(meta)}:
 
 ```bash
-make -C "$CMDSTAN" "$PWD/model"
+{_make_line(meta)}
 {_cmdstan_lines(meta)}
 ```
 {_laplace_note(meta)}

@@ -61,10 +61,7 @@ transformed data {
   array[R, N] int col;
   real lp_const = glmm_lp_const(family, y, trials);
   int q1 = p_term[1] * l_term[1];
-  vector[size(hs_v)] hs_w = rep_vector(1, size(hs_v));
   vector[N * R] gr_w = rep_vector(1, N * R);
-  vector[n_cell] cell_one = rep_vector(1, n_cell);
-  array[n_cell] int cell_seq = linspaced_int_array(n_cell, 1, max(n_cell, 1));
   if (n_slot != (q1 + n_cell) * p_term[1] + n_h22) {
     reject("n_slot = ", n_slot, ", the terms and cells need ", (q1 + n_cell) * p_term[1] + n_h22);
   }
@@ -110,10 +107,8 @@ model {
   real phi = has_phi ? exp(log_phi[1]) : 1.0;
   tuple(real, vector[Q]) lap = glmm_laplace(X * beta + offs, glmm_zlambda(theta, Zr, p_term), col,
                                          Q, q1, p_term[1], family, link, y, trials, phi,
-                                         max_newton, newton_tol, u_start, hs_base, hs_w,
-                                         hs_v, hs_u,
-                                         gr_w, gr_v, gr_u, cell_row, cell_lev, cell_one,
-                                         cell_seq, row_v, row_u, lev_u, pair_a, pair_b, s_w,
-                                         s_v, s_u);
+                                         max_newton, newton_tol, u_start, hs_base, hs_v,
+                                         hs_u, gr_w, gr_v, gr_u, cell_row, cell_lev, row_v,
+                                         row_u, lev_u, pair_a, pair_b, s_w, s_v, s_u);
   target += lap.1 + lp_const;
 }

@@ -343,7 +343,11 @@ def test_bundle_readme_command_reruns_under_cmdstan(bundles, cmdstan_home, tmp_p
     shutil.copytree(bundles[name], folder)
     meta = json.loads((folder / "run.json").read_text())
     script = _readme_bash(folder)
-    assert script.splitlines()[0] == 'make -C "$CMDSTAN" "$PWD/model"'
+    # glmer's program declares C++ functions (its mode): the bundle carries their header
+    header = (' STANCFLAGS=--allow-undefined USER_HEADER="$PWD/user_header.hpp"'
+              if name == "glmer" else "")
+    assert meta["user_header"] == ("user_header.hpp" if header else None)
+    assert script.splitlines()[0] == f'make -C "$CMDSTAN"{header} "$PWD/model"'
     built = _engine_build((folder / "model.stan").read_text())
     if built is not None and not os.environ.get("BAYESMIX_TEST_CMDSTAN_FRESH_MAKE"):
         shutil.copy2(built, folder / "model")

@@ -6,7 +6,6 @@ engine, Stan version, compiler flags and seeds used."""
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -14,36 +13,10 @@ from ..errors import BayesmixError
 from .base import Engine, EngineInfo, RunResult
 from .bundled import BundledModel
 from .cmdstan import CmdStanEngineModel, cmdstan_available
+from .stanfiles import inline_includes, stan_dir, stan_file, user_header
 from .toolchain import bundled_toolchain, cache_root
 
 ENGINES = ("auto", "bundled", "cmdstan")
-_INCLUDE = re.compile(r"^\s*#include\s+[<\"]?([\w./-]+)[>\"]?\s*$", re.M)
-
-
-def stan_dir() -> Path:
-    """The folder of static Stan files (`stan/` in the repo, `bayesmix/_stan` installed)."""
-    installed = Path(__file__).parents[1] / "_stan"
-    return installed if installed.is_dir() else Path(__file__).parents[2] / "stan"
-
-
-def stan_file(name: str) -> str:
-    """A static Stan file with every `#include` inlined (self-contained code)."""
-    path = stan_dir() / name
-    if not path.exists():
-        raise BayesmixError(f"no Stan file {name!r} in {stan_dir()}")
-    return inline_includes(path.read_text())
-
-
-def inline_includes(code: str, seen: frozenset[str] = frozenset()) -> str:
-    def repl(m: re.Match) -> str:
-        name = m.group(1)
-        if name in seen:
-            raise BayesmixError(f"recursive #include of {name}")
-        body = (stan_dir() / name).read_text()
-        return f"// ---- {name} ----\n" + inline_includes(body, seen | {name}).rstrip() + "\n"
-    return _INCLUDE.sub(repl, code)
-
-
 def resolve_engine(engine: str = "auto") -> str:
     if engine not in ENGINES:
         raise BayesmixError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
@@ -66,4 +39,4 @@ def compile_model(code: str, name: str = "model", engine: str = "auto"):
 
 __all__ = ["BundledModel", "CmdStanEngineModel", "Engine", "EngineInfo", "RunResult",
            "cache_root", "cmdstan_available", "compile_model", "bundled_toolchain",
-           "inline_includes", "resolve_engine", "stan_dir", "stan_file"]
+           "inline_includes", "resolve_engine", "stan_dir", "stan_file", "user_header"]

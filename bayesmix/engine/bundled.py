@@ -17,6 +17,7 @@ from .base import (Engine, EngineInfo, RunResult, _last_csv_row, _seed, run_proc
                    stan_messages, write_json)
 from .cache import atomic_build, cache_errors, run_compiler
 from .console import timed
+from .stanfiles import user_header
 from .toolchain import LIBS, Toolchain, bundled_toolchain, wait_for
 
 class BundledModel(Engine):
@@ -27,7 +28,9 @@ class BundledModel(Engine):
         self.code = code
         self.name = name
         self.toolchain = toolchain or bundled_toolchain()
-        self.key = hashlib.sha256((code + self.toolchain.key).encode()).hexdigest()[:20]
+        self.header = user_header(code)  # C++ of the functions declared without a body
+        extra = self.header.read_text() if self.header else ""
+        self.key = hashlib.sha256((code + self.toolchain.key + extra).encode()).hexdigest()[:20]
         self.compile_seconds = 0.0
         self.built = False  # whether this instance ran the compiler
         self.exe = self._compile()
@@ -66,7 +69,8 @@ class BundledModel(Engine):
         return exe_dir / "model"
 
     def _stanc(self, stan_file: Path, hpp: Path) -> None:
-        proc = run_compiler([str(self.toolchain.stanc), f"--name={self.name}_model",
+        undefined = ["--allow-undefined"] if self.header else []
+        proc = run_compiler([str(self.toolchain.stanc), f"--name={self.name}_model", *undefined,
                              str(stan_file), f"--o={hpp}"])
         if proc.returncode != 0:
             raise StanError(f"stanc rejected the program {self.name!r}:\n"
@@ -85,8 +89,9 @@ class BundledModel(Engine):
         hpp = tmp / "model.hpp"
         self._stanc(stan_file, hpp)
         with timed(f"compiling the Stan program {self.name!r}"):
-            proc = run_compiler([tc.cxx, *tc.flags, f"-I{tc.include}", "-x", "c++", "-c", str(hpp),
-                                 "-o", str(tmp / "model.o")])
+            header = ["-include", str(self.header)] if self.header else []
+            proc = run_compiler([tc.cxx, *tc.flags, f"-I{tc.include}", *header, "-x", "c++", "-c",
+                                 str(hpp), "-o", str(tmp / "model.o")])
         if proc.returncode != 0:
             raise StanError(f"C++ compilation of {self.name!r} failed:\n{proc.stderr[-4000:]}")
         hpp.unlink()

@@ -31,6 +31,7 @@ from ..errors import StanError
 from .base import (OPTIMIZE_SOFT_FAILURE, Engine, EngineInfo, RunResult, _seed,
                    import_cmdstanpy, run_process, stan_messages, write_json)
 from .cache import atomic_build, run_compiler
+from .stanfiles import user_header
 from .toolchain import cache_root
 
 logger = logging.getLogger("bayesmix")
@@ -136,6 +137,11 @@ def _make() -> str:
     return os.environ.get("MAKE", "make")
 
 
+def user_header_args(header: Path | str | None) -> list[str]:
+    """make's variables for a program whose functions include C++ ones (`user_header`)."""
+    return ["STANCFLAGS=--allow-undefined", f"USER_HEADER={header}"] if header else []
+
+
 def _stan_version(home: Path) -> str:
     header = home / "stan" / "src" / "stan" / "version.hpp"
     if header.exists():
@@ -223,9 +229,11 @@ class CmdStanEngineModel(Engine):
     def __init__(self, code: str, name: str = "model"):
         self.code, self.name = code, name
         self.setup = cmdstan_setup()
+        self.header = user_header(code)  # C++ of the functions declared without a body
         # Keyed like the bundled engine's programs: by code and build settings, not by
         # name (a bundle reruns its program as "model"; the name only labels the CSV).
-        self.key = hashlib.sha256((code + "\0" + self.setup.key).encode()).hexdigest()[:20]
+        extra = "\0" + self.header.read_text() if self.header else ""
+        self.key = hashlib.sha256((code + "\0" + self.setup.key + extra).encode()).hexdigest()[:20]
         self.compile_seconds = 0.0
         self.built = False  # whether this instance ran make
         self.exe = self._compile()
@@ -251,7 +259,8 @@ class CmdStanEngineModel(Engine):
     def _build(self, tmp: Path) -> None:
         (tmp / f"{self.name}.stan").write_text(self.code)
         # make -C: CmdStan's makefile builds any `<path>` from `<path>.stan`
-        proc = run_compiler([_make(), "-C", str(self.setup.home), str(tmp / self.name)])
+        proc = run_compiler([_make(), "-C", str(self.setup.home), *user_header_args(self.header),
+                             str(tmp / self.name)])
         transcript = proc.stdout + proc.stderr
         # The transcript (stanc's warnings included) is kept, not shown.
         (tmp / "compile.log").write_text(transcript)

@@ -1,0 +1,497 @@
+// The conditional mode u* of glmer's Laplace approximation, in plain double arithmetic.
+//
+// glmer.stan declares `glmm_mode` and `glmm_half_logdet` without a body (stanc --allow-undefined); this header
+// defines it (bayesmix's engine compiles it in; CmdStan takes it as USER_HEADER). It runs
+// the Newton iterations for the conditional mode on the values of its arguments, and the
+// log-determinant of the Laplace Hessian with its gradient from a selected inverse, so neither
+// lands on Stan's autodiff tape (before, every iteration and factorization was taped: at 10^5
+// rows that tape held gigabytes). The mode's dependence on the parameters enters the
+// program's gradient through one extra term (the implicit function theorem; glmm_laplace).
+//
+// Stan's generated code calls them unqualified from inside the model's namespace, so a
+// definition in the global namespace is found whatever the program is called.
+#ifndef BAYESMIX_GLMM_MODE_HPP
+#define BAYESMIX_GLMM_MODE_HPP
+
+#include <stan/math.hpp>
+#include <Eigen/Dense>
+#include <cmath>
+#include <limits>
+#include <ostream>
+#include <stdexcept>
+#include <vector>
+
+namespace bayesmix_glmm {
+
+using Vec = Eigen::VectorXd;
+using Mat = Eigen::MatrixXd;
+using Ints = std::vector<int>;
+
+// Per observation (glmm_obs): the log density without constants, the score d lp / d eta,
+// the Newton weight -d^2 lp / d eta^2, the Fisher weight mu_eta^2 / Var(y) and its derivative
+// in eta, wf (2 mu''/mu' - mu' Var'/Var). Returns the sum of the log densities.
+struct Terms {
+  Vec s, wn, wf, dwf;
+  explicit Terms(Eigen::Index n) : s(n), wn(n), wf(n), dwf(n) {}
+};
+
+inline double obs(int family, int link, const Vec& eta, const Vec& y, const Vec& ntr,
+                  double phi, Terms& t) {
+  using stan::math::lgamma;
+  double lp_sum = 0;
+  for (Eigen::Index i = 0; i < eta.size(); ++i) {
+    const double e = eta[i];
+    double lp, h, dmu_dlogv;
+    if (family == 1) {
+      // binomial: r1 = mu' / mu, r0 = mu' / (1 - mu), h = mu'' / mu'
+      double lmu, l1mu, r1, r0;
+      if (link == 1) {
+        lmu = stan::math::log_inv_logit(e);
+        l1mu = stan::math::log1m_inv_logit(e);
+        r1 = std::exp(l1mu);
+        r0 = std::exp(lmu);
+        h = r1 - r0;
+      } else if (link == 2) {
+        const double lphi = -0.5 * e * e - 0.5 * std::log(2 * stan::math::pi());
+        lmu = stan::math::std_normal_lcdf(e);
+        l1mu = stan::math::std_normal_lccdf(e);
+        r1 = std::exp(lphi - lmu);
+        r0 = std::exp(lphi - l1mu);
+        h = -e;
+      } else if (link == 3) {
+        const double ee = std::exp(e);
+        l1mu = -ee;
+        lmu = stan::math::log1m_exp(-ee);
+        r0 = ee;
+        r1 = ee / std::expm1(ee);
+        h = 1 - ee;
+      } else {  // log
+        lmu = e;
+        l1mu = stan::math::log1m_exp(e);
+        r1 = 1;
+        r0 = std::exp(e - l1mu);
+        h = 1;
+      }
+      const double yi = y[i], fi = ntr[i] - y[i];
+      lp = yi * lmu + fi * l1mu;
+      t.s[i] = yi * r1 - fi * r0;
+      t.wf[i] = ntr[i] * r1 * r0;
+      t.wn[i] = yi * r1 * r1 + fi * r0 * r0 - t.s[i] * h;
+      dmu_dlogv = r1 - r0;  // mu' (1 - 2 mu) / (mu (1 - mu))
+    } else {
+      double mu, dmu, lmu, V, dlogV;
+      if (link == 4) {
+        mu = std::exp(e), dmu = mu, h = 1, lmu = e;
+      } else if (link == 5) {
+        mu = e, dmu = 1, h = 0, lmu = std::log(mu);
+      } else if (link == 6) {
+        mu = 1 / e, dmu = -mu * mu, h = -2 * mu, lmu = std::log(mu);
+      } else {  // sqrt
+        mu = e * e, dmu = 2 * e, h = 1 / e, lmu = std::log(mu);
+      }
+      const double yi = y[i];
+      if (family == 2) {
+        V = mu, dlogV = 1 / mu;
+        lp = yi * lmu - mu;
+      } else if (family == 3) {
+        const double lpm = std::log(phi + mu);
+        V = mu + mu * mu / phi;
+        dlogV = (1 + 2 * mu / phi) / V;
+        lp = lgamma(yi + phi) - lgamma(phi) + phi * (std::log(phi) - lpm) + yi * (lmu - lpm);
+      } else {  // Gamma with shape phi
+        V = mu * mu / phi;
+        dlogV = 2 / mu;
+        lp = phi * (std::log(phi) - lmu - yi / mu) - lgamma(phi) + (phi - 1) * std::log(yi);
+      }
+      t.s[i] = (yi - mu) * dmu / V;
+      t.wf[i] = dmu * dmu / V;
+      t.wn[i] = t.wf[i] - t.s[i] * (h - dmu * dlogV);
+      dmu_dlogv = dmu * dlogV;
+    }
+    t.dwf[i] = t.wf[i] * (2 * h - dmu_dlogv);
+    lp_sum += lp;
+  }
+  return lp_sum;
+}
+
+// eta0 + Z Lambda u from the row-wise non-zeros (glmm_eta)
+inline Vec eta_of(const Vec& eta0, const Mat& zl, const std::vector<Ints>& col, const Vec& u) {
+  Vec eta = eta0;
+  for (Eigen::Index r = 0; r < zl.cols(); ++r)
+    for (Eigen::Index i = 0; i < zl.rows(); ++i) eta[i] += zl(i, r) * u[col[r][i] - 1];
+  return eta;
+}
+
+// y += A x for the CSR matrix with values w (or ones), 1-based column indices v, row starts u
+inline void csr_add(Vec& y, const Vec* w, const Ints& v, const Ints& u, const Vec& x) {
+  for (size_t row = 0; row + 1 < u.size(); ++row) {
+    double acc = 0;
+    for (int j = u[row] - 1; j < u[row + 1] - 1; ++j) acc += (w ? (*w)[j] : 1.0) * x[v[j] - 1];
+    y[row] += acc;
+  }
+}
+
+// The sparse structure of H = Lambda'Z'WZ Lambda + I (bayesmix.lmm.sparsity), as glmer.stan's
+// data hold it: the first term's level blocks, the cells of H21 (sorted by level, then row),
+// H22's non-zeros and the pairs of cells that share a level, with maps to S.
+struct Structure {
+  const std::vector<Ints>& col;
+  const Vec& hs_base;
+  const Ints &hs_v, &hs_u, &gr_v, &gr_u, &cell_row, &cell_lev, &row_v, &row_u, &lev_u;
+  const Ints &pair_a, &pair_b;
+  const Vec& s_w;
+  const Ints &s_v, &s_u;
+  int q1, p1;
+};
+
+// Every index of the structure within range (the data may come from an edited bundle; the
+// loops below do not check).
+inline void check(const Structure& st, Eigen::Index N, Eigen::Index R, Eigen::Index Q,
+                  Eigen::Index n_slot) {
+  auto within = [](const Ints& v, long lo, long hi, const char* what) {
+    for (int x : v)
+      if (x < lo || x > hi) throw std::domain_error(std::string("glmm: index out of range in ") + what);
+  };
+  auto starts = [&](const Ints& u, long rows, long n, const char* what) {
+    if (static_cast<long>(u.size()) != rows + 1 || u.front() != 1 || u.back() != n + 1)
+      throw std::domain_error(std::string("glmm: bad row starts ") + what);
+    for (size_t k = 1; k < u.size(); ++k)
+      if (u[k] < u[k - 1]) throw std::domain_error(std::string("glmm: bad row starts ") + what);
+  };
+  const long q1 = st.q1, p1 = st.p1, l1 = q1 / std::max(p1, 1L), q2 = Q - q1;
+  const long n_cell = static_cast<long>(st.cell_row.size());
+  if (p1 < 1 || q1 % p1 != 0 || q2 < 0 || static_cast<long>(st.col.size()) != R || R < p1
+      || static_cast<long>(st.s_u.size()) != q2 * q2 + 1 || st.hs_base.size() != n_slot
+      || n_slot < (q1 + n_cell) * p1 || st.cell_lev.size() != st.cell_row.size()
+      || st.pair_b.size() != st.pair_a.size() || st.s_w.size() != static_cast<long>(st.s_v.size()))
+    throw std::domain_error("glmm: inconsistent sizes in the sparse structure");
+  for (const Ints& c : st.col) {
+    if (static_cast<Eigen::Index>(c.size()) != N) throw std::domain_error("glmm: col has the wrong size");
+    within(c, 1, Q, "col");
+  }
+  for (Eigen::Index i = 0; i < N; ++i)
+    if (st.col[0][i] > q1) throw std::domain_error("glmm: col[1] leaves the first term");
+  for (Eigen::Index r = p1; r < R; ++r) within(st.col[r], q1 + 1, Q, "col");
+  starts(st.hs_u, n_slot, st.hs_v.size(), "hs_u");
+  within(st.hs_v, 1, N * (R * (R + 1) / 2), "hs_v");
+  starts(st.gr_u, Q, st.gr_v.size(), "gr_u");
+  within(st.gr_v, 1, N * R, "gr_v");
+  within(st.cell_row, 1, q2, "cell_row");
+  within(st.cell_lev, 1, l1, "cell_lev");
+  starts(st.lev_u, l1, n_cell, "lev_u");
+  for (long j = 0; j < l1; ++j)
+    for (int c = st.lev_u[j]; c < st.lev_u[j + 1]; ++c)
+      if (st.cell_lev[c - 1] != j + 1) throw std::domain_error("glmm: cells not sorted by level");
+  within(st.pair_a, 1, n_cell, "pair_a");
+  within(st.pair_b, 1, n_cell, "pair_b");
+  starts(st.s_u, q2 * q2, st.s_v.size(), "s_u");
+  within(st.s_v, 1, (n_slot - (q1 + n_cell) * p1) + static_cast<long>(st.pair_a.size()), "s_v");
+}
+
+// The factor of H = [[A, H21'], [H21, H22]] by elimination of the first term (A block
+// diagonal, one p1 x p1 block per level): L = [[L_A, 0], [L21, L_S]], L21 = H21 L_A^-T kept
+// as its cells (Lc, column c = cell c), L_S the factor of S = H22 - L21 L21'.
+struct Factor {
+  std::vector<Eigen::LLT<Mat>> LA;
+  Mat Lc;
+  Eigen::LLT<Mat> LS;
+  int q2 = 0;
+  double half_logdet = 0;  // log|H| / 2
+};
+
+inline Factor factor(const Structure& st, const Mat& zl, const Vec& w) {
+  const Eigen::Index N = zl.rows(), R = zl.cols();
+  const int q1 = st.q1, p1 = st.p1, l1 = q1 / p1;
+  const int n_cell = static_cast<int>(st.cell_row.size());
+  // H's slots from the pair products w_i (Z Lambda)_ir (Z Lambda)_is (glmm_hessian_blocks)
+  Vec pt(N * (R * (R + 1) / 2));
+  Eigen::Index pos = 0;
+  for (Eigen::Index a = 0; a < R; ++a)
+    for (Eigen::Index b = 0; b <= a; ++b, pos += N)
+      pt.segment(pos, N) = w.cwiseProduct(zl.col(a)).cwiseProduct(zl.col(b));
+  Vec hv = st.hs_base;
+  csr_add(hv, nullptr, st.hs_v, st.hs_u, pt);
+  const Eigen::Index nA = static_cast<Eigen::Index>(q1) * p1;
+  const Eigen::Index nC = static_cast<Eigen::Index>(n_cell) * p1;
+  Eigen::Map<const Mat> A(hv.data(), p1, q1);
+  Eigen::Map<const Mat> Hc(hv.data() + nA, p1, n_cell);
+  Factor f;
+  f.LA.resize(l1);
+  for (int j = 0; j < l1; ++j) {
+    f.LA[j].compute(A.middleCols(j * p1, p1));  // reads the lower triangle
+    if (f.LA[j].info() != Eigen::Success)
+      throw std::domain_error("glmm: a level block of the Laplace Hessian is not positive definite");
+    f.half_logdet += f.LA[j].matrixLLT().diagonal().array().log().sum();
+  }
+  f.Lc.resize(p1, n_cell);
+  for (int c = 0; c < n_cell; ++c)
+    f.Lc.col(c) = f.LA[st.cell_lev[c] - 1].matrixL().solve(Hc.col(c));
+  const Eigen::Index n_h22 = hv.size() - nA - nC;
+  f.q2 = static_cast<int>(st.s_u.size() > 0 ? std::lround(std::sqrt(st.s_u.size() - 1.0)) : 0);
+  if (f.q2 > 0) {
+    const size_t n_pair = st.pair_a.size();
+    Vec sv(n_h22 + static_cast<Eigen::Index>(n_pair));
+    sv.head(n_h22) = hv.tail(n_h22);
+    for (size_t k = 0; k < n_pair; ++k)
+      sv[n_h22 + k] = f.Lc.col(st.pair_a[k] - 1).dot(f.Lc.col(st.pair_b[k] - 1));
+    Vec S = Vec::Zero(static_cast<Eigen::Index>(f.q2) * f.q2);
+    csr_add(S, &st.s_w, st.s_v, st.s_u, sv);
+    f.LS.compute(Eigen::Map<Mat>(S.data(), f.q2, f.q2));
+    if (f.LS.info() != Eigen::Success)
+      throw std::domain_error("glmm: the Schur complement of the Laplace Hessian is not positive definite");
+    f.half_logdet += f.LS.matrixLLT().diagonal().array().log().sum();
+  }
+  return f;
+}
+
+// H^-1 r with the factor (glmm_block_solve)
+inline Vec solve(const Structure& st, const Factor& f, const Vec& r) {
+  const int q1 = st.q1, p1 = st.p1, l1 = q1 / p1, q2 = f.q2;
+  Vec y1(q1);
+  for (int j = 0; j < l1; ++j)
+    y1.segment(j * p1, p1) = f.LA[j].matrixL().solve(r.segment(j * p1, p1));
+  Vec x(q1 + q2);
+  if (q2 > 0) {
+    Vec rhs = r.tail(q2);
+    for (Eigen::Index c = 0; c < f.Lc.cols(); ++c)
+      rhs[st.cell_row[c] - 1] -= f.Lc.col(c).dot(y1.segment((st.cell_lev[c] - 1) * p1, p1));
+    x.tail(q2) = f.LS.solve(rhs);
+    for (Eigen::Index c = 0; c < f.Lc.cols(); ++c)
+      y1.segment((st.cell_lev[c] - 1) * p1, p1) -= x[q1 + st.cell_row[c] - 1] * f.Lc.col(c);
+  }
+  for (int j = 0; j < l1; ++j)
+    x.segment(j * p1, p1) = f.LA[j].matrixU().solve(y1.segment(j * p1, p1));
+  return x;
+}
+
+// (Z Lambda)' v, from the row-wise non-zeros
+inline Vec zl_t(const Structure& st, const Mat& zl, const Vec& v) {
+  Mat zs = zl.array().colwise() * v.array();
+  Vec g = Vec::Zero(st.gr_u.size() - 1);
+  csr_add(g, nullptr, st.gr_v, st.gr_u, Eigen::Map<const Vec>(zs.data(), zs.size()));
+  return g;
+}
+
+// For every row i with non-zeros z_i (its R columns of Z Lambda) and M_i the R x R block of
+// H^-1 at those columns: lev_i = z_i' M_i z_i and the rows M_i z_i. Only those entries of H^-1
+// are formed (a selected inverse): per level of the first term
+//   H^-1_11 = L_A^-T (I + Lc S^-1 Lc') L_A^-1   (Lc: the level's cells, S^-1 at their rows),
+//   H^-1_21 = -S^-1 L21 L_A^-1,   H^-1_22 = S^-1.
+struct RowInverse {
+  Vec lev;
+  Mat Mz;
+};
+
+inline RowInverse row_inverse(const Structure& st, const Factor& f, const Mat& zl) {
+  const Eigen::Index N = zl.rows(), R = zl.cols();
+  const int q1 = st.q1, p1 = st.p1, l1 = q1 / p1, q2 = f.q2;
+  Mat Sinv;
+  if (q2 > 0) Sinv = f.LS.solve(Mat::Identity(q2, q2));
+  Mat A11(p1, q1);  // H^-1_11, level by level
+  std::vector<Mat> LinvT(l1);  // L_A^-T, level by level
+  for (int j = 0; j < l1; ++j) {
+    const int c0 = st.lev_u[j] - 1, n = st.lev_u[j + 1] - 1 - c0;
+    Mat inner = Mat::Identity(p1, p1);
+    if (n > 0 && q2 > 0) {
+      Mat G(n, n);
+      for (int a = 0; a < n; ++a)
+        for (int b = 0; b < n; ++b)
+          G(a, b) = Sinv(st.cell_row[c0 + a] - 1, st.cell_row[c0 + b] - 1);
+      const auto Lcj = f.Lc.middleCols(c0, n);
+      inner.noalias() += Lcj * G * Lcj.transpose();
+    }
+    LinvT[j] = f.LA[j].matrixU().solve(Mat::Identity(p1, p1));
+    A11.middleCols(j * p1, p1) = LinvT[j] * inner * LinvT[j].transpose();
+  }
+  RowInverse out{Vec(N), Mat(N, R)};
+  Mat M(R, R);
+  Vec e(p1);
+  for (Eigen::Index i = 0; i < N; ++i) {
+    const int j = (st.col[0][i] - 1) / p1;
+    M.topLeftCorner(p1, p1) = A11.middleCols(j * p1, p1);
+    if (R > p1) {
+      const int c0 = st.lev_u[j] - 1, c1 = st.lev_u[j + 1] - 1;
+      for (Eigen::Index r = p1; r < R; ++r) {
+        const int a = st.col[r][i] - 1 - q1;
+        e.setZero();
+        for (int c = c0; c < c1; ++c) e += Sinv(st.cell_row[c] - 1, a) * f.Lc.col(c);
+        M.block(0, r, p1, 1) = -LinvT[j] * e;
+        M.block(r, 0, 1, p1) = M.block(0, r, p1, 1).transpose();
+        for (Eigen::Index s = p1; s <= r; ++s)
+          M(r, s) = M(s, r) = Sinv(a, st.col[s][i] - 1 - q1);
+      }
+    }
+    const Vec z = zl.row(i).transpose();
+    const Vec mz = M * z;
+    out.Mz.row(i) = mz.transpose();
+    out.lev[i] = z.dot(mz);
+  }
+  return out;
+}
+
+// Newton's method with step halving on g(u) = log p(y | u) - |u|^2 / 2 from u_start (u = 0
+// where g is not finite there), with the Fisher weights while any Newton weight is negative.
+inline Vec mode(const Vec& eta0, const Mat& zl, int family, int link, const Vec& y,
+                const Vec& ntr, double phi, int max_iter, double tol, const Vec& u_start,
+                const Structure& st) {
+  const Eigen::Index N = eta0.size();
+  Vec u = u_start;
+  Terms t(N), t_new(N);
+  double g = obs(family, link, eta_of(eta0, zl, st.col, u), y, ntr, phi, t) - 0.5 * u.squaredNorm();
+  if (!std::isfinite(g)) {
+    u.setZero();
+    g = obs(family, link, eta0, y, ntr, phi, t);
+  }
+  for (int it = 0; it < max_iter; ++it) {
+    const Vec& w = t.wn.minCoeff() < 0 ? t.wf : t.wn;
+    const Vec delta = solve(st, factor(st, zl, w), zl_t(st, zl, t.s) - u);
+    double step = 1;
+    Vec u_new = u + delta;
+    double g_new = obs(family, link, eta_of(eta0, zl, st.col, u_new), y, ntr, phi, t_new)
+                   - 0.5 * u_new.squaredNorm();
+    for (int halvings = 0; !(g_new >= g - 1e-10 * (1 + std::abs(g))) && halvings < 30; ++halvings) {
+      step *= 0.5;
+      u_new = u + step * delta;
+      g_new = obs(family, link, eta_of(eta0, zl, st.col, u_new), y, ntr, phi, t_new)
+              - 0.5 * u_new.squaredNorm();
+    }
+    u.swap(u_new);
+    std::swap(t, t_new);
+    g = g_new;
+    if (step * delta.cwiseAbs().maxCoeff() < tol * (1 + u.cwiseAbs().maxCoeff())) break;
+  }
+  return u;
+}
+
+// d value / d eta for lme4's Gamma value: the density at the dispersion dev(mu) / N (shape
+// phi_d = N / dev), whose derivative runs through every mean.
+inline Vec gamma_value_deta(int link, const Vec& eta, const Vec& y) {
+  const Eigen::Index N = eta.size();
+  Vec mu(N), dmu(N);
+  for (Eigen::Index i = 0; i < N; ++i) {
+    const double e = eta[i];
+    if (link == 4) mu[i] = std::exp(e), dmu[i] = mu[i];
+    else if (link == 5) mu[i] = e, dmu[i] = 1;
+    else if (link == 6) mu[i] = 1 / e, dmu[i] = -mu[i] * mu[i];
+    else mu[i] = e * e, dmu[i] = 2 * e;
+  }
+  double dev = 0;
+  for (Eigen::Index i = 0; i < N; ++i) dev += 2 * ((y[i] - mu[i]) / mu[i] - std::log(y[i] / mu[i]));
+  const double phi = N / dev;  // 1 / disp
+  double dphi_sum = 0;         // sum_i d lp_i / d phi
+  for (Eigen::Index i = 0; i < N; ++i)
+    dphi_sum += std::log(phi) + 1 - std::log(mu[i]) - y[i] / mu[i] - stan::math::digamma(phi)
+                + std::log(y[i]);
+  Vec out(N);
+  for (Eigen::Index i = 0; i < N; ++i) {
+    const double score = phi * (y[i] - mu[i]) * dmu[i] / (mu[i] * mu[i]);
+    const double ddev = 2 * (mu[i] - y[i]) / (mu[i] * mu[i]) * dmu[i];
+    out[i] = score + dphi_sum * (-phi * phi / N) * ddev;
+  }
+  return out;
+}
+
+// [u*; v]: the mode, and v = H_N^-1 c with c the gradient in u of the program's value
+// (log p(y | u) - |u|^2 / 2 - log|H| / 2, H with the Fisher weights) at u*, H_N the exact
+// Newton matrix. The program adds v' grad g(u*), zero in value: its derivative carries
+// c' du*/dpsi = c' H_N^-1 d grad g / dpsi, the part of the value's derivative that runs
+// through the mode (the implicit function theorem), so nothing of the mode is taped.
+inline Vec mode_and_direction(const Vec& eta0, const Mat& zl, int family, int link,
+                              const Vec& y, const Vec& ntr, double phi, int max_iter,
+                              double tol, const Vec& u_start, const Structure& st) {
+  const Vec u = mode(eta0, zl, family, link, y, ntr, phi, max_iter, tol, u_start, st);
+  const Eigen::Index N = eta0.size(), Q = u.size();
+  const Vec eta = eta_of(eta0, zl, st.col, u);
+  Terms t(N);
+  obs(family, link, eta, y, ntr, phi, t);
+  const Factor hf = factor(st, zl, t.wf);
+  const RowInverse ri = row_inverse(st, hf, zl);
+  // c = d value / du: -(Z Lambda)' (dwf .* lev) / 2, plus for lme4's Gamma the value's own
+  // gradient (g's is zero at the mode)
+  Vec c = -0.5 * zl_t(st, zl, t.dwf.cwiseProduct(ri.lev));
+  if (family == 4) c += zl_t(st, zl, gamma_value_deta(link, eta, y)) - u;
+  Vec out(2 * Q);
+  out.head(Q) = u;
+  out.tail(Q) = solve(st, factor(st, zl, t.wn), c);
+  return out;
+}
+
+template <typename T>
+Vec vector_value(const T& x) {
+  return stan::math::value_of(x).template cast<double>();
+}
+
+template <typename T>
+Mat matrix_value(const T& x) {
+  return stan::math::value_of(x).template cast<double>();
+}
+
+}  // namespace bayesmix_glmm
+
+// The signatures glmer.stan declares (data arguments arrive as values already; the others
+// may carry derivatives).
+
+// [u*; v] (see mode_and_direction), without derivatives.
+template <typename TEta, typename TZl, typename TY, typename TNtr, typename TPhi, typename TTol,
+          typename TU, typename TBase, typename TSw>
+Eigen::VectorXd glmm_mode(const TEta& eta0, const TZl& zl, const std::vector<std::vector<int>>& col,
+                          const int& family, const int& link, const TY& y, const TNtr& ntr,
+                          const TPhi& phi, const int& max_iter, const TTol& tol, const TU& u_start,
+                          const TBase& hs_base, const std::vector<int>& hs_v,
+                          const std::vector<int>& hs_u, const std::vector<int>& gr_v,
+                          const std::vector<int>& gr_u, const std::vector<int>& cell_row,
+                          const std::vector<int>& cell_lev, const std::vector<int>& row_v,
+                          const std::vector<int>& row_u, const std::vector<int>& lev_u,
+                          const std::vector<int>& pair_a, const std::vector<int>& pair_b,
+                          const TSw& s_w, const std::vector<int>& s_v,
+                          const std::vector<int>& s_u, const int& q1, const int& p1,
+                          std::ostream* pstream__) {
+  using namespace bayesmix_glmm;
+  const Vec base = vector_value(hs_base), sw = vector_value(s_w);
+  const Structure st{col,   base,  hs_v,   hs_u,   gr_v, gr_u, cell_row, cell_lev, row_v,
+                     row_u, lev_u, pair_a, pair_b, sw,   s_v,  s_u,      q1,       p1};
+  check(st, eta0.size(), zl.cols(), u_start.size(), base.size());
+  return mode_and_direction(vector_value(eta0), matrix_value(zl), family, link,
+                            vector_value(y), vector_value(ntr), stan::math::value_of(phi),
+                            max_iter, stan::math::value_of(tol), vector_value(u_start), st);
+}
+
+// log|H| / 2 for H = (Z Lambda)' diag(w) (Z Lambda) + I, with its gradient in zl and w from
+// the selected inverse (d/dw_i = lev_i / 2, d/dzl_i = w_i M_i z_i): the factorization never
+// reaches the autodiff tape.
+template <typename TZl, typename TW, typename TBase, typename TSw>
+stan::return_type_t<TZl, TW> glmm_half_logdet(
+    const TZl& zl, const TW& w, const std::vector<std::vector<int>>& col, const TBase& hs_base,
+    const std::vector<int>& hs_v, const std::vector<int>& hs_u, const std::vector<int>& gr_v,
+    const std::vector<int>& gr_u, const std::vector<int>& cell_row,
+    const std::vector<int>& cell_lev, const std::vector<int>& row_v,
+    const std::vector<int>& row_u, const std::vector<int>& lev_u,
+    const std::vector<int>& pair_a, const std::vector<int>& pair_b, const TSw& s_w,
+    const std::vector<int>& s_v, const std::vector<int>& s_u, const int& q1, const int& p1,
+    std::ostream* pstream__) {
+  using namespace bayesmix_glmm;
+  const Vec base = vector_value(hs_base), sw = vector_value(s_w);
+  const Structure st{col,   base,  hs_v,   hs_u,   gr_v, gr_u, cell_row, cell_lev, row_v,
+                     row_u, lev_u, pair_a, pair_b, sw,   s_v,  s_u,      q1,       p1};
+  const Mat zlv = matrix_value(zl);
+  const Vec wv = vector_value(w);
+  check(st, zlv.rows(), zlv.cols(), gr_u.size() - 1, base.size());
+  const Factor f = factor(st, zlv, wv);
+  constexpr bool zl_var = stan::is_var<stan::scalar_type_t<TZl>>::value;
+  constexpr bool w_var = stan::is_var<stan::scalar_type_t<TW>>::value;
+  if constexpr (!zl_var && !w_var) {
+    return f.half_logdet;
+  } else {
+    const RowInverse ri = row_inverse(st, f, zlv);
+    stan::arena_t<Mat> dzl = (ri.Mz.array().colwise() * wv.array()).matrix();
+    stan::arena_t<Vec> dw = 0.5 * ri.lev;
+    auto zl_a = stan::math::to_arena(zl);
+    auto w_a = stan::math::to_arena(w);
+    return stan::math::make_callback_var(f.half_logdet, [zl_a, w_a, dzl, dw](auto& vi) mutable {
+      if constexpr (zl_var) zl_a.adj() += vi.adj() * dzl;
+      if constexpr (w_var) w_a.adj() += vi.adj() * dw;
+    });
+  }
+}
+
+#endif  // BAYESMIX_GLMM_MODE_HPP
