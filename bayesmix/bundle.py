@@ -282,6 +282,7 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
     _say(f"rerunning {folder} on the {chosen} engine (the bundle was made on the "
          f"{made_on} engine)")
     code = (folder / "model.stan").read_text()
+    _check_user_header(folder, meta, code)
     data = json.loads((folder / "data.json").read_text())
     inits = json.loads((folder / "inits.json").read_text()) if meta["inits"] else None
     cls = CmdStanEngineModel if chosen == "cmdstan" else BundledModel
@@ -296,6 +297,20 @@ def rerun(path: str | os.PathLike, output_dir: str | None = None,
         return restore(design, meta["fit"], run, data, mode_run=mode)
     run = model.rerun(meta["method"], data, meta["args"], inits, output_dir)
     return restore(design, meta["fit"], run, data, **({"inits": inits} if inits else {}))
+
+
+def _check_user_header(folder: Path, meta: dict, code: str) -> None:
+    """A rerun compiles this bayesmix's own C++ functions, never the bundle's copy: they must
+    be the ones the bundle was made with."""
+    if not meta.get("user_header"):
+        return
+    ours = user_header(code)
+    if ours is None or ours.read_bytes() != (folder / meta["user_header"]).read_bytes():
+        raise BayesmixError(
+            f"{folder}'s program uses C++ functions ({meta['user_header']}) that differ from "
+            f"this bayesmix's (bundle made with bayesmix {meta['bayesmix_version']}, this is "
+            f"{__version__}); bayesmix compiles only its own, so rerun the bundle with CmdStan "
+            "as its README.md shows, or with the bayesmix version that made it")
 
 
 def _say(message: str) -> None:

@@ -18,6 +18,7 @@ Hessian behind the Wald standard errors, the convergence check's deviance) is
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -29,9 +30,9 @@ from .families import Family
 from .lmm.laplace import (GLMER_LINKS, NEWTON_STEPS, NEWTON_TOL, GlmmProblem, check_glmer_family, glm_start,
                           glmm_estimates, laplace)
 from .lmm.sparsity import glmm_sparsity
-from .lmm.suffstats import theta_start
+from .lmm.suffstats import normalize_theta, theta_start
 from .optimizer import (OPTIMIZER_SETTINGS, check_convergence, deviance_gradient,
-                        one_blas_thread, run_timings)
+                        one_blas_thread, run_timings, stan_hessian)
 from .registry import register_restorer
 
 GLMER_PROGRAM = "glmer.stan"
@@ -108,8 +109,10 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
     tc = time.perf_counter()
     model = compile_model(code, "glmer", engine)
     t1 = time.perf_counter()
+    # hessian: the bundled driver differences Stan's gradient at the optimum for the Wald
+    # covariance (2 k gradients, where numpy's differences took 2 k^2 Laplace fits)
     run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
-                         accept_line_search_failure=True, **OPTIMIZER_SETTINGS)
+                         accept_line_search_failure=True, hessian=True, **OPTIMIZER_SETTINGS)
     t2 = time.perf_counter()
     fit = glmer_result(design, run, data, inits=inits, stan_code=code, prob=prob)
     t3 = time.perf_counter()
@@ -156,14 +159,33 @@ def glmer_result(design: Design, run, stan_data: dict, inits: dict | None = None
     # Stan's gradient in (beta, theta[, log phi]) on the deviance scale
     stan_grad = deviance_gradient(run, theta, [t.p for t in prob.terms], before=prob.p,
                                   size=prob.p + prob.n_theta + int(prob.has_phi))
-    est = glmm_estimates(prob, beta, theta, phi, gradient=stan_grad)
+    est = glmm_estimates(prob, beta, theta, phi, gradient=stan_grad,
+                         hessian=_deviance_hessian(prob, run, theta))
     converged = check_convergence(run.return_code, est.gradient, warn=warn)
     return GlmmFit(design=design, problem=prob, estimates=est, run=run, converged=converged,
                    stan_data=stan_data, inits=inits, objective_stan=float(opt["lp__"]),
                    stan_code=stan_code or glmer_code(), timing={})
 
 
+def _deviance_hessian(prob: GlmmProblem, run, theta_raw: np.ndarray) -> np.ndarray | None:
+    """lme4's Hessian layout from the driver's (when it printed one): the deviance in
+    (theta, beta) at fixed phi, theta with lme4's column signs (normalize_theta)."""
+    h = stan_hessian(run)
+    k = prob.p + prob.n_theta
+    if h is None or h.shape[0] != k + int(prob.has_phi) or not np.all(np.isfinite(h)):
+        return None
+    order = np.r_[prob.p:k, 0:prob.p]   # Stan's (beta, theta) -> (theta, beta)
+    flips = np.sign(normalize_theta(theta_raw, prob.terms) * theta_raw)
+    sign = np.r_[np.where(flips == 0, 1.0, flips), np.ones(prob.p)]
+    return -2 * h[np.ix_(order, order)] * np.outer(sign, sign)
+
+
 def _restore(design: Design, meta: dict, run, stan_data: dict, **_):
+    """A loaded run has no console: Stan's gradient and Hessian at the optimum come from
+    run.json (the export recorded the driver's lines); a rerun has its own."""
+    lines = meta.get("optimum_lines")
+    if not run.console and lines:
+        run = dataclasses.replace(run, console="\n".join(lines))
     return glmer_result(design, run, stan_data)
 
 

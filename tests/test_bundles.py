@@ -180,3 +180,31 @@ def test_cli_turns_unexpected_errors_into_one_line(tmp_path):
     data = Path(bayesmix.__file__).parent / "datasets" / "sleepstudy.csv"
     r = _cli("fit", "Reaction ~ Days", "--data", str(data), "--out", str(taken))
     assert r.returncode == 2 and "already exists" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_glmer_bundle_carries_its_cpp_functions(tmp_path):
+    """glmer's program declares C++ functions (stan/glmm_mode.hpp): the bundle carries them as
+    CmdStan's user_header.hpp, names them in its make line, and reloads with the fit's own
+    standard errors (the driver's Hessian is recorded); a rerun compiles bayesmix's own copy
+    and refuses a bundle whose copy differs (an edited bundle loaded with verify=False)."""
+    from bayesmix.engine import stan_dir
+    cbpp = load("cbpp")
+    fit = bayesmix.glmer("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                         family="binomial")
+    b = Path(fit.export(tmp_path / "glmer"))
+    header = (stan_dir() / "glmm_mode.hpp").read_bytes()
+    assert (b / "user_header.hpp").read_bytes() == header
+    readme = (b / "README.md").read_text()
+    assert ('make -C "$CMDSTAN" STANCFLAGS=--allow-undefined '
+            'USER_HEADER="$PWD/user_header.hpp" "$PWD/model"') in readme
+    loaded = bayesmix.load(b)
+    np.testing.assert_array_equal(loaded.estimates.se, fit.estimates.se)  # regression pin
+    # lme4 1.1-31 (tests/reference): cbpp period fit, logLik -92.02628
+    assert abs(loaded.estimates.logLik - -92.02628) < 1e-5
+    again = bayesmix.rerun(b)
+    np.testing.assert_allclose(again.estimates.beta, fit.estimates.beta, rtol=0, atol=0)
+    edited = _copy(b, tmp_path)
+    with open(edited / "user_header.hpp", "a") as fh:
+        fh.write("\n// edited\n")
+    with pytest.raises(BayesmixError, match="user_header.hpp.*differ"):
+        bayesmix.rerun(edited, verify=False)

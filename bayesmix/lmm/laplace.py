@@ -538,17 +538,20 @@ def _fd_hessian(f, x, h):
 
 
 def glmm_estimates(prob: GlmmProblem, beta, theta, phi: float = 1.0,
-                   hessian_step: float = HESSIAN_STEP, gradient=None) -> GlmmEstimates:
+                   hessian_step: float = HESSIAN_STEP, gradient=None,
+                   hessian=None) -> GlmmEstimates:
     """Conditional modes and variances, Wald covariance, logLik and deviance at the optimum.
 
     ``gradient``: the deviance gradient in (beta, theta[, log phi]) when known (Stan's, at the
-    optimum); otherwise it is computed by central differences."""
+    optimum); otherwise it is computed by central differences. ``hessian``: the deviance's
+    Hessian in (theta, beta) when known (the driver's differences of Stan's gradient);
+    otherwise central differences of the deviance, as lme4's deriv12."""
     with one_blas_thread():
-        return _glmm_estimates(prob, beta, theta, phi, hessian_step, gradient)
+        return _glmm_estimates(prob, beta, theta, phi, hessian_step, gradient, hessian)
 
 
 def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
-                    hessian_step: float, gradient=None) -> GlmmEstimates:
+                    hessian_step: float, gradient=None, hessian=None) -> GlmmEstimates:
     theta = normalize_theta(np.asarray(theta, float), prob.terms)
     beta = np.asarray(beta, float)
     fit = laplace(prob, beta, theta, phi)
@@ -559,7 +562,7 @@ def _glmm_estimates(prob: GlmmProblem, beta, theta, phi: float,
         return laplace(prob, x[nt:], x[:nt], phi, u0=fit.u).deviance
 
     x0 = np.concatenate([theta, beta])
-    H, _ = _fd_hessian(dev_tb, x0, hessian_step)
+    H = np.asarray(hessian, float) if hessian is not None else _fd_hessian(dev_tb, x0, hessian_step)[0]
     try:
         Hinv = np.linalg.inv(H)
         vcov = 2 * Hinv[nt:, nt:]

@@ -45,7 +45,10 @@ class GlmmFit(MerFitMixin):
         return self.timing
 
     def export_meta(self) -> dict:
-        return {"nAGQ": 1}
+        # the driver's gradient and Hessian at the optimum (CSV outputs do not hold them)
+        lines = [ln for ln in (self.run.console or "").splitlines()
+                 if ln.startswith(("optimum_gradient = ", "optimum_hessian = "))]
+        return {"nAGQ": 1, "optimum_lines": lines}
 
     # -- lme4 accessors ----------------------------------------------------
     @property
