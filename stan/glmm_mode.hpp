@@ -391,6 +391,28 @@ inline Vec gamma_value_deta(int link, const Vec& eta, const Vec& y) {
   return out;
 }
 
+// Canonical links (bernoulli/binomial logit, poisson log): the Newton weights are the Fisher
+// weights, so H_N is the Fisher H.
+inline bool family_is_canonical(int family, int link) {
+  return (family == 1 && link == 1) || (family == 2 && link == 4);
+}
+
+// The factor and selected inverse glmm_mode formed at u* for the log-determinant, which the
+// program asks for next (glmm_half_logdet): reused when its zl and weights are the same
+// values, formed anew otherwise. One per thread.
+struct LastLogdet {
+  Mat zl;
+  Vec w;
+  Factor f;
+  RowInverse ri;
+  bool valid = false;
+};
+
+inline LastLogdet& last_logdet() {
+  thread_local LastLogdet cache;
+  return cache;
+}
+
 // [u*; v]: the mode, and v = H_N^-1 c with c the gradient in u of the program's value
 // (log p(y | u) - |u|^2 / 2 - log|H| / 2, H with the Fisher weights) at u*, H_N the exact
 // Newton matrix. The program adds v' grad g(u*), zero in value: its derivative carries
@@ -404,15 +426,18 @@ inline Vec mode_and_direction(const Vec& eta0, const Mat& zl, int family, int li
   const Vec eta = eta_of(eta0, zl, st.col, u);
   Terms t(N);
   obs(family, link, eta, y, ntr, phi, t);
-  const Factor hf = factor(st, zl, t.wf);
-  const RowInverse ri = row_inverse(st, hf, zl);
+  Factor hf = factor(st, zl, t.wf);
+  RowInverse ri = row_inverse(st, hf, zl);
   // c = d value / du: -(Z Lambda)' (dwf .* lev) / 2, plus for lme4's Gamma the value's own
   // gradient (g's is zero at the mode)
   Vec c = -0.5 * zl_t(st, zl, t.dwf.cwiseProduct(ri.lev));
   if (family == 4) c += zl_t(st, zl, gamma_value_deta(link, eta, y)) - u;
   Vec out(2 * Q);
   out.head(Q) = u;
-  out.tail(Q) = solve(st, factor(st, zl, t.wn), c);
+  const bool canonical = family_is_canonical(family, link);
+  const Factor hn = canonical ? Factor() : factor(st, zl, t.wn);
+  out.tail(Q) = solve(st, canonical ? hf : hn, c);
+  last_logdet() = {zl, t.wf, std::move(hf), std::move(ri), true};
   return out;
 }
 
@@ -476,13 +501,17 @@ stan::return_type_t<TZl, TW> glmm_half_logdet(
   const Mat zlv = matrix_value(zl);
   const Vec wv = vector_value(w);
   check(st, zlv.rows(), zlv.cols(), gr_u.size() - 1, base.size());
-  const Factor f = factor(st, zlv, wv);
+  LastLogdet& last = last_logdet();
+  const bool reuse = last.valid && last.zl.rows() == zlv.rows() && last.zl.cols() == zlv.cols()
+                     && last.w.size() == wv.size() && last.zl == zlv && last.w == wv;
+  last.valid = false;
+  const Factor f = reuse ? std::move(last.f) : factor(st, zlv, wv);
   constexpr bool zl_var = stan::is_var<stan::scalar_type_t<TZl>>::value;
   constexpr bool w_var = stan::is_var<stan::scalar_type_t<TW>>::value;
   if constexpr (!zl_var && !w_var) {
     return f.half_logdet;
   } else {
-    const RowInverse ri = row_inverse(st, f, zlv);
+    const RowInverse ri = reuse ? std::move(last.ri) : row_inverse(st, f, zlv);
     stan::arena_t<Mat> dzl = (ri.Mz.array().colwise() * wv.array()).matrix();
     stan::arena_t<Vec> dw = 0.5 * ri.lev;
     auto zl_a = stan::math::to_arena(zl);
