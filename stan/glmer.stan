@@ -36,9 +36,7 @@ data {
   // the sparse structure of H = Lambda'Z'WZ Lambda + I (bayesmix.lmm.sparsity)
   int<lower=1> n_slot;                      // q1 p1 + n_cell p1 + n_h22 Hessian values
   int<lower=0> n_cell;                      // non-zero cells of the block H21
-  int<lower=0> n_pair;                      // pairs of cells that share a level of term 1
   int<lower=0> n_h22;                       // non-zeros of H22's lower triangle
-  int<lower=0> n_s;                         // entries of the map to S
   vector[n_slot] hs_base;                   // the identity, in the slots' layout
   array[N * ((R * (R + 1)) %/% 2)] int<lower=1> hs_v;  // pair terms -> slots (CSR)
   array[n_slot + 1] int<lower=1> hs_u;
@@ -46,14 +44,9 @@ data {
   array[Q + 1] int<lower=1> gr_u;
   array[n_cell] int<lower=1> cell_row;      // row of H21 (1..Q - q1)
   array[n_cell] int<lower=1> cell_lev;      // level of term 1; cells sorted by level, row
-  array[n_cell] int<lower=1> row_v;         // cells by row (CSR, Q - q1 rows)
-  array[Q - p_term[1] * l_term[1] + 1] int<lower=1> row_u;
   array[l_term[1] + 1] int<lower=1> lev_u;  // first cell of each level (CSR row starts)
-  array[n_pair] int<lower=1> pair_a;        // pairs of cells of one level,
-  array[n_pair] int<lower=1> pair_b;        // cell_row[a] >= cell_row[b]
-  vector[n_s] s_w;                          // [H22's non-zeros; pairs' products] -> S
-  array[n_s] int<lower=1> s_v;              // (CSR, both triangles, column-major)
-  array[(Q - p_term[1] * l_term[1]) * (Q - p_term[1] * l_term[1]) + 1] int<lower=1> s_u;
+  array[n_h22] int<lower=1> h22_row;        // H22's non-zeros (lower triangle): row, column
+  array[n_h22] int<lower=1> h22_col;        // (1..Q - q1, row >= column)
 }
 transformed data {
   int has_phi = family == 3;
@@ -108,7 +101,7 @@ model {
   tuple(real, vector[Q]) lap = glmm_laplace(X * beta + offs, glmm_zlambda(theta, Zr, p_term), col,
                                          Q, q1, p_term[1], family, link, y, trials, phi,
                                          max_newton, newton_tol, u_start, hs_base, hs_v,
-                                         hs_u, gr_w, gr_v, gr_u, cell_row, cell_lev, row_v,
-                                         row_u, lev_u, pair_a, pair_b, s_w, s_v, s_u);
+                                         hs_u, gr_w, gr_v, gr_u, cell_row, cell_lev, lev_u,
+                                         h22_row, h22_col);
   target += lap.1 + lp_const;
 }

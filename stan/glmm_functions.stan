@@ -192,8 +192,8 @@ real glmm_lp_const(int family, vector y, vector ntr) {
 // Two functions are C++ (glmm_mode.hpp; stanc --allow-undefined): they work on values, off
 // the autodiff tape, with the blocked elimination of the first term (H's leading q1 x q1
 // block is block diagonal, one p1 x p1 block per level; H21 is kept as its non-zero cells, and
-// the Schur complement S = H22 - L21 L21' is updated over the pairs of cells that share a
-// level, mapped to S by s_w, s_v, s_u; bayesmix.lmm.sparsity builds these data).
+// the Schur complement S = H22 - L21 L21' is formed from H22's non-zeros and the pairs of
+// cells that share a level; bayesmix.lmm.sparsity builds these data).
 
 /**
  * [u*; v]: the conditional mode u*, by Newton's method with step halving on g(u) from u_start
@@ -206,10 +206,8 @@ vector glmm_mode(vector eta0, matrix zl, data array[,] int col, int family, int 
                  data vector y, data vector ntr, real phi, int max_iter, real tol,
                  data vector u_start, data vector hs_base, data array[] int hs_v,
                  data array[] int hs_u, data array[] int gr_v, data array[] int gr_u,
-                 data array[] int cell_row, data array[] int cell_lev, data array[] int row_v,
-                 data array[] int row_u, data array[] int lev_u, data array[] int pair_a,
-                 data array[] int pair_b, data vector s_w, data array[] int s_v,
-                 data array[] int s_u, int q1, int p1);
+                 data array[] int cell_row, data array[] int cell_lev, data array[] int lev_u,
+                 data array[] int h22_row, data array[] int h22_col, int q1, int p1);
 
 /**
  * log|H| / 2 for H = (Z Lambda)' diag(w) (Z Lambda) + I, with its derivatives in zl and w
@@ -218,10 +216,8 @@ vector glmm_mode(vector eta0, matrix zl, data array[,] int col, int family, int 
 real glmm_half_logdet(matrix zl, vector w, data array[,] int col, data vector hs_base,
                       data array[] int hs_v, data array[] int hs_u, data array[] int gr_v,
                       data array[] int gr_u, data array[] int cell_row,
-                      data array[] int cell_lev, data array[] int row_v, data array[] int row_u,
-                      data array[] int lev_u, data array[] int pair_a, data array[] int pair_b,
-                      data vector s_w, data array[] int s_v, data array[] int s_u, int q1,
-                      int p1);
+                      data array[] int cell_lev, data array[] int lev_u,
+                      data array[] int h22_row, data array[] int h22_col, int q1, int p1);
 
 /**
  * Laplace approximation of log p(y | beta, theta, phi) without the constant of glmm_lp_const,
@@ -241,13 +237,11 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
                                  data vector u_start, data vector hs_base, data array[] int hs_v,
                                  data array[] int hs_u, data vector gr_w, data array[] int gr_v,
                                  data array[] int gr_u, data array[] int cell_row,
-                                 data array[] int cell_lev, data array[] int row_v,
-                                 data array[] int row_u, data array[] int lev_u,
-                                 data array[] int pair_a, data array[] int pair_b,
-                                 data vector s_w, data array[] int s_v, data array[] int s_u) {
+                                 data array[] int cell_lev, data array[] int lev_u,
+                                 data array[] int h22_row, data array[] int h22_col) {
   vector[2 * Q] uv = glmm_mode(eta0, zl, col, family, link, y, ntr, phi, max_iter, tol,
                                u_start, hs_base, hs_v, hs_u, gr_v, gr_u, cell_row, cell_lev,
-                               row_v, row_u, lev_u, pair_a, pair_b, s_w, s_v, s_u, q1, p1);
+                               lev_u, h22_row, h22_col, q1, p1);
   vector[Q] u = uv[1:Q];
   vector[rows(eta0)] eta = glmm_eta(eta0, zl, col, u);
   tuple(vector[rows(eta0)], vector[rows(eta0)], vector[rows(eta0)]) ob
@@ -262,6 +256,5 @@ tuple(real, vector) glmm_laplace(vector eta0, matrix zl, data array[,] int col, 
   }
   value += dot_product(uv[(Q + 1):(2 * Q)], glmm_gradient(zl, ob.2, u, gr_w, gr_v, gr_u));
   return (value - glmm_half_logdet(zl, ob.3, col, hs_base, hs_v, hs_u, gr_v, gr_u, cell_row,
-                                   cell_lev, row_v, row_u, lev_u, pair_a, pair_b, s_w, s_v,
-                                   s_u, q1, p1), u);
+                                   cell_lev, lev_u, h22_row, h22_col, q1, p1), u);
 }

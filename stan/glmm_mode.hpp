@@ -132,22 +132,18 @@ inline void csr_add(Vec& y, const Vec* w, const Ints& v, const Ints& u, const Ve
 }
 
 // The sparse structure of H = Lambda'Z'WZ Lambda + I (bayesmix.lmm.sparsity), as glmer.stan's
-// data hold it: the first term's level blocks, the cells of H21 (sorted by level, then row),
-// H22's non-zeros and the pairs of cells that share a level, with maps to S.
+// data hold it: the first term's level blocks, the cells of H21 (sorted by level, then row,
+// lev_u: each level's first cell) and the positions of H22's non-zeros.
 struct Structure {
   const std::vector<Ints>& col;
   const Vec& hs_base;
-  const Ints &hs_v, &hs_u, &gr_v, &gr_u, &cell_row, &cell_lev, &row_v, &row_u, &lev_u;
-  const Ints &pair_a, &pair_b;
-  const Vec& s_w;
-  const Ints &s_v, &s_u;
-  int q1, p1;
+  const Ints &hs_v, &hs_u, &gr_v, &gr_u, &cell_row, &cell_lev, &lev_u, &h22_row, &h22_col;
+  int q1, p1, q2;
 };
 
 // Every index of the structure within range (the data may come from an edited bundle; the
 // loops below do not check).
-inline void check(const Structure& st, Eigen::Index N, Eigen::Index R, Eigen::Index Q,
-                  Eigen::Index n_slot) {
+inline void check(const Structure& st, Eigen::Index N, Eigen::Index R) {
   auto within = [](const Ints& v, long lo, long hi, const char* what) {
     for (int x : v)
       if (x < lo || x > hi) throw std::domain_error(std::string("glmm: index out of range in ") + what);
@@ -158,12 +154,12 @@ inline void check(const Structure& st, Eigen::Index N, Eigen::Index R, Eigen::In
     for (size_t k = 1; k < u.size(); ++k)
       if (u[k] < u[k - 1]) throw std::domain_error(std::string("glmm: bad row starts ") + what);
   };
-  const long q1 = st.q1, p1 = st.p1, l1 = q1 / std::max(p1, 1L), q2 = Q - q1;
+  const long q1 = st.q1, p1 = st.p1, l1 = q1 / std::max(p1, 1L), q2 = st.q2, Q = q1 + q2;
   const long n_cell = static_cast<long>(st.cell_row.size());
+  const long n_h22 = static_cast<long>(st.h22_row.size());
   if (p1 < 1 || q1 % p1 != 0 || q2 < 0 || static_cast<long>(st.col.size()) != R || R < p1
-      || static_cast<long>(st.s_u.size()) != q2 * q2 + 1 || st.hs_base.size() != n_slot
-      || n_slot < (q1 + n_cell) * p1 || st.cell_lev.size() != st.cell_row.size()
-      || st.pair_b.size() != st.pair_a.size() || st.s_w.size() != static_cast<long>(st.s_v.size()))
+      || st.hs_base.size() != (q1 + n_cell) * p1 + n_h22
+      || st.cell_lev.size() != st.cell_row.size() || st.h22_col.size() != st.h22_row.size())
     throw std::domain_error("glmm: inconsistent sizes in the sparse structure");
   for (const Ints& c : st.col) {
     if (static_cast<Eigen::Index>(c.size()) != N) throw std::domain_error("glmm: col has the wrong size");
@@ -172,7 +168,7 @@ inline void check(const Structure& st, Eigen::Index N, Eigen::Index R, Eigen::In
   for (Eigen::Index i = 0; i < N; ++i)
     if (st.col[0][i] > q1) throw std::domain_error("glmm: col[1] leaves the first term");
   for (Eigen::Index r = p1; r < R; ++r) within(st.col[r], q1 + 1, Q, "col");
-  starts(st.hs_u, n_slot, st.hs_v.size(), "hs_u");
+  starts(st.hs_u, st.hs_base.size(), st.hs_v.size(), "hs_u");
   within(st.hs_v, 1, N * (R * (R + 1) / 2), "hs_v");
   starts(st.gr_u, Q, st.gr_v.size(), "gr_u");
   within(st.gr_v, 1, N * R, "gr_v");
@@ -182,10 +178,8 @@ inline void check(const Structure& st, Eigen::Index N, Eigen::Index R, Eigen::In
   for (long j = 0; j < l1; ++j)
     for (int c = st.lev_u[j]; c < st.lev_u[j + 1]; ++c)
       if (st.cell_lev[c - 1] != j + 1) throw std::domain_error("glmm: cells not sorted by level");
-  within(st.pair_a, 1, n_cell, "pair_a");
-  within(st.pair_b, 1, n_cell, "pair_b");
-  starts(st.s_u, q2 * q2, st.s_v.size(), "s_u");
-  within(st.s_v, 1, (n_slot - (q1 + n_cell) * p1) + static_cast<long>(st.pair_a.size()), "s_v");
+  within(st.h22_row, 1, q2, "h22_row");
+  within(st.h22_col, 1, q2, "h22_col");
 }
 
 // The factor of H = [[A, H21'], [H21, H22]] by elimination of the first term (A block
@@ -227,16 +221,24 @@ inline Factor factor(const Structure& st, const Mat& zl, const Vec& w) {
   for (int c = 0; c < n_cell; ++c)
     f.Lc.col(c) = f.LA[st.cell_lev[c] - 1].matrixL().solve(Hc.col(c));
   const Eigen::Index n_h22 = hv.size() - nA - nC;
-  f.q2 = static_cast<int>(st.s_u.size() > 0 ? std::lround(std::sqrt(st.s_u.size() - 1.0)) : 0);
+  f.q2 = st.q2;
   if (f.q2 > 0) {
-    const size_t n_pair = st.pair_a.size();
-    Vec sv(n_h22 + static_cast<Eigen::Index>(n_pair));
-    sv.head(n_h22) = hv.tail(n_h22);
-    for (size_t k = 0; k < n_pair; ++k)
-      sv[n_h22 + k] = f.Lc.col(st.pair_a[k] - 1).dot(f.Lc.col(st.pair_b[k] - 1));
-    Vec S = Vec::Zero(static_cast<Eigen::Index>(f.q2) * f.q2);
-    csr_add(S, &st.s_w, st.s_v, st.s_u, sv);
-    f.LS.compute(Eigen::Map<Mat>(S.data(), f.q2, f.q2));
+    // S = H22 - L21 L21' (lower triangle, all LLT reads): H22's non-zeros, then the products
+    // of every pair of cells that share a level
+    Mat S = Mat::Zero(f.q2, f.q2);
+    for (Eigen::Index k = 0; k < n_h22; ++k) {
+      const int a = st.h22_row[k] - 1, b = st.h22_col[k] - 1;
+      S(std::max(a, b), std::min(a, b)) += hv[nA + nC + k];
+    }
+    for (int j = 0; j < l1; ++j)
+      for (int a = st.lev_u[j] - 1; a < st.lev_u[j + 1] - 1; ++a)
+        for (int b = st.lev_u[j] - 1; b <= a; ++b) {
+          const int ra = st.cell_row[a] - 1, rb = st.cell_row[b] - 1;
+          // an ordered pair each way: a cell pair within one row counts twice on the diagonal
+          S(std::max(ra, rb), std::min(ra, rb)) -= (a == b || ra != rb ? 1 : 2)
+                                                   * f.Lc.col(a).dot(f.Lc.col(b));
+        }
+    f.LS.compute(S);
     if (f.LS.info() != Eigen::Success)
       throw std::domain_error("glmm: the Schur complement of the Laplace Hessian is not positive definite");
     f.half_logdet += f.LS.matrixLLT().diagonal().array().log().sum();
@@ -458,24 +460,23 @@ Mat matrix_value(const T& x) {
 
 // [u*; v] (see mode_and_direction), without derivatives.
 template <typename TEta, typename TZl, typename TY, typename TNtr, typename TPhi, typename TTol,
-          typename TU, typename TBase, typename TSw>
+          typename TU, typename TBase>
 Eigen::VectorXd glmm_mode(const TEta& eta0, const TZl& zl, const std::vector<std::vector<int>>& col,
                           const int& family, const int& link, const TY& y, const TNtr& ntr,
                           const TPhi& phi, const int& max_iter, const TTol& tol, const TU& u_start,
                           const TBase& hs_base, const std::vector<int>& hs_v,
                           const std::vector<int>& hs_u, const std::vector<int>& gr_v,
                           const std::vector<int>& gr_u, const std::vector<int>& cell_row,
-                          const std::vector<int>& cell_lev, const std::vector<int>& row_v,
-                          const std::vector<int>& row_u, const std::vector<int>& lev_u,
-                          const std::vector<int>& pair_a, const std::vector<int>& pair_b,
-                          const TSw& s_w, const std::vector<int>& s_v,
-                          const std::vector<int>& s_u, const int& q1, const int& p1,
-                          std::ostream* pstream__) {
+                          const std::vector<int>& cell_lev, const std::vector<int>& lev_u,
+                          const std::vector<int>& h22_row, const std::vector<int>& h22_col,
+                          const int& q1, const int& p1, std::ostream* pstream__) {
   using namespace bayesmix_glmm;
-  const Vec base = vector_value(hs_base), sw = vector_value(s_w);
-  const Structure st{col,   base,  hs_v,   hs_u,   gr_v, gr_u, cell_row, cell_lev, row_v,
-                     row_u, lev_u, pair_a, pair_b, sw,   s_v,  s_u,      q1,       p1};
-  check(st, eta0.size(), zl.cols(), u_start.size(), base.size());
+  const Vec base = vector_value(hs_base);
+  const Structure st{col,      base,  hs_v,    hs_u,    gr_v, gr_u,
+                     cell_row, cell_lev, lev_u, h22_row, h22_col, q1, p1,
+                     static_cast<int>(gr_u.size()) - 1 - q1};
+  check(st, eta0.size(), zl.cols());
+  if (u_start.size() != q1 + st.q2) throw std::domain_error("glmm: u_start has the wrong size");
   return mode_and_direction(vector_value(eta0), matrix_value(zl), family, link,
                             vector_value(y), vector_value(ntr), stan::math::value_of(phi),
                             max_iter, stan::math::value_of(tol), vector_value(u_start), st);
@@ -484,23 +485,23 @@ Eigen::VectorXd glmm_mode(const TEta& eta0, const TZl& zl, const std::vector<std
 // log|H| / 2 for H = (Z Lambda)' diag(w) (Z Lambda) + I, with its gradient in zl and w from
 // the selected inverse (d/dw_i = lev_i / 2, d/dzl_i = w_i M_i z_i): the factorization never
 // reaches the autodiff tape.
-template <typename TZl, typename TW, typename TBase, typename TSw>
+template <typename TZl, typename TW, typename TBase>
 stan::return_type_t<TZl, TW> glmm_half_logdet(
     const TZl& zl, const TW& w, const std::vector<std::vector<int>>& col, const TBase& hs_base,
     const std::vector<int>& hs_v, const std::vector<int>& hs_u, const std::vector<int>& gr_v,
     const std::vector<int>& gr_u, const std::vector<int>& cell_row,
-    const std::vector<int>& cell_lev, const std::vector<int>& row_v,
-    const std::vector<int>& row_u, const std::vector<int>& lev_u,
-    const std::vector<int>& pair_a, const std::vector<int>& pair_b, const TSw& s_w,
-    const std::vector<int>& s_v, const std::vector<int>& s_u, const int& q1, const int& p1,
-    std::ostream* pstream__) {
+    const std::vector<int>& cell_lev, const std::vector<int>& lev_u,
+    const std::vector<int>& h22_row, const std::vector<int>& h22_col, const int& q1,
+    const int& p1, std::ostream* pstream__) {
   using namespace bayesmix_glmm;
-  const Vec base = vector_value(hs_base), sw = vector_value(s_w);
-  const Structure st{col,   base,  hs_v,   hs_u,   gr_v, gr_u, cell_row, cell_lev, row_v,
-                     row_u, lev_u, pair_a, pair_b, sw,   s_v,  s_u,      q1,       p1};
+  const Vec base = vector_value(hs_base);
+  const Structure st{col,      base,  hs_v,    hs_u,    gr_v, gr_u,
+                     cell_row, cell_lev, lev_u, h22_row, h22_col, q1, p1,
+                     static_cast<int>(gr_u.size()) - 1 - q1};
   const Mat zlv = matrix_value(zl);
   const Vec wv = vector_value(w);
-  check(st, zlv.rows(), zlv.cols(), gr_u.size() - 1, base.size());
+  check(st, zlv.rows(), zlv.cols());
+  if (wv.size() != zlv.rows()) throw std::domain_error("glmm: w has the wrong size");
   LastLogdet& last = last_logdet();
   const bool reuse = last.valid && last.zl.rows() == zlv.rows() && last.zl.cols() == zlv.cols()
                      && last.w.size() == wv.size() && last.zl == zlv && last.w == wv;

@@ -110,6 +110,16 @@ tuple(real, vector) lmm_first_term(vector theta, int start, int p1, data array[]
 }
 
 /**
+ * [log|S_QQ|; vec(R)] for S = D' (Zh'Zh - Q) D + E with Q's lower triangle K w (see lmm_reduce),
+ * L = cholesky_decompose(S), log|S_QQ| = 2 sum(log(diagonal(L)[1:Q2])),
+ * R = L[(Q2 + 1):M, (Q2 + 1):M] column-major. C++ (lmm_reduce.hpp; stanc --allow-undefined):
+ * S is formed on values and its gradient supplied by hand.
+ */
+vector lmm_dense_factor(vector theta, vector w, int P, int Q2, array[] int p_term,
+                        array[] int l_term, array[] int theta_start, data matrix ZhZh_low,
+                        data vector K_w, data array[] int K_v, data array[] int K_u);
+
+/**
  * The reduced system of a linear mixed model at theta.
  *
  * @param theta         relative covariance parameters, lme4's order (unconstrained)
@@ -157,58 +167,11 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
     return (first.1 + sum(log(d)), R);
   }
 
-  // S = Zh'Zh - Q on and below the diagonal, then made exactly symmetric
-  matrix[M, M] S = symmetrize_from_lower_tri(
-      ZhZh_low - to_matrix(csr_matrix_times_vector(M * M, n_w, K_w, K_v, K_u, first.2), M, M));
-
-  real log_d = 0;
-  if (Q2 > 0) {
-    vector[M] e = append_row(rep_vector(1, Q2), rep_vector(0, P + 1));
-    // S <- D' S D with D = diag(Lambda2, I): scalar terms by one diagonal scaling, terms with
-    // p_k > 1 level block by level block (never a dense Q2 x Q2 Lambda2)
-    vector[M] s = rep_vector(1, M);
-    int pos = 0;
-    int any_scalar = 0;
-    for (k in 2:n_terms) {
-      if (p_term[k] == 1) {
-        s[(pos + 1):(pos + l_term[k])] = rep_vector(theta[theta_start[k]], l_term[k]);
-        any_scalar = 1;
-      }
-      pos += p_term[k] * l_term[k];
-    }
-    // D S D + E (E: I on the u2 block) = D (S + D^-1 E D^-1) D for the scalar terms' diagonal
-    // D = diag(s): with no s near 0, 1 / s^2 joins the diagonal below and 2 sum log|s| the
-    // log determinant, and S is never scaled (two passes over M x M fewer); the trailing
-    // (P + 1) block of the factor is the same (D = I there)
-    int unscaled = any_scalar && min(abs(s[1:Q2])) > 1e-6;
-    if (unscaled) {
-      e[1:Q2] = inv_square(s[1:Q2]);
-      log_d = 2 * sum(log(abs(s[1:Q2])));
-    } else if (any_scalar) {
-      // (not quad_form_diag, which makes two autodiff nodes per element: these are one each)
-      S = diag_pre_multiply(s, diag_post_multiply(S, s));
-    }
-    pos = 0;
-    for (k in 2:n_terms) {
-      int pk = p_term[k];
-      if (pk > 1) {
-        matrix[pk, pk] Tk = lmm_theta_factor(theta, theta_start[k], pk);
-        for (j in 1:l_term[k]) {
-          S[(pos + 1):(pos + pk), 1:M] = Tk' * S[(pos + 1):(pos + pk), 1:M];
-          S[1:M, (pos + 1):(pos + pk)] = S[1:M, (pos + 1):(pos + pk)] * Tk;
-          pos += pk;
-        }
-      } else {
-        pos += l_term[k];
-      }
-    }
-    // + E on the u2 block (scaled: see above)
-    S = add_diag(symmetrize_from_lower_tri(S), e);
-  }
-
-  matrix[M, M] L = cholesky_decompose(S);
-  real logdet_A = first.1 + log_d + 2 * sum(log(head(diagonal(L), Q2)));
-  return (logdet_A, L[(Q2 + 1):M, (Q2 + 1):M]);
+  // S = D' (Zh'Zh - Q) D + E and its factor, in C++ (lmm_reduce.hpp): off the autodiff tape
+  // but for S and L as whole matrices
+  vector[1 + (P + 1) * (P + 1)] f = lmm_dense_factor(theta, first.2, P, Q2, p_term, l_term,
+                                                     theta_start, ZhZh_low, K_w, K_v, K_u);
+  return (first.1 + f[1], to_matrix(f[2:], P + 1, P + 1));
 }
 
 /**

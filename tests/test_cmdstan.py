@@ -343,9 +343,10 @@ def test_bundle_readme_command_reruns_under_cmdstan(bundles, cmdstan_home, tmp_p
     shutil.copytree(bundles[name], folder)
     meta = json.loads((folder / "run.json").read_text())
     script = _readme_bash(folder)
-    # glmer's program declares C++ functions (its mode): the bundle carries their header
+    # glmer's, lmer's and the marginal program declare C++ functions (glmer's mode, the lmm's
+    # dense reduced system): the bundle carries their header
     header = (' STANCFLAGS=--allow-undefined USER_HEADER="$PWD/user_header.hpp"'
-              if name == "glmer" else "")
+              if name in ("glmer", "lmer", "marginal") else "")
     assert meta["user_header"] == ("user_header.hpp" if header else None)
     assert script.splitlines()[0] == f'make -C "$CMDSTAN"{header} "$PWD/model"'
     built = _engine_build((folder / "model.stan").read_text())

@@ -239,3 +239,45 @@ def test_missing_weights_are_dropped_like_r_with_a_count():
     with pytest.warns(UserWarning, match="dropped 1 of 180 rows"):
         d = bayesmix.Model("Reaction ~ Days + (1 | Subject)", df, weights=w).design
     assert d.n == 179
+
+
+@pytest.mark.parametrize("program,name,value,match", [
+    # glmer: the C++ mode reads the sparse structure without bounds checks of its own
+    ("glmer", "cell_row", 10**6, "index out of range in cell_row"),
+    ("glmer", "h22_row", 10**6, "index out of range in h22_row"),
+    ("glmer", "lev_u", 1, "bad row starts lev_u"),
+    # lmer: the C++ dense reduced system reads K's CSR arrays
+    ("lmer", "K_u", 1, "K's row starts decrease"),
+    # (an index the data block bounds is refused there, naming it)
+    ("lmer", "K_v", 10**6, r"K_v\[\d+\] is 1e\+06, but must be less than"),
+])
+def test_tampered_structure_data_is_refused_not_read_out_of_bounds(program, name, value, match):
+    """Data as an edited bundle may carry them: an index out of range in the structure that
+    the C++ functions (stan/glmm_mode.hpp, stan/lmm_reduce.hpp) walk ends in Stan's error
+    naming the array, never in a read out of bounds."""
+    from bayesmix.engine import compile_model
+    from bayesmix.errors import StanError
+
+    if program == "glmer":
+        from bayesmix.glmerfit import glmer_code, glmer_data, glmer_inits
+        rng = np.random.default_rng(5)
+        g, h = rng.integers(0, 30, 600), rng.integers(0, 12, 600)
+        eta = 0.8 * rng.normal(size=30)[g] + 0.5 * rng.normal(size=12)[h]
+        df = pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-eta))),
+                           "g": g.astype(str), "h": h.astype(str)})
+        model = bayesmix.Model("y ~ 1 + (1 | g) + (1 | h)", df, family="bernoulli")
+        data, inits, code = glmer_data(model.design), glmer_inits(model.design), glmer_code()
+    else:
+        from bayesmix.ml import lmer_code, lmer_data
+        model = bayesmix.Model("y ~ service + (1 | s) + (1 | d)",
+                               load("InstEval").iloc[:3000])
+        data, _ = lmer_data(model.design, True)
+        inits, code = {"theta": [1.0] * data["n_theta"]}, lmer_code()
+        assert data["diag_q2"] == 0  # the dense path, in C++
+    data = dict(data)
+    bad = np.array(data[name]).copy()
+    bad[len(bad) // 2] = value
+    data[name] = bad
+    prog = compile_model(code, program, "auto")
+    with pytest.raises(StanError, match=match):
+        prog.optimize(data, inits=inits)

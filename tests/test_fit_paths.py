@@ -75,6 +75,47 @@ def test_stan_gradient_and_timings():
     assert STAGES <= set(g.timings) and g.converged
 
 
+def _crossed_slopes(seed: int = 7) -> "pd.DataFrame":
+    import pandas as pd
+    rng = np.random.default_rng(seed)
+    n = 400
+    g, h, k = rng.integers(0, 30, n), rng.integers(0, 12, n), rng.integers(0, 5, n)
+    x = rng.normal(size=n)
+    y = (1 + 0.5 * x + rng.normal(size=30)[g] + 0.4 * rng.normal(size=12)[h] * x
+         + 0.3 * rng.normal(size=12)[h] + 0.5 * rng.normal(size=5)[k] + rng.normal(size=n))
+    return pd.DataFrame({"y": y, "x": x, "g": [f"g{i}" for i in g], "h": [f"h{i}" for i in h],
+                         "k": [f"k{i}" for i in k]})
+
+
+@pytest.mark.parametrize("formula,reml", [
+    ("y ~ x + (1 | g) + (1 + x | h)", True),            # p_k > 1 block in terms 2..K
+    ("y ~ x + (1 + x | g) + (1 | h) + (1 | k)", False),  # p1 > 1, two scalar terms
+    ("y ~ x + (1 + x | g) + (1 + x | h)", False),        # both blocked
+])
+def test_lmer_gradient_away_from_the_optimum(formula, reml):
+    """Stan's gradient of the lmer program (the dense reduced system's hand-written reverse
+    pass, stan/lmm_reduce.hpp) equals central differences of the independent numpy deviance
+    (bayesmix.lmm.deviance_from_stan_data) at a point one L-BFGS step from the start, where
+    the gradient is far from zero. Tolerance: 1e-5 relative to the gradient's size (the
+    differences' own error is ~1e-8)."""
+    from bayesmix.engine import compile_model
+    from bayesmix.ml import lmer_code, lmer_data
+
+    model = bayesmix.Model(formula, _crossed_slopes())
+    data, _ = lmer_data(model.design, reml)
+    assert data["diag_q2"] == 0
+    prog = compile_model(lmer_code(), "lmer", "auto")
+    if prog.info.name != "bundled":
+        pytest.skip("the gradient line comes from the bundled driver")
+    inits = {"theta": [0.8 - 0.1 * i for i in range(data["n_theta"])]}
+    run = prog.optimize(data, inits=inits, iter=1, accept_line_search_failure=True)
+    theta = np.array([run.optimum()[f"theta[{i + 1}]"] for i in range(data["n_theta"])])
+    grad = -2.0 * stan_gradient(run)  # lp = -deviance / 2
+    fd = _deviance_gradient(theta, data)
+    assert np.max(np.abs(fd)) > 1.0  # away from the optimum
+    np.testing.assert_allclose(grad, fd, rtol=0, atol=1e-5 * np.max(np.abs(fd)))
+
+
 def test_column_signs():
     # T1 = [[-1, 0], [0.5, 2]] (column 1 flipped), T2 = [[-3]]
     theta = np.array([-1.0, 0.5, 2.0, -3.0])

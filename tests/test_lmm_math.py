@@ -368,7 +368,8 @@ def test_mixed_term_shapes_all_routes(reml, xcols):
 
 
 def test_lmer_stan_compiles(tmp_path):
-    """stan/lmer.stan (with its #include) translates to C++ with the bundled stanc."""
+    """stan/lmer.stan (with its #include) translates to C++ with the bundled stanc (its C++
+    function lmm_dense_factor declared without a body: stan/lmm_reduce.hpp)."""
     import subprocess
 
     httpstan = pytest.importorskip("httpstan")
@@ -376,8 +377,9 @@ def test_lmer_stan_compiles(tmp_path):
     if not stanc.exists():
         pytest.skip("bundled stanc not found")
     hpp = tmp_path / "lmer.hpp"  # never write beside the sources
-    out = subprocess.run([str(stanc), f"--include-paths={ROOT / 'stan'}", f"--o={hpp}",
-                          str(ROOT / "stan" / "lmer.stan")], capture_output=True, text=True)
+    out = subprocess.run([str(stanc), "--allow-undefined", f"--include-paths={ROOT / 'stan'}",
+                          f"--o={hpp}", str(ROOT / "stan" / "lmer.stan")],
+                         capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "lmm_reduce" in hpp.read_text()
 

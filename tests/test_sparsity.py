@@ -63,17 +63,27 @@ def test_maps_rebuild_the_dense_system(terms):
     np.testing.assert_allclose(grad, Zl.T @ s, **TOL)
 
     if q2:
-        # S = H22 - H21 H21' (here with unit first-term blocks), both triangles, from
-        # [H22's non-zeros; the pairs' products] by the map s_*
+        # H22 from its non-zeros' positions (lower triangle), and S = H22 - H21 H21' (here
+        # with unit first-term blocks) as glmm_mode.hpp forms it: every pair of cells of one
+        # level, enumerated from lev_u
         h22 = hv[nA + nC:]
-        pv = np.einsum("ij,ij->i", cells[d["pair_a"] - 1], cells[d["pair_b"] - 1])
-        S = sp.csr_matrix((d["s_w"], d["s_v"] - 1, d["s_u"] - 1),
-                          shape=(q2 * q2, len(h22) + len(pv))) @ np.concatenate([h22, pv])
-        np.testing.assert_allclose(S.reshape(q2, q2).T, H[q1:, q1:] - H21 @ H21.T, **TOL)
-        per_row = _csr_apply(d["row_u"], d["row_v"], q2, np.ones(d["n_cell"]))
-        np.testing.assert_array_equal(per_row, (H21 != 0).reshape(q2, -1, p1).any(2).sum(1))
+        assert np.all(d["h22_row"] >= d["h22_col"])
+        H22 = np.zeros((q2, q2))
+        H22[d["h22_row"] - 1, d["h22_col"] - 1] = h22
+        np.testing.assert_allclose(H22, np.tril(H[q1:, q1:]), **TOL)
+        S = H22 + np.tril(H22, -1).T
+        for j in range(q1 // p1):
+            for a in range(d["lev_u"][j] - 1, d["lev_u"][j + 1] - 1):
+                for b in range(d["lev_u"][j] - 1, a + 1):
+                    ra, rb = d["cell_row"][a] - 1, d["cell_row"][b] - 1
+                    v = cells[a] @ cells[b]
+                    S[ra, rb] -= v
+                    if a != b:
+                        S[rb, ra] -= v
+        np.testing.assert_allclose(S, H[q1:, q1:] - H21 @ H21.T, **TOL)
+        assert np.all(np.diff(d["cell_lev"]) >= 0)
     else:
-        assert d["n_cell"] == 0 and d["n_pair"] == 0
+        assert d["n_cell"] == 0 and d["n_h22"] == 0
 
 
 def test_rows_must_list_columns_in_order():

@@ -12,7 +12,7 @@ _INCLUDE = re.compile(r"^\s*#include\s+[<\"]?([\w./-]+)[>\"]?\s*$", re.M)
 
 # Functions the programs declare without a body (stanc --allow-undefined) and the header in
 # stan/ that defines them. A program gets the package's own header, never a bundle's copy.
-USER_FUNCTIONS = {"glmm_mode": "glmm_mode.hpp"}
+USER_FUNCTIONS = {"glmm_mode": "glmm_mode.hpp", "lmm_dense_factor": "lmm_reduce.hpp"}
 
 
 def stan_dir() -> Path:
@@ -40,8 +40,10 @@ def inline_includes(code: str, seen: frozenset[str] = frozenset()) -> str:
 
 
 def user_header(code: str) -> Path | None:
-    """The C++ header defining the functions `code` declares without a body, or None."""
-    for name, header in USER_FUNCTIONS.items():
-        if re.search(rf"^\s*vector\s+{name}\s*\(", code, re.M):
-            return stan_dir() / header
-    return None
+    """The C++ header defining the functions `code` declares without a body, or None (CmdStan
+    takes one USER_HEADER: a program may use the functions of one header only)."""
+    headers = {header for name, header in USER_FUNCTIONS.items()
+               if re.search(rf"^\s*\w+\s+{name}\s*\(", code, re.M)}
+    if len(headers) > 1:
+        raise BayesmixError(f"a program may use one C++ header, not {sorted(headers)}")
+    return stan_dir() / headers.pop() if headers else None

@@ -1,12 +1,12 @@
 """The sparse structure of glmer's Laplace system: data of `stan/glmer.stan`.
 
 The Newton solve and the log determinant of H = (Z Lambda)' W (Z Lambda) + I eliminate the
-first term's levels (glmm_functions.stan, glmm_block_solve). What is left dense is the other
-terms' block H22 (q2 x q2); the first term's level blocks A_j and the cross block H21 are kept
-as their non-zeros. Everything here depends on the design only (which columns each row
-touches), never on the parameters, so it is computed once, in numpy, and passed as integer maps
-that Stan applies with ``csr_matrix_times_vector``. Their size grows with the rows and with the
-pairs of H21 cells that share a level of the first term, not with q1 x q2.
+first term's levels (the C++ of stan/glmm_mode.hpp). What is left dense is the other terms'
+block H22 (q2 x q2); the first term's level blocks A_j and the cross block H21 are kept as their
+non-zeros. Everything here depends on the design only (which columns each row touches), never
+on the parameters, so it is computed once, in numpy, and passed as integer maps. Their size
+grows with the rows and the cells of H21, not with q1 x q2 (the pairs of cells that share a
+level, which update S, are enumerated in C++ from the cells' level order).
 
 Conventions (0-based here, 1-based in the returned data):
 
@@ -16,10 +16,9 @@ Conventions (0-based here, 1-based in the returned data):
 * slots (the Hessian's values): the level blocks A_j (p1 x p1, column-major, level by level),
   then the cells of H21 (p1 values each), then H22's non-zeros (lower triangle and diagonal,
   ordered by column-major position).
-* S: the dense Schur complement H22 - L21 L21', both triangles, column-major, made by one
-  sparse map from [H22's non-zeros; the products of the pairs of cells].
+* H22's non-zeros: their (row, column), row >= column (``h22_row``, ``h22_col``).
 * cells: the distinct (row of H22's side, level of the first term) pairs that occur, sorted by
-  level, then row.
+  level, then row (``lev_u``: each level's first cell).
 """
 from __future__ import annotations
 
@@ -30,20 +29,7 @@ def _csr(slot: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     """(v, u) of the 0/1 CSR matrix with one entry per column k in row slot[k] (1-based)."""
     order = np.argsort(slot, kind="stable")
     u = np.concatenate([[0], np.cumsum(np.bincount(slot, minlength=n_rows))]) + 1
-    return (order + 1).astype(np.int64), u.astype(np.int64)
-
-
-def _level_pairs(starts: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """All (a, b), a >= b, of positions within each group [start, start + size)."""
-    out_a, out_b = [], []
-    for s in np.unique(sizes):
-        ta, tb = np.tril_indices(int(s))
-        st = starts[sizes == s][:, None]
-        out_a.append((st + ta[None, :]).ravel())
-        out_b.append((st + tb[None, :]).ravel())
-    if not out_a:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(out_a), np.concatenate(out_b)
+    return (order + 1).astype(np.int32), u.astype(np.int32)
 
 
 def glmm_sparsity(cols: np.ndarray, q: int, q1: int, p1: int) -> dict[str, np.ndarray | int]:
@@ -88,27 +74,11 @@ def glmm_sparsity(cols: np.ndarray, q: int, q1: int, p1: int) -> dict[str, np.nd
     l1 = q1 // p1
     per_level = np.bincount(cell_lev, minlength=l1)
     lev_u = np.concatenate([[0], np.cumsum(per_level)]) + 1
-    row_v, row_u = _csr(cell_row, q2)
-    a, b = _level_pairs(lev_u[:-1] - 1, per_level)
-    # S = H22 - sum of the pairs' products, both triangles (column-major q2 x q2), from the
-    # values [H22's non-zeros; the pairs' products]
-    ra, rb = cell_row[a], cell_row[b]
-    rows_a = np.concatenate([h22_a, ra])
-    rows_b = np.concatenate([h22_b, rb])
-    src = np.arange(len(rows_a))
-    sign = np.concatenate([np.ones(len(h22_a)), -np.ones(len(ra))])
-    off = rows_a != rows_b
-    s_slot = np.concatenate([rows_b * q2 + rows_a, (rows_a * q2 + rows_b)[off]])
-    s_src = np.concatenate([src, src[off]])
-    s_sign = np.concatenate([sign, sign[off]])
-    s_order = np.argsort(s_slot, kind="stable")
-    _, s_u = _csr(s_slot, q2 * q2)
+    i32 = np.int32  # Stan's ints
     return {
-        "n_slot": int(n_slot), "n_cell": int(n_cell), "n_pair": int(len(a)),
-        "n_h22": int(len(h22_keys)), "n_s": int(len(s_slot)),
+        "n_slot": int(n_slot), "n_cell": int(n_cell), "n_h22": int(len(h22_keys)),
         "hs_base": base, "hs_v": hs_v, "hs_u": hs_u, "gr_v": gr_v, "gr_u": gr_u,
-        "cell_row": cell_row + 1, "cell_lev": cell_lev + 1, "row_v": row_v, "row_u": row_u,
-        "lev_u": lev_u.astype(np.int64),
-        "pair_a": a + 1, "pair_b": b + 1,
-        "s_w": s_sign[s_order], "s_v": s_src[s_order] + 1, "s_u": s_u,
+        "cell_row": (cell_row + 1).astype(i32), "cell_lev": (cell_lev + 1).astype(i32),
+        "lev_u": lev_u.astype(i32),
+        "h22_row": (h22_a + 1).astype(i32), "h22_col": (h22_b + 1).astype(i32),
     }

@@ -402,20 +402,20 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True, compact: bool = False) -
             raise ValueError("the design's q2 block is not diagonal: no compact K")
         qrow = np.where(qa < q2, qa, q2 + (qa - q2) * M + qb)
         n_rows = k_rows(ss, True)
-    # CSR directly: pairs sorted by their row of K (stable, so by level within a row), each
-    # pair's p1^2 entries in the order of their columns j p1^2 + s p1 + r; no duplicates
-    order = np.argsort(qrow, kind="stable")
-    a_o, b_o = a_idx[order], b_idx[order]
+    # to CSR by scipy's linear-time COO conversion (a stable bucket pass: within a row the pairs
+    # keep their order, by level, each pair's p1^2 entries in the order of their columns
+    # j p1^2 + s p1 + r); no duplicates, so no summation pass
     pp = p1 * p1
     if p1 == 1:
-        data = vals[a_o, 0] * vals[b_o, 0]
-        indices = e_lev[a_o]
+        data = vals[a_idx, 0] * vals[b_idx, 0]
+        indices = e_lev[a_idx]
+        rows = qrow
     else:  # entry s p1 + r of a pair: B_j[r, a] B_j[s, b]
-        data = (vals[b_o][:, :, None] * vals[a_o][:, None, :]).reshape(-1, pp)
-        indices = (e_lev[a_o] * pp)[:, None] + np.arange(pp)[None, :]
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
-    np.cumsum(np.bincount(qrow, minlength=n_rows) * pp, out=indptr[1:])
-    K = sp.csr_matrix((data.ravel(), indices.ravel(), indptr), shape=(n_rows, l1 * pp))
+        data = (vals[b_idx][:, :, None] * vals[a_idx][:, None, :]).reshape(-1, pp)
+        indices = (e_lev[a_idx] * pp)[:, None] + np.arange(pp)[None, :]
+        rows = np.repeat(qrow, pp)
+    K = sp.csr_matrix(sp.coo_matrix((data.ravel(), (rows, indices.ravel())),
+                                    shape=(n_rows, l1 * pp)))
     K.has_sorted_indices = True
     return K
 
