@@ -28,13 +28,20 @@ data {
   vector[ZhZh_nz] ZhZh_w;
   array[ZhZh_nz] int<lower=1, upper=M> ZhZh_v;
   array[M + 1] int<lower=1> ZhZh_u;
-  // K: vec(lower triangle of sum_j B_j' W_j B_j) = K w, as CSR (M * M x l_1 p_1^2)
   int<lower=0, upper=1> diag_q2;           // 1: terms 2..K give a diagonal block (compact K)
-  int<lower=1> K_rows;                      // M * M, or Q2 + (P + 1) M when diag_q2
-  int<lower=1> K_nz;
+  // with diag_q2, K: the rows of vec(Q) = K w that the diagonal path needs, as CSR
+  // (k_rows x l_1 p_1^2); else empty
+  int<lower=0> K_rows;                      // Q2 + (P + 1) M when diag_q2, else 0
+  int<lower=0> K_nz;
   vector[K_nz] K_w;
   array[K_nz] int<lower=1, upper=l_term[1] * p_term[1] * p_term[1]> K_v;
   array[K_rows + 1] int<lower=1> K_u;
+  // without diag_q2, B = Z1'Zh as CSR (l_1 p_1 x M; row (j - 1) p_1 + r: level j, coefficient
+  // r); else empty
+  int<lower=0> B_nz;
+  vector[B_nz] B_w;
+  array[B_nz] int<lower=1, upper=M> B_v;
+  array[diag_q2 ? 1 : l_term[1] * p_term[1] + 1] int<lower=1> B_u;
 
   int<lower=0, upper=1> REML;               // 0: ML deviance, 1: REML criterion
 }
@@ -55,7 +62,7 @@ transformed data {
       }
     }
   } else {
-    if (K_rows != M * M) reject("K_rows = ", K_rows, ", expected M * M = ", M * M);
+    if (K_rows != 0) reject("K_rows = ", K_rows, ", expected 0 (B holds the dense path's data)");
     ZhZh_low = csr_to_dense_matrix(M, M, ZhZh_w, ZhZh_v, ZhZh_u);
   }
   {
@@ -82,6 +89,6 @@ parameters {
 model {
   tuple(real, matrix[P + 1, P + 1]) reduced
       = lmm_reduce(theta, P, Q2, p_term, l_term, theta_start, C1, ZhZh_low, K_w, K_v, K_u,
-                   diag_q2, zd, zb);
+                   B_w, B_v, B_u, diag_q2, zd, zb);
   target += -0.5 * lmm_profiled_deviance(reduced.1, reduced.2, N, REML);
 }

@@ -11,9 +11,10 @@
 //   Z1 = columns of term 1 (level-major), Z2 = columns of terms 2..K (Q2 of them),
 //   Zh = [Z2, X, y] (M = Q2 + P + 1 columns; y centred when X spans the constant),
 //   C1[j] = Z1j' Z1j (p1 x p1), B_j = Z1j' Zh,
-//   Q = sum_j B_j' W_j B_j with W_j = T1 (T1' C_j T1 + I)^-1 T1', so that vec(Q) = K w,
-//   w stacking vec(W_j) (column-major, level by level); K is a fixed sparse matrix (CSR arrays
-//   K_w, K_v, K_u, 1-based) holding only the rows of Q's lower triangle.
+//   Q = sum_j B_j' W_j B_j with W_j = T1 (T1' C_j T1 + I)^-1 T1', w stacking vec(W_j)
+//   (column-major, level by level). The dense path takes B itself (CSR arrays B_w, B_v, B_u,
+//   1-based, l1 p1 x M) and forms Q in C++; the diagonal path (diag_q2) takes the fixed sparse
+//   matrix K with vec(Q) = K w, holding only the rows of Q it needs (K_w, K_v, K_u).
 //
 // Then S = D' (Zh'Zh - Q) D + diag(I_Q2, 0), D = diag(Lambda2, I_{P+1}), is the Schur complement
 // of the first term's block in the full penalized system; its lower Cholesky factor L gives
@@ -110,14 +111,14 @@ tuple(real, vector) lmm_first_term(vector theta, int start, int p1, data array[]
 }
 
 /**
- * [log|S_QQ|; vec(R)] for S = D' (Zh'Zh - Q) D + E with Q's lower triangle K w (see lmm_reduce),
+ * [log|S_QQ|; vec(R)] for S = D' (Zh'Zh - Q) D + E with Q = sum_j B_j' W_j B_j (see lmm_reduce),
  * L = cholesky_decompose(S), log|S_QQ| = 2 sum(log(diagonal(L)[1:Q2])),
  * R = L[(Q2 + 1):M, (Q2 + 1):M] column-major. C++ (lmm_reduce.hpp; stanc --allow-undefined):
  * S is formed on values and its gradient supplied by hand.
  */
 vector lmm_dense_factor(vector theta, vector w, int P, int Q2, array[] int p_term,
                         array[] int l_term, array[] int theta_start, data matrix ZhZh_low,
-                        data vector K_w, data array[] int K_v, data array[] int K_u);
+                        data vector B_w, data array[] int B_v, data array[] int B_u);
 
 /**
  * The reduced system of a linear mixed model at theta.
@@ -129,7 +130,8 @@ vector lmm_dense_factor(vector theta, vector w, int P, int Q2, array[] int p_ter
  * @param theta_start   1-based position of each term's block in theta
  * @param C1            Z1j'Z1j for the levels of term 1
  * @param ZhZh_low      lower triangle of Zh'Zh (M x M, upper triangle zero)
- * @param K_w, K_v, K_u CSR arrays of K (M*M x l1*p1*p1; compact rows when diag_q2)
+ * @param K_w, K_v, K_u with diag_q2: CSR arrays of the compact K (k_rows x l1*p1*p1)
+ * @param B_w, B_v, B_u without diag_q2: CSR arrays of B = Z1'Zh (l1*p1 x M)
  * @param diag_q2       1: the block of terms 2..K is diagonal (bayesmix.lmm.q2_is_diagonal)
  * @param zd, zb        with diag_q2: Zh'Zh's first Q2 diagonal entries and its trailing P + 1
  *                      rows (lower triangle; ZhZh_low is then empty)
@@ -140,6 +142,7 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
                                array[] int l_term, array[] int theta_start,
                                data array[] matrix C1, data matrix ZhZh_low,
                                data vector K_w, data array[] int K_v, data array[] int K_u,
+                               data vector B_w, data array[] int B_v, data array[] int B_u,
                                int diag_q2, data vector zd, data matrix zb) {
   int M = Q2 + P + 1;
   int n_terms = size(p_term);
@@ -170,7 +173,7 @@ tuple(real, matrix) lmm_reduce(vector theta, int P, int Q2, array[] int p_term,
   // S = D' (Zh'Zh - Q) D + E and its factor, in C++ (lmm_reduce.hpp): off the autodiff tape
   // but for S and L as whole matrices
   vector[1 + (P + 1) * (P + 1)] f = lmm_dense_factor(theta, first.2, P, Q2, p_term, l_term,
-                                                     theta_start, ZhZh_low, K_w, K_v, K_u);
+                                                     theta_start, ZhZh_low, B_w, B_v, B_u);
   return (first.1 + f[1], to_matrix(f[2:], P + 1, P + 1));
 }
 

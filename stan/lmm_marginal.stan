@@ -84,11 +84,19 @@ data {
   array[ZhZh_nz] int<lower=1, upper=M> ZhZh_v;
   array[M + 1] int<lower=1> ZhZh_u;
   int<lower=0, upper=1> diag_q2;           // 1: terms 2..K give a diagonal block (compact K)
-  int<lower=1> K_rows;                      // M * M, or Q2 + (P + 1) M when diag_q2
-  int<lower=1> K_nz;
+  // with diag_q2, K: the rows of vec(Q) = K w that the diagonal path needs, as CSR
+  // (k_rows x l_1 p_1^2); else empty
+  int<lower=0> K_rows;                      // Q2 + (P + 1) M when diag_q2, else 0
+  int<lower=0> K_nz;
   vector[K_nz] K_w;
   array[K_nz] int<lower=1, upper=l_term[1] * p_term[1] * p_term[1]> K_v;
   array[K_rows + 1] int<lower=1> K_u;
+  // without diag_q2, B = Z1'Zh as CSR (l_1 p_1 x M; row (j - 1) p_1 + r: level j, coefficient
+  // r); else empty
+  int<lower=0> B_nz;
+  vector[B_nz] B_w;
+  array[B_nz] int<lower=1, upper=M> B_v;
+  array[diag_q2 ? 1 : l_term[1] * p_term[1] + 1] int<lower=1> B_u;
   int<lower=0, upper=1> REML;                // unused (the ML program's flag)
 
   // parameters
@@ -122,7 +130,7 @@ transformed data {
       }
     }
   } else {
-    if (K_rows != M * M) reject("K_rows = ", K_rows, ", expected M * M = ", M * M);
+    if (K_rows != 0) reject("K_rows = ", K_rows, ", expected 0 (B holds the dense path's data)");
     ZhZh_low = csr_to_dense_matrix(M, M, ZhZh_w, ZhZh_v, ZhZh_u);
   }
   int Kb = P - intercept;
@@ -183,7 +191,7 @@ model {
   if (!prior_only) {
     tuple(real, matrix[P + 1, P + 1]) reduced
         = lmm_reduce(theta, P, Q2, p_term, l_term, theta_start, C1, ZhZh_low, K_w, K_v, K_u,
-                   diag_q2, zd, zb);
+                   B_w, B_v, B_u, diag_q2, zd, zb);
     target += lmm_marginal_loglik(reduced.1, reduced.2, beta - y_shift, sigma, N);
   }
   // priors, in the order of prior_dist

@@ -10,11 +10,12 @@
 // Stan's own blocked reverse-mode Cholesky carries L's adjoint back to S. One callback then
 // takes S's adjoint to w (the first term's weights) and to the factors of terms 2..K.
 //
-// Notation as in lmm_functions.stan: Q = sum_j B_j' W_j B_j with vec(lower(Q)) = K w; D =
+// Notation as in lmm_functions.stan: Q = sum_j B_j' W_j B_j (B = Z1'Zh as CSR data); D =
 // diag(Lambda2, I_{P+1}); E = I on the first Q2 rows. With G the symmetric adjoint of S:
 //   dS = dD' S0 D + D' S0 dD - D' dQ D,  so
 //   adjoint of D  = 2 S0 D G  (read on D's block diagonal: the entries of each T_k),
-//   adjoint of Q  = -D G D'   (off-diagonal entries of its lower triangle counted twice).
+//   adjoint of Q  = -D G D'   (off-diagonal entries of its lower triangle counted twice),
+// and w's adjoint from Q's through the same products B_j' W_j B_j.
 #ifndef BAYESMIX_LMM_REDUCE_HPP
 #define BAYESMIX_LMM_REDUCE_HPP
 
@@ -35,11 +36,19 @@ using Ints = std::vector<int>;
   throw std::domain_error("lmm_dense_factor: " + what);
 }
 
+// B = Z1'Zh (l1 p1 x M) as CSR arrays with 1-based indices: row j p1 + r is level j's
+// coefficient r; its column indices increase along a row
+struct Blocks {
+  const double* w;
+  const Ints &v, &u;
+  int l1, p1;
+};
+
 // Sizes and every index within range before any loop uses them (the data may come from an
 // edited bundle; the loops below do not check).
 inline void check(int P, int Q2, const Ints& p, const Ints& l, const Ints& start,
                   Eigen::Index n_theta, Eigen::Index n_w, Eigen::Index z_rows,
-                  Eigen::Index z_cols, Eigen::Index k_nz, const Ints& kv, const Ints& ku) {
+                  Eigen::Index z_cols, Eigen::Index b_nz, const Ints& bv, const Ints& bu) {
   const long M = static_cast<long>(Q2) + P + 1;
   if (P < 0 || Q2 < 0 || p.empty() || p.size() != l.size() || p.size() != start.size())
     fail("inconsistent term sizes");
@@ -52,13 +61,37 @@ inline void check(int P, int Q2, const Ints& p, const Ints& l, const Ints& start
   }
   if (q2 != Q2) fail("Q2 does not match the terms");
   if (z_rows != M || z_cols != M) fail("Zh'Zh is not M x M");
-  if (static_cast<long>(ku.size()) != M * M + 1 || ku.front() != 1 || ku.back() != k_nz + 1
-      || static_cast<Eigen::Index>(kv.size()) != k_nz)
-    fail("bad CSR arrays of K");
-  for (size_t r = 1; r < ku.size(); ++r)
-    if (ku[r] < ku[r - 1]) fail("K's row starts decrease");
-  for (int v : kv)
-    if (v < 1 || v > n_w) fail("K's column index out of range");
+  const long rows = static_cast<long>(l[0]) * p[0];
+  if (n_w != rows * p[0]) fail("w does not match the first term");
+  if (static_cast<long>(bu.size()) != rows + 1 || bu.front() != 1 || bu.back() != b_nz + 1
+      || static_cast<Eigen::Index>(bv.size()) != b_nz)
+    fail("bad CSR arrays of B");
+  for (size_t r = 1; r < bu.size(); ++r)
+    if (bu[r] < bu[r - 1]) fail("B's row starts decrease");
+  for (int v : bv)
+    if (v < 1 || v > M) fail("B's column index out of range");
+}
+
+// Visits every product of B_j' W_j B_j that lands on Q's lower triangle: f(a, b, k, x) for
+// Q[a, b] (a >= b, 0-based), w's entry k (W_j[r, s]) and x = B[j p1 + r, a] B[j p1 + s, b].
+template <typename F>
+inline void for_each_product(const Blocks& B, F&& f) {
+  const int p1 = B.p1, pp = p1 * p1;
+  for (int j = 0; j < B.l1; ++j)
+    for (int s = 0; s < p1; ++s) {
+      const int row_s = j * p1 + s;
+      for (int r = 0; r < p1; ++r) {
+        const int row_r = j * p1 + r, k = j * pp + s * p1 + r;
+        for (int kb = B.u[row_s] - 1; kb < B.u[row_s + 1] - 1; ++kb) {
+          const int b = B.v[kb] - 1;
+          // within one row the columns increase: the pairs with a >= b start at b
+          for (int ka = r == s ? kb : B.u[row_r] - 1; ka < B.u[row_r + 1] - 1; ++ka) {
+            const int a = B.v[ka] - 1;
+            if (a >= b) f(a, b, k, B.w[ka] * B.w[kb]);
+          }
+        }
+      }
+    }
 }
 
 // The lower-triangular p x p factor whose lower triangle, column-major, starts at theta[start]
@@ -115,17 +148,11 @@ inline void scale_rows(Mat& A, const Vec& theta, const Ints& p, const Ints& l, c
   }
 }
 
-// D' S0 with S0 = Zh'Zh - Q (symmetric), Q's lower triangle from K w
+// D' S0 with S0 = Zh'Zh - Q (symmetric)
 inline Mat d_times_s0(const Vec& theta, const Vec& w, const Ints& p, const Ints& l,
-                      const Ints& start, const Eigen::Ref<const Mat>& zhzh,
-                      const Eigen::Ref<const Vec>& kw, const Ints& kv, const Ints& ku) {
-  const Eigen::Index M = zhzh.rows();
+                      const Ints& start, const Eigen::Ref<const Mat>& zhzh, const Blocks& B) {
   Mat S0 = zhzh;
-  for (Eigen::Index r = 0; r < M * M; ++r) {
-    double acc = 0;
-    for (int j = ku[r] - 1; j < ku[r + 1] - 1; ++j) acc += kw[j] * w[kv[j] - 1];
-    if (acc != 0) S0(r % M, r / M) -= acc;
-  }
+  for_each_product(B, [&](int a, int b, int k, double x) { S0(a, b) -= w[k] * x; });
   S0.triangularView<Eigen::StrictlyUpper>() = S0.transpose();
   scale_rows(S0, theta, p, l, start, false);
   return S0;
@@ -136,11 +163,11 @@ inline Mat d_times_s0(const Vec& theta, const Vec& w, const Ints& p, const Ints&
 // [log|S_QQ|; vec(R)]: with S = D'(Zh'Zh - Q(w)) D + E (M = Q2 + P + 1) and L its lower Cholesky
 // factor, log|S_QQ| = 2 sum(log(diag(L)[1:Q2])) and R = L[Q2+1:M, Q2+1:M], column-major.
 // theta: all relative covariance parameters (terms 2..K are read here; term 1 enters via w).
-template <typename TTheta, typename TW, typename TZ, typename TKw>
+template <typename TTheta, typename TW, typename TZ, typename TBw>
 Eigen::Matrix<stan::return_type_t<TTheta, TW>, -1, 1> lmm_dense_factor(
     const TTheta& theta, const TW& w, const int& P, const int& Q2, const std::vector<int>& p_term,
     const std::vector<int>& l_term, const std::vector<int>& theta_start, const TZ& ZhZh_low,
-    const TKw& K_w, const std::vector<int>& K_v, const std::vector<int>& K_u,
+    const TBw& B_w, const std::vector<int>& B_v, const std::vector<int>& B_u,
     std::ostream* pstream__) {
   using namespace bayesmix_lmm;
   using stan::math::var;
@@ -149,12 +176,13 @@ Eigen::Matrix<stan::return_type_t<TTheta, TW>, -1, 1> lmm_dense_factor(
   const Vec th = stan::math::value_of(theta).template cast<double>();
   const Vec wv = stan::math::value_of(w).template cast<double>();
   const Eigen::Ref<const Mat> zhzh = stan::math::value_of(ZhZh_low);
-  const Eigen::Ref<const Vec> kw = stan::math::value_of(K_w);
+  const Eigen::Ref<const Vec> bw = stan::math::value_of(B_w);
   check(P, Q2, p_term, l_term, theta_start, th.size(), wv.size(), zhzh.rows(), zhzh.cols(),
-        kw.size(), K_v, K_u);
+        bw.size(), B_v, B_u);
+  const Blocks B{bw.data(), B_v, B_u, l_term[0], p_term[0]};
   const Eigen::Index M = static_cast<Eigen::Index>(Q2) + P + 1, R1 = P + 1;
 
-  Mat DS0 = d_times_s0(th, wv, p_term, l_term, theta_start, zhzh, kw, K_v, K_u);
+  Mat DS0 = d_times_s0(th, wv, p_term, l_term, theta_start, zhzh, B);
   Mat S = DS0;
   scale_cols(S, th, p_term, l_term, theta_start, false);
   S.diagonal().head(Q2).array() += 1;
@@ -180,12 +208,10 @@ Eigen::Matrix<stan::return_type_t<TTheta, TW>, -1, 1> lmm_dense_factor(
     auto w_a = stan::math::to_arena(w);
     stan::arena_t<Mat> DS0_a(DS0);
     stan::arena_t<Vec> th_a(th);
-    const double* kw_p = kw.data();
-    const Ints *p_p = &p_term, *l_p = &l_term, *start_p = &theta_start, *kv_p = &K_v,
-               *ku_p = &K_u;
-    stan::math::reverse_pass_callback([S_v, theta_a, w_a, DS0_a, th_a, kw_p, p_p, l_p, start_p,
-                                       kv_p, ku_p, M]() mutable {
-      const Ints &p = *p_p, &l = *l_p, &start = *start_p, &kv = *kv_p, &ku = *ku_p;
+    const Ints *p_p = &p_term, *l_p = &l_term, *start_p = &theta_start;
+    stan::math::reverse_pass_callback([S_v, theta_a, w_a, DS0_a, th_a, B, p_p, l_p,
+                                       start_p]() mutable {
+      const Ints &p = *p_p, &l = *l_p, &start = *start_p;
       const Vec th = th_a;
       // G: the symmetric adjoint of S (Stan's Cholesky fills the lower triangle)
       Mat G = S_v.adj().triangularView<Eigen::Lower>();
@@ -210,16 +236,13 @@ Eigen::Matrix<stan::return_type_t<TTheta, TW>, -1, 1> lmm_dense_factor(
         }
       }
       if constexpr (w_var) {
-        // -D G D' on Q's lower triangle, off-diagonal entries twice, through K'
+        // -D G D' on Q's lower triangle (off-diagonal entries twice), through the products
         scale_rows(G, th, p, l, start, true);
         scale_cols(G, th, p, l, start, true);
         Vec w_adj = Vec::Zero(w_a.size());
-        const double* g = G.data();  // column-major: K's row r is Q[r % M, r / M]
-        for (Eigen::Index r = 0; r < M * M; ++r) {
-          if (ku[r] == ku[r + 1]) continue;
-          const double gr = (r % M == r / M ? -1.0 : -2.0) * g[r];
-          for (int j = ku[r] - 1; j < ku[r + 1] - 1; ++j) w_adj[kv[j] - 1] += gr * kw_p[j];
-        }
+        for_each_product(B, [&](int a, int b, int k, double x) {
+          w_adj[k] -= (a == b ? 1.0 : 2.0) * G(a, b) * x;
+        });
         w_a.adj() += w_adj;
       }
     });

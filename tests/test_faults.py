@@ -246,10 +246,10 @@ def test_missing_weights_are_dropped_like_r_with_a_count():
     ("glmer", "cell_row", 10**6, "index out of range in cell_row"),
     ("glmer", "h22_row", 10**6, "index out of range in h22_row"),
     ("glmer", "lev_u", 1, "bad row starts lev_u"),
-    # lmer: the C++ dense reduced system reads K's CSR arrays
-    ("lmer", "K_u", 1, "K's row starts decrease"),
+    # lmer: the C++ dense reduced system reads B's CSR arrays
+    ("lmer", "B_u", 1, "B's row starts decrease"),
     # (an index the data block bounds is refused there, naming it)
-    ("lmer", "K_v", 10**6, r"K_v\[\d+\] is 1e\+06, but must be less than"),
+    ("lmer", "B_v", 10**6, r"B_v\[\d+\] is 1e\+06, but must be less than"),
 ])
 def test_tampered_structure_data_is_refused_not_read_out_of_bounds(program, name, value, match):
     """Data as an edited bundle may carry them: an index out of range in the structure that

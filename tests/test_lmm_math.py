@@ -258,11 +258,13 @@ def test_stan_data_shapes():
     assert data["p_term"] == [2, 2] and data["l_term"] == [24, 6]
     assert data["n_theta"] == 6 and data["theta_start"] == [1, 4]
     assert data["Q2"] == 12 and data["M"] == 12 + 4 + 1
-    assert len(data["K_u"]) == data["M"] ** 2 + 1 and data["K_u"][0] == 1
-    assert data["K_u"][-1] == data["K_nz"] + 1 == len(data["K_w"]) + 1
-    assert min(data["K_v"]) >= 1 and max(data["K_v"]) <= 24 * 4
+    # crossed terms: the dense path's B = Z1'Zh (24 levels x 2 coefficients, M columns); no K
+    assert data["diag_q2"] == 0 and data["K_rows"] == data["K_nz"] == 0 and data["K_u"] == [1]
+    assert len(data["B_u"]) == 24 * 2 + 1 and data["B_u"][0] == 1
+    assert data["B_u"][-1] == data["B_nz"] + 1 == len(data["B_w"]) + 1
+    assert min(data["B_v"]) >= 1 and max(data["B_v"]) <= data["M"]
     assert len(data["ZhZh_u"]) == data["M"] + 1
-    assert all(isinstance(i, int) for i in data["K_v"][:10] + data["K_u"][:10])
+    assert all(isinstance(i, int) for i in data["B_v"][:10] + data["B_u"][:10])
     assert np.array(data["C1"]).shape == (24, 2, 2)
     json.dumps(data)  # serialisable
     # single term: no Z2 block
@@ -436,11 +438,12 @@ def test_diagonal_q2_block_compact_route(reml):
         for th in (theta_start(terms), rng.uniform(0.2, 2.0, len(theta_start(terms)))):
             dense = profiled_deviance(th, X, y, terms, reml, method="dense")
             assert deviance_from_stan_data(th, data) == pytest.approx(dense, rel=1e-10)
-    # crossed factors: not diagonal, the full K stays
+    # crossed factors: not diagonal, the dense path's B instead of K
     n = 400
     g, h = rng.integers(0, 20, n), rng.integers(0, 8, n)
     terms = as_terms([(g, np.ones((n, 1)), 20), (h, np.ones((n, 1)), 8)])
     X, y = np.ones((n, 1)), rng.normal(size=n)
     assert not q2_is_diagonal(lmm_suffstats(X, y, terms))
     data = lmm_stan_data(X, y, terms, reml)
-    assert data["diag_q2"] == 0 and data["K_rows"] == data["M"] ** 2
+    assert data["diag_q2"] == 0 and data["K_rows"] == 0 and data["B_nz"] > 0
+    assert data["B_nz"] == lmm_suffstats(X, y, terms).B.nnz

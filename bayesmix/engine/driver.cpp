@@ -70,6 +70,9 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 stan::model::model_base& new_model(stan::io::var_context& data_context,
                                    unsigned int seed, std::ostream* msg_stream);
@@ -534,6 +537,13 @@ int run_laplace(stan::model::model_base& model, const Args& a,
 }  // namespace
 
 int main(int argc, char* argv[]) {
+#ifdef __GLIBC__
+  // Keep large blocks on the heap: every gradient of a program with a dense reduced system
+  // allocates and frees matrices of several MB, which glibc would otherwise map and unmap each
+  // time, page faults and zeroing included (InstEval: 0.3 s of system time per fit).
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
   if (argc < 2) {
     std::cerr << "usage: " << argv[0]
               << " sample|optimize|laplace|info key=value ...\n";

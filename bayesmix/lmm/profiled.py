@@ -203,9 +203,9 @@ def _csr_from_stan(m, n, w, v, u) -> sp.csr_matrix:
 def deviance_from_stan_data(theta: np.ndarray, data: dict, return_parts: bool = False):
     """numpy mirror of ``stan/lmer.stan``: the objective computed from the Stan data dict only.
 
-    Follows the Stan functions step by step (``K w`` product, lower-triangle symmetrisation,
-    per-level scaling by Lambda_2, one Cholesky) so that the program's algebra can be tested
-    without compiling it.
+    Follows the Stan functions step by step (``B' W B`` product, lower-triangle symmetrisation,
+    per-level scaling by Lambda_2, one Cholesky; the compact ``K w`` of the diagonal path) so
+    that the program's algebra can be tested without compiling it.
     """
     theta = np.asarray(theta, float)
     P, M, Q2 = data["P"], data["M"], data["Q2"]
@@ -228,11 +228,14 @@ def deviance_from_stan_data(theta: np.ndarray, data: dict, return_parts: bool = 
         Wj = V.T @ V
         w[j * p1 * p1:(j + 1) * p1 * p1] = Wj.ravel(order="F")
         logdet += 2.0 * np.sum(np.log(np.diag(Lj)))
-    K = _csr_from_stan(data.get("K_rows", M * M), l1 * p1 * p1, data["K_w"], data["K_v"],
-                       data["K_u"])
     if data.get("diag_q2"):
+        K = _csr_from_stan(data["K_rows"], l1 * p1 * p1, data["K_w"], data["K_v"], data["K_u"])
         return _diag_q2_deviance(theta, data, logdet, K @ w, return_parts)
-    Qlow = (K @ w).reshape((M, M), order="F")
+    # Q = B' blockdiag(W_j) B
+    B = _csr_from_stan(l1 * p1, M, data["B_w"], data["B_v"], data["B_u"])
+    W = sp.block_diag([w[j * p1 * p1:(j + 1) * p1 * p1].reshape(p1, p1, order="F")
+                       for j in range(l1)], format="csr")
+    Qlow = (B.T @ W @ B).toarray()
     ZhZh = _csr_from_stan(M, M, data["ZhZh_w"], data["ZhZh_v"], data["ZhZh_u"]).toarray()
     S = np.tril(ZhZh - Qlow)
     S = S + np.tril(S, -1).T

@@ -446,8 +446,10 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
       C1                   l_1 arrays of p_1 x p_1 matrices Z1j'Z1j
       ZhZh_nz, ZhZh_w, ZhZh_v, ZhZh_u   lower triangle of Zh'Zh as CSR (M x M), 1-based
       diag_q2              1 when the other terms' block of S is diagonal (q2_is_diagonal)
-      K_rows, K_nz, K_w, K_v, K_u  the lower-triangle K (K_rows x l_1 p_1^2) as CSR, 1-based;
-                           K_rows = M*M, or compact when diag_q2 (k_rows)
+      K_rows, K_nz, K_w, K_v, K_u  with diag_q2: the compact K (k_rows x l_1 p_1^2) as CSR,
+                           1-based; else empty (K_rows = K_nz = 0)
+      B_nz, B_w, B_v, B_u  without diag_q2: B = Z1'Zh (l_1 p_1 x M) as CSR, 1-based; else
+                           empty (B_u = [1])
       REML                 0 = ML, 1 = REML
     The response is centred when X spans the constant (see ``LmmSuffStats``): the deviance is
     unaffected; a program using the trailing Cholesky block for beta must shift by ``y_offset``.
@@ -457,8 +459,13 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
     if ss is None:
         ss = lmm_suffstats(X, y, terms)
     diag_q2 = q2_is_diagonal(ss)
-    K = k_matrix(ss, lower_only=True, compact=diag_q2)
+    # one layout per path: the diagonal path's compact K; the dense path's B itself (its C++
+    # forms Q = sum_j B_j' W_j B_j: data that grow with B's non-zeros, not their pairs)
+    K = (k_matrix(ss, lower_only=True, compact=True) if diag_q2
+         else sp.csr_matrix((0, ss.l_term[0] * ss.p_term[0] ** 2)))
     K_w, K_v, K_u = _csr_stan(K, as_lists)
+    B = sp.csr_matrix((0, ss.M)) if diag_q2 else sp.csr_matrix(ss.B)
+    B_w, B_v, B_u = _csr_stan(B, as_lists)
     ZhZh_low = sp.tril(sp.csr_matrix(ss.ZhZh), format="csr")
     Z_w, Z_v, Z_u = _csr_stan(ZhZh_low, as_lists)
     starts, pos = [], 1
@@ -488,6 +495,10 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
         "K_w": K_w,
         "K_v": K_v,
         "K_u": K_u,
+        "B_nz": len(B_w),
+        "B_w": B_w,
+        "B_v": B_v,
+        "B_u": B_u,
         "REML": int(bool(reml)),
     }
 
