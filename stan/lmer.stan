@@ -36,12 +36,12 @@ data {
   vector[K_nz] K_w;
   array[K_nz] int<lower=1, upper=l_term[1] * p_term[1] * p_term[1]> K_v;
   array[K_rows + 1] int<lower=1> K_u;
-  // without diag_q2, B = Z1'Zh as CSR (l_1 p_1 x M; row (j - 1) p_1 + r: level j, coefficient
-  // r); else empty
+  // without diag_q2, B = Z1'Zh level by level: the union of each level's non-zero columns
+  // (B_v, level j's from B_u[j]) and each entry's p_1 values (B_w); else empty
   int<lower=0> B_nz;
-  vector[B_nz] B_w;
+  vector[B_nz * p_term[1]] B_w;
   array[B_nz] int<lower=1, upper=M> B_v;
-  array[diag_q2 ? 1 : l_term[1] * p_term[1] + 1] int<lower=1> B_u;
+  array[diag_q2 ? 1 : l_term[1] + 1] int<lower=1> B_u;
 
   int<lower=0, upper=1> REML;               // 0: ML deviance, 1: REML criterion
 }

@@ -12,9 +12,10 @@
 //   Zh = [Z2, X, y] (M = Q2 + P + 1 columns; y centred when X spans the constant),
 //   C1[j] = Z1j' Z1j (p1 x p1), B_j = Z1j' Zh,
 //   Q = sum_j B_j' W_j B_j with W_j = T1 (T1' C_j T1 + I)^-1 T1', w stacking vec(W_j)
-//   (column-major, level by level). The dense path takes B itself (CSR arrays B_w, B_v, B_u,
-//   1-based, l1 p1 x M) and forms Q in C++; the diagonal path (diag_q2) takes the fixed sparse
-//   matrix K with vec(Q) = K w, holding only the rows of Q it needs (K_w, K_v, K_u).
+//   (column-major, level by level). The dense path takes B itself, level by level (B_v: the
+//   union of each level's non-zero columns, B_u: each level's first, B_w: each column's p1
+//   values) and forms Q in C++; the diagonal path (diag_q2) takes the fixed sparse matrix K
+//   with vec(Q) = K w, holding only the rows of Q it needs (K_w, K_v, K_u).
 //
 // Then S = D' (Zh'Zh - Q) D + diag(I_Q2, 0), D = diag(Lambda2, I_{P+1}), is the Schur complement
 // of the first term's block in the full penalized system; its lower Cholesky factor L gives
@@ -131,7 +132,7 @@ vector lmm_dense_factor(vector theta, vector w, int P, int Q2, array[] int p_ter
  * @param C1            Z1j'Z1j for the levels of term 1
  * @param ZhZh_low      lower triangle of Zh'Zh (M x M, upper triangle zero)
  * @param K_w, K_v, K_u with diag_q2: CSR arrays of the compact K (k_rows x l1*p1*p1)
- * @param B_w, B_v, B_u without diag_q2: CSR arrays of B = Z1'Zh (l1*p1 x M)
+ * @param B_w, B_v, B_u without diag_q2: B = Z1'Zh level by level (see the top of this file)
  * @param diag_q2       1: the block of terms 2..K is diagonal (bayesmix.lmm.q2_is_diagonal)
  * @param zd, zb        with diag_q2: Zh'Zh's first Q2 diagonal entries and its trailing P + 1
  *                      rows (lower triangle; ZhZh_low is then empty)

@@ -10,12 +10,12 @@
 // Stan's own blocked reverse-mode Cholesky carries L's adjoint back to S. One callback then
 // takes S's adjoint to w (the first term's weights) and to the factors of terms 2..K.
 //
-// Notation as in lmm_functions.stan: Q = sum_j B_j' W_j B_j (B = Z1'Zh as CSR data); D =
+// Notation as in lmm_functions.stan: Q = sum_j B_j' W_j B_j (B = Z1'Zh, level by level); D =
 // diag(Lambda2, I_{P+1}); E = I on the first Q2 rows. With G the symmetric adjoint of S:
 //   dS = dD' S0 D + D' S0 dD - D' dQ D,  so
 //   adjoint of D  = 2 S0 D G  (read on D's block diagonal: the entries of each T_k),
 //   adjoint of Q  = -D G D'   (off-diagonal entries of its lower triangle counted twice),
-// and w's adjoint from Q's through the same products B_j' W_j B_j.
+// and w's adjoint from Q's through the same level blocks B_j' W_j B_j.
 #ifndef BAYESMIX_LMM_REDUCE_HPP
 #define BAYESMIX_LMM_REDUCE_HPP
 
@@ -36,8 +36,8 @@ using Ints = std::vector<int>;
   throw std::domain_error("lmm_dense_factor: " + what);
 }
 
-// B = Z1'Zh (l1 p1 x M) as CSR arrays with 1-based indices: row j p1 + r is level j's
-// coefficient r; its column indices increase along a row
+// B = Z1'Zh level by level (1-based data): level j's columns are v[u[j] - 1 .. u[j + 1] - 2]
+// (the union of its p1 rows' non-zeros, increasing), and w holds each column's p1 values
 struct Blocks {
   const double* w;
   const Ints &v, &u;
@@ -48,7 +48,7 @@ struct Blocks {
 // edited bundle; the loops below do not check).
 inline void check(int P, int Q2, const Ints& p, const Ints& l, const Ints& start,
                   Eigen::Index n_theta, Eigen::Index n_w, Eigen::Index z_rows,
-                  Eigen::Index z_cols, Eigen::Index b_nz, const Ints& bv, const Ints& bu) {
+                  Eigen::Index z_cols, Eigen::Index b_w, const Ints& bv, const Ints& bu) {
   const long M = static_cast<long>(Q2) + P + 1;
   if (P < 0 || Q2 < 0 || p.empty() || p.size() != l.size() || p.size() != start.size())
     fail("inconsistent term sizes");
@@ -61,37 +61,31 @@ inline void check(int P, int Q2, const Ints& p, const Ints& l, const Ints& start
   }
   if (q2 != Q2) fail("Q2 does not match the terms");
   if (z_rows != M || z_cols != M) fail("Zh'Zh is not M x M");
-  const long rows = static_cast<long>(l[0]) * p[0];
-  if (n_w != rows * p[0]) fail("w does not match the first term");
-  if (static_cast<long>(bu.size()) != rows + 1 || bu.front() != 1 || bu.back() != b_nz + 1
-      || static_cast<Eigen::Index>(bv.size()) != b_nz)
-    fail("bad CSR arrays of B");
-  for (size_t r = 1; r < bu.size(); ++r)
-    if (bu[r] < bu[r - 1]) fail("B's row starts decrease");
-  for (int v : bv)
-    if (v < 1 || v > M) fail("B's column index out of range");
+  if (n_w != static_cast<long>(l[0]) * p[0] * p[0]) fail("w does not match the first term");
+  const long nz = static_cast<long>(bv.size());
+  if (static_cast<long>(bu.size()) != l[0] + 1 || bu.front() != 1 || bu.back() != nz + 1
+      || b_w != nz * p[0])
+    fail("bad level layout of B");
+  for (size_t j = 1; j < bu.size(); ++j) {
+    if (bu[j] < bu[j - 1]) fail("B's level starts decrease");
+    for (int e = bu[j - 1]; e < bu[j]; ++e)  // 1-based entries of level j - 1
+      if (bv[e - 1] < 1 || bv[e - 1] > M || (e > bu[j - 1] && bv[e - 1] <= bv[e - 2]))
+        fail("B's columns out of range or not increasing within a level");
+  }
 }
 
-// Visits every product of B_j' W_j B_j that lands on Q's lower triangle: f(a, b, k, x) for
-// Q[a, b] (a >= b, 0-based), w's entry k (W_j[r, s]) and x = B[j p1 + r, a] B[j p1 + s, b].
+// f(j, cols, V) for each level j with columns: cols its columns (0-based, increasing: check),
+// V (p1 x n) B_j's values there; level j's block of Q = sum_j B_j' W_j B_j is V' W_j V
 template <typename F>
-inline void for_each_product(const Blocks& B, F&& f) {
-  const int p1 = B.p1, pp = p1 * p1;
-  for (int j = 0; j < B.l1; ++j)
-    for (int s = 0; s < p1; ++s) {
-      const int row_s = j * p1 + s;
-      for (int r = 0; r < p1; ++r) {
-        const int row_r = j * p1 + r, k = j * pp + s * p1 + r;
-        for (int kb = B.u[row_s] - 1; kb < B.u[row_s + 1] - 1; ++kb) {
-          const int b = B.v[kb] - 1;
-          // within one row the columns increase: the pairs with a >= b start at b
-          for (int ka = r == s ? kb : B.u[row_r] - 1; ka < B.u[row_r + 1] - 1; ++ka) {
-            const int a = B.v[ka] - 1;
-            if (a >= b) f(a, b, k, B.w[ka] * B.w[kb]);
-          }
-        }
-      }
-    }
+inline void for_each_level(const Blocks& B, F&& f) {
+  std::vector<int> cols;
+  for (int j = 0; j < B.l1; ++j) {
+    const int e0 = B.u[j] - 1, n = B.u[j + 1] - 1 - e0;
+    if (n == 0) continue;
+    cols.resize(n);
+    for (int e = 0; e < n; ++e) cols[e] = B.v[e0 + e] - 1;
+    f(j, cols, Eigen::Map<const Mat>(B.w + static_cast<Eigen::Index>(e0) * B.p1, B.p1, n));
+  }
 }
 
 // The lower-triangular p x p factor whose lower triangle, column-major, starts at theta[start]
@@ -148,11 +142,19 @@ inline void scale_rows(Mat& A, const Vec& theta, const Ints& p, const Ints& l, c
   }
 }
 
-// D' S0 with S0 = Zh'Zh - Q (symmetric)
+// D' S0 with S0 = Zh'Zh - Q (symmetric). Each level's block is formed dense (small, in cache)
+// and subtracted once, on Q's lower triangle.
 inline Mat d_times_s0(const Vec& theta, const Vec& w, const Ints& p, const Ints& l,
                       const Ints& start, const Eigen::Ref<const Mat>& zhzh, const Blocks& B) {
   Mat S0 = zhzh;
-  for_each_product(B, [&](int a, int b, int k, double x) { S0(a, b) -= w[k] * x; });
+  const int p1 = B.p1;
+  Mat Qj;
+  for_each_level(B, [&](int j, const std::vector<int>& cols, const Eigen::Map<const Mat>& V) {
+    const int n = static_cast<int>(cols.size());
+    Qj.noalias() = V.transpose() * Eigen::Map<const Mat>(w.data() + j * p1 * p1, p1, p1) * V;
+    for (int b = 0; b < n; ++b)  // columns increase: entries a >= b land on the lower triangle
+      for (int a = b; a < n; ++a) S0(cols[a], cols[b]) -= Qj(a, b);
+  });
   S0.triangularView<Eigen::StrictlyUpper>() = S0.transpose();
   scale_rows(S0, theta, p, l, start, false);
   return S0;
@@ -239,9 +241,20 @@ Eigen::Matrix<stan::return_type_t<TTheta, TW>, -1, 1> lmm_dense_factor(
         // -D G D' on Q's lower triangle (off-diagonal entries twice), through the products
         scale_rows(G, th, p, l, start, true);
         scale_cols(G, th, p, l, start, true);
+        // level j: the adjoint of its weights W_j is V M V', M (n x n) holding the adjoints of
+        // the entries of Q's lower triangle its block reaches
         Vec w_adj = Vec::Zero(w_a.size());
-        for_each_product(B, [&](int a, int b, int k, double x) {
-          w_adj[k] -= (a == b ? 1.0 : 2.0) * G(a, b) * x;
+        const int p1 = B.p1;
+        Mat Mj;
+        for_each_level(B, [&](int j, const std::vector<int>& cols,
+                              const Eigen::Map<const Mat>& V) {
+          const int n = static_cast<int>(cols.size());
+          Mj.setZero(n, n);
+          for (int b = 0; b < n; ++b) {
+            Mj(b, b) = -G(cols[b], cols[b]);
+            for (int a = b + 1; a < n; ++a) Mj(a, b) = -2.0 * G(cols[a], cols[b]);
+          }
+          Eigen::Map<Mat>(w_adj.data() + j * p1 * p1, p1, p1).noalias() += V * Mj * V.transpose();
         });
         w_a.adj() += w_adj;
       }

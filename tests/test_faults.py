@@ -247,7 +247,8 @@ def test_missing_weights_are_dropped_like_r_with_a_count():
     ("glmer", "h22_row", 10**6, "index out of range in h22_row"),
     ("glmer", "lev_u", 1, "bad row starts lev_u"),
     # lmer: the C++ dense reduced system reads B's CSR arrays
-    ("lmer", "B_u", 1, "B's row starts decrease"),
+    ("lmer", "B_u", 1, "B's level starts decrease"),
+    ("lmer", "B_v", "repeat", "not increasing within a level"),
     # (an index the data block bounds is refused there, naming it)
     ("lmer", "B_v", 10**6, r"B_v\[\d+\] is 1e\+06, but must be less than"),
 ])
@@ -276,7 +277,11 @@ def test_tampered_structure_data_is_refused_not_read_out_of_bounds(program, name
         assert data["diag_q2"] == 0  # the dense path, in C++
     data = dict(data)
     bad = np.array(data[name]).copy()
-    bad[len(bad) // 2] = value
+    if value == "repeat":  # level 2's second column repeats its first
+        i = int(data["B_u"][1])
+        bad[i] = bad[i - 1]
+    else:
+        bad[len(bad) // 2] = value
     data[name] = bad
     prog = compile_model(code, program, "auto")
     with pytest.raises(StanError, match=match):

@@ -258,10 +258,11 @@ def test_stan_data_shapes():
     assert data["p_term"] == [2, 2] and data["l_term"] == [24, 6]
     assert data["n_theta"] == 6 and data["theta_start"] == [1, 4]
     assert data["Q2"] == 12 and data["M"] == 12 + 4 + 1
-    # crossed terms: the dense path's B = Z1'Zh (24 levels x 2 coefficients, M columns); no K
+    # crossed terms: the dense path's B = Z1'Zh level by level (24 levels, 2 values per
+    # column); no K
     assert data["diag_q2"] == 0 and data["K_rows"] == data["K_nz"] == 0 and data["K_u"] == [1]
-    assert len(data["B_u"]) == 24 * 2 + 1 and data["B_u"][0] == 1
-    assert data["B_u"][-1] == data["B_nz"] + 1 == len(data["B_w"]) + 1
+    assert len(data["B_u"]) == 24 + 1 and data["B_u"][0] == 1
+    assert data["B_u"][-1] == data["B_nz"] + 1 and len(data["B_w"]) == 2 * data["B_nz"]
     assert min(data["B_v"]) >= 1 and max(data["B_v"]) <= data["M"]
     assert len(data["ZhZh_u"]) == data["M"] + 1
     assert all(isinstance(i, int) for i in data["B_v"][:10] + data["B_u"][:10])
@@ -446,4 +447,4 @@ def test_diagonal_q2_block_compact_route(reml):
     assert not q2_is_diagonal(lmm_suffstats(X, y, terms))
     data = lmm_stan_data(X, y, terms, reml)
     assert data["diag_q2"] == 0 and data["K_rows"] == 0 and data["B_nz"] > 0
-    assert data["B_nz"] == lmm_suffstats(X, y, terms).B.nnz
+    assert data["B_nz"] == lmm_suffstats(X, y, terms).B.nnz  # scalar first term: B's own

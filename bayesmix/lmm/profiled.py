@@ -231,8 +231,12 @@ def deviance_from_stan_data(theta: np.ndarray, data: dict, return_parts: bool = 
     if data.get("diag_q2"):
         K = _csr_from_stan(data["K_rows"], l1 * p1 * p1, data["K_w"], data["K_v"], data["K_u"])
         return _diag_q2_deviance(theta, data, logdet, K @ w, return_parts)
-    # Q = B' blockdiag(W_j) B
-    B = _csr_from_stan(l1 * p1, M, data["B_w"], data["B_v"], data["B_u"])
+    # Q = B' blockdiag(W_j) B, B rebuilt from its level-by-level layout
+    cols = np.asarray(data["B_v"], np.int64) - 1
+    lev = np.repeat(np.arange(l1), np.diff(np.asarray(data["B_u"], np.int64)))
+    vals = np.asarray(data["B_w"], float).reshape(len(cols), p1)
+    B = sp.csr_matrix((vals.T.ravel(), (np.tile(lev * p1, p1) + np.repeat(np.arange(p1), len(cols)),
+                                        np.tile(cols, p1))), shape=(l1 * p1, M))
     W = sp.block_diag([w[j * p1 * p1:(j + 1) * p1 * p1].reshape(p1, p1, order="F")
                        for j in range(l1)], format="csr")
     Qlow = (B.T @ W @ B).toarray()

@@ -348,6 +348,28 @@ def k_rows(ss: LmmSuffStats, compact: bool) -> int:
     return ss.q2 + (ss.M - ss.q2) * ss.M if compact else ss.M * ss.M
 
 
+def level_patterns(ss: LmmSuffStats) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """B = Z1'Zh level by level: ``(cols, starts, vals)`` with ``cols[starts[j]:starts[j+1]]``
+    the union of the non-zero columns of level j's p1 rows of B (increasing) and
+    ``vals[e, r] = B[j * p1 + r, cols[e]]`` (zero where that row has no entry)."""
+    p1, l1, M = ss.p_term[0], ss.l_term[0], ss.M
+    B = sp.csr_matrix(ss.B)
+    B.sort_indices()
+    level_of_row = np.repeat(np.arange(l1), p1)
+    agg = sp.csr_matrix((np.ones(ss.q1), (level_of_row, np.arange(ss.q1))), shape=(l1, ss.q1))
+    absB = B.copy()
+    absB.data = np.ones_like(absB.data)
+    pat = (agg @ absB).tocsr()
+    pat.sort_indices()
+    cols = pat.indices.astype(np.int64)
+    lev = np.repeat(np.arange(l1), np.diff(pat.indptr))
+    keys = lev * M + cols
+    vals = np.zeros((len(cols), p1))
+    b_row = np.repeat(np.arange(ss.q1), np.diff(B.indptr))
+    vals[np.searchsorted(keys, (b_row // p1) * M + B.indices), b_row % p1] = B.data
+    return cols, pat.indptr.astype(np.int64), vals
+
+
 def k_matrix(ss: LmmSuffStats, lower_only: bool = True, compact: bool = False) -> sp.csr_matrix:
     """The fixed sparse matrix ``K`` with ``vec(Q) = K w``.
 
@@ -362,36 +384,21 @@ def k_matrix(ss: LmmSuffStats, lower_only: bool = True, compact: bool = False) -
     p1 = ss.p_term[0]
     l1 = ss.l_term[0]
     M = ss.M
-    B = sp.csr_matrix(ss.B)
-    B.sort_indices()
-    # pattern of each level: the union of the non-zero columns of its p1 rows of B
-    level_of_row = np.repeat(np.arange(l1), p1)
-    agg = sp.csr_matrix((np.ones(ss.q1), (level_of_row, np.arange(ss.q1))), shape=(l1, ss.q1))
-    absB = B.copy()
-    absB.data = np.ones_like(absB.data)
-    pat = (agg @ absB).tocsr()
-    pat.sort_indices()
-    e_col = pat.indices.astype(np.int64)                     # column of each pattern entry
-    e_lev = np.repeat(np.arange(l1), np.diff(pat.indptr))    # level of each pattern entry
-    e_pos = np.arange(len(e_col)) - pat.indptr[e_lev]        # position within its level
-    # B's values on the pattern: vals[e, r] = B[level(e) * p1 + r, col(e)]
-    keys = e_lev * M + e_col
-    vals = np.zeros((len(e_col), p1))
-    b_row = np.repeat(np.arange(ss.q1), np.diff(B.indptr))
-    b_key = (b_row // p1) * M + B.indices
-    vals[np.searchsorted(keys, b_key), b_row % p1] = B.data
+    e_col, starts, vals = level_patterns(ss)
+    e_lev = np.repeat(np.arange(l1), np.diff(starts))        # level of each pattern entry
+    e_pos = np.arange(len(e_col)) - starts[e_lev]            # position within its level
     # pairs (a, b) of entries of the same level: entry a with every entry b at or before it
     # (columns sorted, so col(a) >= col(b)); with lower_only=False every ordered pair
     if lower_only:
         counts = e_pos + 1
         a_idx = np.repeat(np.arange(len(e_col)), counts)
         start = np.repeat(np.cumsum(counts) - counts, counts)
-        b_idx = np.arange(len(a_idx)) - start + pat.indptr[e_lev[a_idx]]
+        b_idx = np.arange(len(a_idx)) - start + starts[e_lev[a_idx]]
     else:
-        m = np.diff(pat.indptr)[e_lev]
+        m = np.diff(starts)[e_lev]
         a_idx = np.repeat(np.arange(len(e_col)), m)
         start = np.repeat(np.cumsum(m) - m, m)
-        b_idx = np.arange(len(a_idx)) - start + pat.indptr[e_lev[a_idx]]
+        b_idx = np.arange(len(a_idx)) - start + starts[e_lev[a_idx]]
     qrow = e_col[b_idx] * M + e_col[a_idx]  # column-major position of Q[a, b]
     n_rows = M * M
     if compact:
@@ -448,8 +455,10 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
       diag_q2              1 when the other terms' block of S is diagonal (q2_is_diagonal)
       K_rows, K_nz, K_w, K_v, K_u  with diag_q2: the compact K (k_rows x l_1 p_1^2) as CSR,
                            1-based; else empty (K_rows = K_nz = 0)
-      B_nz, B_w, B_v, B_u  without diag_q2: B = Z1'Zh (l_1 p_1 x M) as CSR, 1-based; else
-                           empty (B_u = [1])
+      B_nz, B_w, B_v, B_u  without diag_q2: B = Z1'Zh level by level (``level_patterns``):
+                           B_v the union of each level's non-zero columns (1-based, B_nz in
+                           all), B_u each level's first entry (1-based, l_1 + 1), B_w the p_1
+                           values of each entry (B_nz x p_1, row-major); else empty
       REML                 0 = ML, 1 = REML
     The response is centred when X spans the constant (see ``LmmSuffStats``): the deviance is
     unaffected; a program using the trailing Cholesky block for beta must shift by ``y_offset``.
@@ -464,8 +473,13 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
     K = (k_matrix(ss, lower_only=True, compact=True) if diag_q2
          else sp.csr_matrix((0, ss.l_term[0] * ss.p_term[0] ** 2)))
     K_w, K_v, K_u = _csr_stan(K, as_lists)
-    B = sp.csr_matrix((0, ss.M)) if diag_q2 else sp.csr_matrix(ss.B)
-    B_w, B_v, B_u = _csr_stan(B, as_lists)
+    if diag_q2:
+        B_w, B_v, B_u = np.zeros(0), np.zeros(0, np.int32), np.ones(1, np.int32)
+    else:
+        cols, starts_b, vals = level_patterns(ss)
+        B_w, B_v, B_u = vals.ravel(), (cols + 1).astype(np.int32), (starts_b + 1).astype(np.int32)
+    if as_lists:
+        B_w, B_v, B_u = B_w.tolist(), B_v.tolist(), B_u.tolist()
     ZhZh_low = sp.tril(sp.csr_matrix(ss.ZhZh), format="csr")
     Z_w, Z_v, Z_u = _csr_stan(ZhZh_low, as_lists)
     starts, pos = [], 1
@@ -495,7 +509,7 @@ def lmm_stan_data(X: Any, y: Any, terms: Sequence[Any], reml: bool,
         "K_w": K_w,
         "K_v": K_v,
         "K_u": K_u,
-        "B_nz": len(B_w),
+        "B_nz": len(B_v),
         "B_w": B_w,
         "B_v": B_v,
         "B_u": B_u,
