@@ -182,7 +182,7 @@ Eigen::Matrix<stan::return_type_t<TTheta, TW>, -1, 1> lmm_dense_factor(
   check(P, Q2, p_term, l_term, theta_start, th.size(), wv.size(), zhzh.rows(), zhzh.cols(),
         bw.size(), B_v, B_u);
   const Blocks B{bw.data(), B_v, B_u, l_term[0], p_term[0]};
-  const Eigen::Index M = static_cast<Eigen::Index>(Q2) + P + 1, R1 = P + 1;
+  const Eigen::Index R1 = P + 1;
 
   Mat DS0 = d_times_s0(th, wv, p_term, l_term, theta_start, zhzh, B);
   Mat S = DS0;
