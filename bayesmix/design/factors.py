@@ -39,8 +39,16 @@ def _factor(values: pd.Series) -> tuple[np.ndarray, list[str]]:
     if pd.api.types.is_numeric_dtype(values):
         uniq, codes = np.unique(values.to_numpy(dtype=float), return_inverse=True)
         return codes.astype(np.int64), [_num_label(v) for v in uniq]
-    uniq, codes = np.unique(values.map(str).to_numpy(dtype=object), return_inverse=True)
-    return codes.astype(np.int64), list(uniq)
+    labels = values.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(labels, skipna=False) != "string":
+        labels = values.map(str).to_numpy(dtype=object)
+    # hash the rows, sort only the distinct labels (np.unique's order: argsort of n Python
+    # strings was most of InstEval's design time)
+    codes, uniq = pd.factorize(labels)
+    order = np.argsort(uniq)
+    rank = np.empty(len(uniq), dtype=np.int64)
+    rank[order] = np.arange(len(uniq))
+    return rank[codes], [str(u) for u in uniq[order]]
 
 
 def grouping_factor(data: pd.DataFrame, group: str) -> tuple[np.ndarray, tuple[str, ...]]:

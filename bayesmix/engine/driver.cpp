@@ -49,6 +49,11 @@
 #include <stan/services/optimize/laplace_sample.hpp>
 #include <stan/services/optimize/lbfgs.hpp>
 #include <stan/services/optimize/newton.hpp>
+#include <stan/io/chained_var_context.hpp>
+#include <stan/io/random_var_context.hpp>
+#include <stan/optimization/bfgs.hpp>
+#include <stan/services/error_codes.hpp>
+#include <stan/services/util/create_rng.hpp>
 #include <stan/services/sample/hmc_nuts_dense_e_adapt.hpp>
 #include <stan/services/sample/hmc_nuts_diag_e_adapt.hpp>
 #include <stan/services/util/create_unit_e_dense_inv_metric.hpp>
@@ -266,6 +271,11 @@ class last_row_writer : public stan::callbacks::writer {
 // and when asked its Hessian, `optimum_hessian = ...`.
 template <bool Jacobian>
 void print_gradient(const stan::model::model_base& model,
+                    const std::vector<double>& params_r,
+                    const std::vector<double>& grad, bool with_hessian);
+
+template <bool Jacobian>
+void print_gradient(const stan::model::model_base& model,
                     const std::vector<double>& row, bool with_hessian) {
   const size_t n_unc = model.num_params_r();
   std::vector<std::string> names;
@@ -283,6 +293,16 @@ void print_gradient(const stan::model::model_base& model,
   std::vector<double> grad;
   stan::model::log_prob_grad<true, Jacobian>(model, params_r, params_i, grad,
                                              &msg);
+  print_gradient<Jacobian>(model, params_r, grad, with_hessian);
+}
+
+template <bool Jacobian>
+void print_gradient(const stan::model::model_base& model,
+                    const std::vector<double>& params_r,
+                    const std::vector<double>& grad, bool with_hessian) {
+  const size_t n_unc = model.num_params_r();
+  std::vector<int> params_i;
+  std::stringstream msg;
   std::ostringstream line;
   line.precision(17);
   line << "optimum_gradient = ";
@@ -435,10 +455,144 @@ int run_sample(stan::model::model_base& model, const Args& a,
       10.0, 75, 50, 25, interrupt, logger, init_writers, writers, diag_writers);
 }
 
+// Where an L-BFGS run ended: the unconstrained point it wrote and the log
+// density's gradient there (empty when the run stopped before either).
+struct optimum {
+  std::vector<double> x, grad;
+};
+
+bool fully_initialized(const stan::model::model_base& model,
+                       const stan::io::var_context& init) {
+  std::vector<std::string> names;
+  model.get_param_names(names, false, false);
+  for (const auto& name : names)
+    if (!init.contains_r(name))
+      return false;
+  return true;
+}
+
+// Stan's lbfgs service (services/optimize/lbfgs.hpp) for a complete init
+// file, step for step: the same optimizer, settings, random stream (the
+// random context is drawn from as util::initialize draws from it), messages
+// and CSV rows, so the optimum is bit-identical to CmdStan's. What it leaves
+// out is util::initialize's log density and gradient at the start, which the
+// optimizer then evaluates again; and it hands back the gradient at the
+// optimum, which the optimizer holds, so the caller need not evaluate it a
+// third time. On a dense reduced system (InstEval) each gradient is a
+// 1,159-column Cholesky and its reverse pass: 3 of about 16 (issue 12).
+template <bool Jacobian>
+int lbfgs_from_inits(stan::model::model_base& model,
+                     const stan::io::var_context& init, const Args& a,
+                     stan::callbacks::logger& logger,
+                     stan::callbacks::writer& writer, optimum& opt) {
+  using codes = stan::services::error_codes;
+  const unsigned int seed = static_cast<unsigned int>(num(a, "seed", 0));
+  const double init_radius = num(a, "init_radius", 2.0);
+  stan::rng_t rng = stan::services::util::create_rng(seed, 1);
+  std::vector<int> disc;
+  std::vector<double> cont;
+  std::stringstream msg;
+  try {
+    stan::io::random_var_context random_context(model, rng, init_radius,
+                                                init_radius == 0.0);
+    stan::io::chained_var_context context(init, random_context);
+    model.transform_inits(context, disc, cont, &msg);
+  } catch (const std::exception& e) {
+    if (msg.str().length() > 0)
+      logger.info(msg);
+    logger.error("Rejecting initial value:");
+    logger.error(e.what());
+    logger.error("Initialization failed.");
+    return codes::CONFIG;
+  }
+  using Optimizer
+      = stan::optimization::BFGSLineSearch<stan::model::model_base,
+                                           stan::optimization::LBFGSUpdate<>,
+                                           double, Eigen::Dynamic, Jacobian>;
+  std::stringstream ss;
+  std::unique_ptr<Optimizer> lbfgs;
+  try {
+    lbfgs = std::make_unique<Optimizer>(model, cont, disc, &ss);
+  } catch (const std::exception& e) {
+    if (ss.str().length() > 0)
+      logger.info(ss);
+    logger.error("Rejecting initial value:");
+    logger.error("  Error evaluating the log probability at the initial value.");
+    logger.error("Initialization failed.");
+    return codes::CONFIG;
+  }
+  lbfgs->get_qnupdate().set_history_size(
+      static_cast<int>(num(a, "history_size", 5)));
+  lbfgs->_ls_opts.alpha0 = num(a, "init_alpha", 0.001);
+  lbfgs->_conv_opts.tolAbsF = num(a, "tol_obj", 1e-12);
+  lbfgs->_conv_opts.tolRelF = num(a, "tol_rel_obj", 1e4);
+  lbfgs->_conv_opts.tolAbsGrad = num(a, "tol_grad", 1e-8);
+  lbfgs->_conv_opts.tolRelGrad = num(a, "tol_rel_grad", 1e7);
+  lbfgs->_conv_opts.tolAbsX = num(a, "tol_param", 1e-8);
+  lbfgs->_conv_opts.maxIts = static_cast<int>(num(a, "iter", 2000));
+  const int refresh = static_cast<int>(num(a, "refresh", 100));
+  double lp = lbfgs->logp();
+  std::stringstream initial;
+  initial << "Initial log joint probability = " << lp;
+  logger.info(initial);
+  std::vector<std::string> names{"lp__"};
+  model.constrained_param_names(names, true, true);
+  writer(names);
+  int ret = 0;
+  try {
+    while (ret == 0) {
+      ret = lbfgs->step();
+      lp = lbfgs->logp();
+      lbfgs->params_r(cont);
+      if (refresh > 0
+          && (ret != 0 || !lbfgs->note().empty() || lbfgs->iter_num() == 0
+              || (lbfgs->iter_num() + 1) % refresh == 0)) {
+        std::stringstream line;
+        line << "    Iter " << std::setw(7) << lbfgs->iter_num()
+             << "  log prob " << std::setprecision(6) << lp << "  ||grad|| "
+             << lbfgs->curr_g().norm() << "  # evals " << lbfgs->grad_evals()
+             << " " << lbfgs->note();
+        logger.info(line);
+      }
+      if (ss.str().length() > 0) {
+        logger.info(ss);
+        ss.str("");
+      }
+    }
+  } catch (const std::exception& e) {
+    logger.error(e.what());
+    return codes::SOFTWARE;
+  }
+  std::vector<double> values;
+  std::stringstream wmsg;
+  try {
+    model.write_array(rng, cont, disc, values, true, true, &wmsg);
+  } catch (const std::exception& e) {
+    if (wmsg.str().length() > 0)
+      logger.info(wmsg);
+    logger.error(e.what());
+    return codes::SOFTWARE;
+  }
+  if (wmsg.str().length() > 0)
+    logger.info(wmsg);
+  values.insert(values.begin(), lp);
+  writer(values);
+  opt.x = cont;
+  lbfgs->grad(opt.grad);
+  if (ret >= 0) {
+    logger.info("Optimization terminated normally: ");
+    logger.info("  " + lbfgs->get_code_string(ret));
+    return codes::OK;
+  }
+  logger.info("Optimization terminated with error: ");
+  logger.info("  " + lbfgs->get_code_string(ret));
+  return codes::SOFTWARE;
+}
+
 template <bool Jacobian>
 int optimize_with(stan::model::model_base& model, const Args& a,
                   stan::callbacks::logger& logger,
-                  stan::callbacks::writer& writer) {
+                  stan::callbacks::writer& writer, optimum& opt) {
   auto init = read_json(get(a, "init", ""));
   const std::string algorithm = get(a, "algorithm", "lbfgs");
   const unsigned int seed = static_cast<unsigned int>(num(a, "seed", 0));
@@ -465,6 +619,8 @@ int optimize_with(stan::model::model_base& model, const Args& a,
   if (algorithm != "lbfgs")
     throw std::invalid_argument("algorithm must be lbfgs, bfgs or newton, got "
                                 + algorithm);
+  if (fully_initialized(model, *init))
+    return lbfgs_from_inits<Jacobian>(model, *init, a, logger, writer, opt);
   const int history = static_cast<int>(num(a, "history_size", 5));
   return stan::services::optimize::lbfgs<stan::model::model_base, Jacobian>(
       model, *init, seed, 1, init_radius, history, init_alpha, tol_obj,
@@ -486,12 +642,18 @@ int run_optimize(stan::model::model_base& model, const Args& a,
   stan::callbacks::unique_stream_writer<std::ofstream> csv(std::move(out),
                                                            "# ");
   last_row_writer writer(csv);
-  const int code = jacobian ? optimize_with<true>(model, a, logger, writer)
-                            : optimize_with<false>(model, a, logger, writer);
+  optimum opt;
+  const int code
+      = jacobian ? optimize_with<true>(model, a, logger, writer, opt)
+                 : optimize_with<false>(model, a, logger, writer, opt);
   if (!writer.last.empty()) {
     const bool hessian = num(a, "hessian", 0) != 0;
     try {
-      if (jacobian)
+      if (!opt.grad.empty() && jacobian)
+        print_gradient<true>(model, opt.x, opt.grad, hessian);
+      else if (!opt.grad.empty())
+        print_gradient<false>(model, opt.x, opt.grad, hessian);
+      else if (jacobian)
         print_gradient<true>(model, writer.last, hessian);
       else
         print_gradient<false>(model, writer.last, hessian);

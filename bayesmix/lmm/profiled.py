@@ -17,7 +17,8 @@ The objective is ``d(theta)``: ML ``log|A| + n (1 + log(2 pi r2 / n))``, REML
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Sequence
 
 import numpy as np
@@ -322,14 +323,24 @@ class LmmEstimates:
     deviance_ml: float  # ML deviance at theta, whatever the criterion
     reml_crit: float  # REML criterion at theta, whatever the criterion
     ranef: list
-    condsd: list
-    condvar: list
     factors: list  # T_k (normalised)
     varcorr_cov: list
     varcorr_sd: list
     varcorr_cor: list
     singular: bool
     fitted: np.ndarray  # X beta + Z b (conditional fitted values)
+    # what the conditional variances are computed from, on first use (lme4 computes them
+    # in ranef(condVar = TRUE) only: on InstEval they are most of the estimates' cost)
+    cv_source: Any = field(default=None, repr=False)
+
+    @cached_property
+    def condvar(self) -> list:
+        theta, ss, sigma = self.cv_source
+        return conditional_variances(block_reduce(theta, ss), ss, sigma)
+
+    @cached_property
+    def condsd(self) -> list:
+        return [np.sqrt(np.diagonal(cv, axis1=1, axis2=2)) for cv in self.condvar]
 
     @property
     def n_params(self) -> int:
@@ -345,11 +356,12 @@ def is_singular(theta: np.ndarray, terms_or_p: Sequence[Any], tol: float = 1e-4)
 
 
 def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml: bool,
-                  ss: LmmSuffStats | None = None, condvar: bool = True) -> LmmEstimates:
+                  ss: LmmSuffStats | None = None, condvar: bool = False) -> LmmEstimates:
     """Fixed effects, sigma, vcov, conditional modes and variances, variance components at theta.
 
-    Computed by block elimination of the first term (scales to InstEval-sized models). With
-    ``condvar=False`` the conditional variances are skipped (they cost ``O(q2^2 q1)``).
+    Computed by block elimination of the first term (scales to InstEval-sized models). The
+    conditional variances (``O(q2^2 q1)``) are computed on first use, or now with
+    ``condvar=True``.
     """
     terms = as_terms(terms)
     if ss is None:
@@ -377,25 +389,12 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
 
     # conditional modes: A u = Lambda'Z'(y - X beta); v = [-beta_c; 1]
     v = np.concatenate([-beta_c, [1.0]])
-    T1 = factors[0]
-    Lam1 = sp.kron(sp.identity(l1, format="csr"), sp.csr_matrix(T1), format="csr")
-    B2 = ss.B[:, :q2]
-    Bt = ss.B[:, q2:]
-    r1 = Lam1.T @ (Bt @ v)  # Lambda1'Z1'(y - X beta)
-
-    def A11_solve(rhs):  # rhs (q1,) or (q1, m)
-        shp = rhs.shape
-        R3 = rhs.reshape(l1, p1, -1)
-        out = np.linalg.solve(blk.A1_chol, R3)
-        out = np.linalg.solve(np.swapaxes(blk.A1_chol, 1, 2), out)
-        return out.reshape(shp)
-
+    Lam1, A12, A11_solve = _first_term(blk, ss)
+    r1 = Lam1.T @ (ss.B[:, q2:] @ v)  # Lambda1'Z1'(y - X beta)
     a1 = A11_solve(r1)
     if q2:
         L22 = blk.L[:q2, :q2]
-        Lam2 = blk.Lam2
-        r2vec = Lam2.T @ (ss.ZhZh[:q2, q2:] @ v)
-        A12 = (Lam1.T @ B2 @ Lam2)  # sparse (q1, q2)
+        r2vec = blk.Lam2.T @ (ss.ZhZh[:q2, q2:] @ v)
         rhs2 = r2vec - A12.T @ a1
         u2 = (rhs2 / np.diag(L22) ** 2 if blk.diag22
               else sla.cho_solve((L22, True), rhs2))
@@ -416,47 +415,8 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
             ranef.append(b2[pos:pos + pk * lk].reshape(lk, pk))
             pos += pk * lk
 
-    # conditional variances: sigma^2 * diagonal blocks of Lambda A^-1 Lambda'
-    condvars: list = []
-    if condvar:
-        s2 = sigma ** 2
-        A1inv = A11_solve(np.broadcast_to(np.eye(p1), (l1, p1, p1)).reshape(l1 * p1, p1)
-                          .copy()).reshape(l1, p1, p1)
-        if q2:
-            # term 1: A_j^-1 + E_j S22^-1 E_j', E_j = A_j^-1 (A12)_j, E sparse like A12; the
-            # rows of E S22^-1 in chunks (memory bounded), only each level's own blocks kept
-            if blk.diag22:   # diagonal: no dense inverse
-                L22inv = sp.diags(1.0 / np.diag(L22))
-                S22inv = sp.diags(1.0 / np.diag(L22) ** 2)
-            else:
-                L22inv = sla.solve_triangular(L22, np.eye(q2), lower=True)
-                S22inv = L22inv.T @ L22inv
-            E = (sp.bsr_matrix((A1inv, np.arange(l1), np.arange(l1 + 1)), shape=(ss.q1, ss.q1))
-                 @ sp.csr_matrix(A12)).tocsr()
-            extra = np.zeros((l1, p1, p1))
-            chunk = max(1, 2_000_000 // max(q2 * p1, 1)) * p1
-            for lo in range(0, ss.q1, chunk):
-                hi = min(ss.q1, lo + chunk)
-                Ec = E[lo:hi]
-                ESc = Ec @ S22inv
-                ESc = ESc.tocsr() if sp.issparse(ESc) else np.asarray(ESc)
-                for r in range(p1):
-                    for s_ in range(p1):
-                        extra[lo // p1:hi // p1, r, s_] = np.asarray(
-                            Ec[s_::p1].multiply(ESc[r::p1]).sum(axis=1)).ravel()
-            A1inv = A1inv + extra
-        cv1 = s2 * np.einsum("ri,jik,sk->jrs", T1, A1inv, T1)
-        condvars.append(cv1)
-        pos = 0
-        for T, pk, lk in zip(factors[1:], ss.p_term[1:], ss.l_term[1:]):
-            if blk.diag22:  # scalar terms
-                blocks = S22inv.diagonal()[pos:pos + lk].reshape(lk, 1, 1)
-            else:
-                G = L22inv[:, pos:pos + pk * lk].reshape(q2, lk, pk)
-                blocks = np.einsum("mji,mjk->jik", G, G)  # (S22^-1) diagonal blocks
-            condvars.append(s2 * np.einsum("ri,jik,sk->jrs", T, blocks, T))
-            pos += pk * lk
-    condsd = [np.sqrt(np.diagonal(cv, axis1=1, axis2=2)) for cv in condvars]
+    if condvar:  # computed now (by default: on first use of est.condvar / est.condsd)
+        est_cv = conditional_variances(blk, ss, sigma)
 
     vc_cov, vc_sd, vc_cor = varcorr(factors, sigma ** 2)
 
@@ -466,13 +426,80 @@ def lmm_estimates(theta: np.ndarray, X: Any, y: Any, terms: Sequence[Any], reml:
     dev_ml = deviance_formula(blk.ldL2, ldRX2, r2, n, p, False)
     crit = deviance_formula(blk.ldL2, ldRX2, r2, n, p, True) if n > p else float("nan")
     objective = crit if reml else dev_ml
-    return LmmEstimates(
+    out = LmmEstimates(
         reml=bool(reml), n=n, p=p, theta=theta, beta=beta, vcov=vcov,
         se=np.sqrt(np.diag(vcov)), sigma=sigma, sigma_ml=sigma_ml, sigma_reml=sigma_reml,
         pwrss=r2, wrss=wrss, ussq=ussq, ldL2=blk.ldL2, ldRX2=ldRX2,
         objective=objective, logLik=-0.5 * objective, deviance_ml=dev_ml, reml_crit=crit,
-        ranef=ranef, condsd=condsd, condvar=condvars, factors=factors,
+        ranef=ranef, factors=factors,
         varcorr_cov=vc_cov, varcorr_sd=vc_sd, varcorr_cor=vc_cor,
         singular=singular_factors(factors),
-        fitted=fitted,
+        fitted=fitted, cv_source=(theta, ss, sigma),
     )
+    if condvar:
+        out.__dict__["condvar"] = est_cv  # fill the cached_property
+    return out
+
+
+def _first_term(blk: _Block, ss: LmmSuffStats):
+    """Lambda1, A12 = Lambda1' Z1'Z2 Lambda2 (sparse) and a solver with A's first-term block."""
+    p1, l1, q2 = ss.p_term[0], ss.l_term[0], ss.q2
+    Lam1 = sp.kron(sp.identity(l1, format="csr"), sp.csr_matrix(blk.factors[0]), format="csr")
+    A12 = (Lam1.T @ ss.B[:, :q2] @ blk.Lam2) if q2 else None
+
+    def A11_solve(rhs):  # rhs (q1,) or (q1, m)
+        shp = rhs.shape
+        R3 = rhs.reshape(l1, p1, -1)
+        out = np.linalg.solve(blk.A1_chol, R3)
+        out = np.linalg.solve(np.swapaxes(blk.A1_chol, 1, 2), out)
+        return out.reshape(shp)
+
+    return Lam1, A12, A11_solve
+
+
+def conditional_variances(blk: _Block, ss: LmmSuffStats, sigma: float) -> list:
+    """sigma^2 times the diagonal blocks of Lambda A^-1 Lambda', per term (n_levels, p_k, p_k)."""
+    p1, l1, q2 = ss.p_term[0], ss.l_term[0], ss.q2
+    factors = blk.factors
+    T1 = factors[0]
+    _, A12, A11_solve = _first_term(blk, ss)
+    condvars: list = []
+    s2 = sigma ** 2
+    A1inv = A11_solve(np.broadcast_to(np.eye(p1), (l1, p1, p1)).reshape(l1 * p1, p1)
+                      .copy()).reshape(l1, p1, p1)
+    if q2:
+        L22 = blk.L[:q2, :q2]
+        # term 1: A_j^-1 + E_j S22^-1 E_j', E_j = A_j^-1 (A12)_j, E sparse like A12; the
+        # rows of E S22^-1 in chunks (memory bounded), only each level's own blocks kept
+        if blk.diag22:   # diagonal: no dense inverse
+            L22inv = sp.diags(1.0 / np.diag(L22))
+            S22inv = sp.diags(1.0 / np.diag(L22) ** 2)
+        else:
+            L22inv = sla.solve_triangular(L22, np.eye(q2), lower=True)
+            S22inv = L22inv.T @ L22inv
+        E = (sp.bsr_matrix((A1inv, np.arange(l1), np.arange(l1 + 1)), shape=(ss.q1, ss.q1))
+             @ sp.csr_matrix(A12)).tocsr()
+        extra = np.zeros((l1, p1, p1))
+        chunk = max(1, 2_000_000 // max(q2 * p1, 1)) * p1
+        for lo in range(0, ss.q1, chunk):
+            hi = min(ss.q1, lo + chunk)
+            Ec = E[lo:hi]
+            ESc = Ec @ S22inv
+            ESc = ESc.tocsr() if sp.issparse(ESc) else np.asarray(ESc)
+            for r in range(p1):
+                for s_ in range(p1):
+                    extra[lo // p1:hi // p1, r, s_] = np.asarray(
+                        Ec[s_::p1].multiply(ESc[r::p1]).sum(axis=1)).ravel()
+        A1inv = A1inv + extra
+    cv1 = s2 * np.einsum("ri,jik,sk->jrs", T1, A1inv, T1)
+    condvars.append(cv1)
+    pos = 0
+    for T, pk, lk in zip(factors[1:], ss.p_term[1:], ss.l_term[1:]):
+        if blk.diag22:  # scalar terms
+            blocks = S22inv.diagonal()[pos:pos + lk].reshape(lk, 1, 1)
+        else:
+            G = L22inv[:, pos:pos + pk * lk].reshape(q2, lk, pk)
+            blocks = np.einsum("mji,mjk->jik", G, G)  # (S22^-1) diagonal blocks
+        condvars.append(s2 * np.einsum("ri,jik,sk->jrs", T, blocks, T))
+        pos += pk * lk
+    return condvars

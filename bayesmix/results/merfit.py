@@ -99,8 +99,10 @@ class MerFitMixin(PlotMixin):
         for k, t in enumerate(self.design.terms):
             modes.setdefault(t.group, []).append(pd.DataFrame(
                 self.estimates.ranef[k], index=list(t.levels), columns=list(t.coef_names)))
-            sds.setdefault(t.group, []).append(pd.DataFrame(
-                self.estimates.condsd[k], index=list(t.levels), columns=list(t.coef_names)))
+            if condvar:  # lmer fits compute them on first use
+                sds.setdefault(t.group, []).append(pd.DataFrame(
+                    self.estimates.condsd[k], index=list(t.levels),
+                    columns=list(t.coef_names)))
         out = {g: pd.concat(v, axis=1) for g, v in modes.items()}
         if condvar:
             return {g: (out[g], pd.concat(sds[g], axis=1)) for g in out}
