@@ -34,6 +34,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .threads import cores
+
 __all__ = ["run_tasks", "spawn_seeds", "stan_seed", "n_workers", "default_executor",
            "Portable", "use_cache", "ship_programs"]
 
@@ -83,12 +85,6 @@ def stan_seed(child: np.random.SeedSequence) -> int:
     return int(child.generate_state(1, dtype=np.uint32)[0] & 0x7FFFFFFF)
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
 
 def _is_dask_client(obj: Any) -> bool:
     return type(obj).__name__ == "Client" and hasattr(obj, "scatter") and hasattr(obj, "submit")
@@ -97,7 +93,7 @@ def _is_dask_client(obj: Any) -> bool:
 def n_workers(executor: Any) -> int:
     """How many tasks the executor runs at once (for chunking)."""
     if executor is None:
-        return _cores()
+        return cores()
     if executor == "serial":
         return 1
     if isinstance(executor, int):
@@ -114,14 +110,14 @@ def n_workers(executor: Any) -> int:
     client = getattr(executor, "_client", None)  # dask's ClientExecutor
     if client is not None and _is_dask_client(client):
         return n_workers(client)
-    return _cores()
+    return cores()
 
 
 def default_executor(workers: int | None = None) -> ProcessPoolExecutor:
     """A process pool over the machine's cores. Forked workers (Linux, no other threads in
     this process) start at once with everything imported; otherwise the platform's
     default start method."""
-    workers = workers or _cores()
+    workers = workers or cores()
     ctx = None
     if sys.platform.startswith("linux") and threading.active_count() == 1:
         ctx = multiprocessing.get_context("fork")

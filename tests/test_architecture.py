@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     # no bayesmix imports beyond this layer: errors, the package version, the table upper
     # layers register into, families and their maths, formula parsing, bundled data
     ("foundation", ("bayesmix.errors", "bayesmix.version", "bayesmix.registry",
-                    "bayesmix.families", "bayesmix.formula", "bayesmix.datasets")),
+                    "bayesmix.families", "bayesmix.formula", "bayesmix.datasets",
+                    "bayesmix.threads")),
     # X, Z, levels and all validation of user data; rebuilding them for new rows
     ("design", ("bayesmix.design",)),
     # numpy mathematics, priors, Stan program text, compiling and running Stan

@@ -128,3 +128,21 @@ def test_diagnose_same_worst_values_and_labels(seed):
     assert d.max_rhat_param.startswith(("r[", "b[", "sd[", "Intercept"))
     assert d.divergences == int(idata.sample_stats["diverging"].values.sum())
     assert len(d.ebfmi) == 2
+
+
+def test_many_scalars_split_over_threads_match_arviz(monkeypatch):
+    """K >= 512 scalars (random effects of a large model) are split over a thread per core:
+    the same values as the one-thread pass, and ArviZ's on a sample of the columns."""
+    import bayesmix.bayes.diagnostics as dg
+    rng = np.random.default_rng(11)
+    x = np.concatenate([rng.normal(size=(2, 120, 400)), _ar1(rng, 2, 120, 200, 0.8)], axis=2)
+    monkeypatch.setattr(dg, "cores", lambda: 1)
+    one = dg.rhat_ess(x)
+    monkeypatch.setattr(dg, "cores", lambda: 2)
+    two = dg.rhat_ess(x)
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+    cols = np.arange(0, 600, 37)
+    ref = _arviz(x[:, :, cols])
+    for a, b in zip(two, ref):
+        np.testing.assert_allclose(a[cols], b, rtol=RTOL, atol=0)

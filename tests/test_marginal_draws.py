@@ -139,3 +139,19 @@ def test_conditional_mean_at_lme4_estimates_is_lme4_ranef():
     np.testing.assert_allclose(ranef[0], [2.2585509499, 9.19897576557], atol=1e-6)
     np.testing.assert_allclose(ranef[1], [-40.3987380788, -8.61968061524], atol=1e-6)
     np.testing.assert_allclose(ranef[-1], [12.3145921077, 1.28402207653], atol=1e-6)
+
+
+def test_draws_do_not_depend_on_the_thread_count(monkeypatch):
+    """Chunks run on a thread per core, but the normals are drawn chunk after chunk in the
+    calling thread: one thread and three give the same draws, bit for bit."""
+    import bayesmix.bayes.ranef_draws as rd
+    d = build_design("y ~ x + (x | g) + (x | h)", _synthetic(4))
+    lay = marginal_layout(d)
+    beta, sd, cpc, sigma = _points(lay, np.random.default_rng(2), 40)
+    step = 7 * draw_system(lay).bytes_per_draw()
+    out = []
+    for n in (1, 3):
+        monkeypatch.setattr(rd, "cores", lambda n=n: n)
+        out.append(draw_random_effects(lay, beta, sd, cpc, sigma, np.random.default_rng(9),
+                                       chunk_bytes=step))
+    np.testing.assert_array_equal(out[0], out[1])

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..threads import cores
+
 RHAT_MAX = 1.01
 ESS_MIN = 400
 EBFMI_MIN = 0.3
@@ -260,6 +262,20 @@ def rhat_ess(x) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=float)
     if x.ndim != 3:
         raise ValueError("expected an array (chain, draw, K)")
+    k = x.shape[2]
+    workers = min(cores(), k // 256)
+    if workers > 1:  # every scalar is on its own: split them over a thread per core (sorts
+        # and FFTs release the GIL), e.g. the random effects of a large model
+        from concurrent.futures import ThreadPoolExecutor
+        parts = np.array_split(np.arange(k), workers)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            res = list(pool.map(lambda idx: _rhat_ess(x[:, :, idx]), parts))
+        return tuple(np.concatenate([r[i] for r in res]) for i in range(3))
+    return _rhat_ess(x)
+
+
+
+def _rhat_ess(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     chains, draws, k = x.shape
     rhat, bulk, tail = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)
     if k == 0 or draws < 4 or chains < 1:

@@ -268,8 +268,9 @@ def to_inference_data(fit, prior: NamedDraws | None = None,
             arr = np.asarray(arr).reshape(-1, chains).T  # (draws, chains) -> (chains, draws)
             stats[name] = arr.astype(bool) if name == "diverging" else (
                 arr.astype(np.int64) if name in ("tree_depth", "n_steps") else arr)
-    coords = dict(readable.coords)
-    coords["obs"] = list(range(design.n))
+    # arrays, not lists: ArviZ deep-copies the coords once per variable
+    coords = {k: np.asarray(v) for k, v in readable.coords.items()}
+    coords["obs"] = np.arange(design.n)
     dims = dict(readable.dims)
     dims[yname] = ["obs"]
     kwargs = {}

@@ -470,21 +470,30 @@ class MarginalPosteriorFit(PosteriorFit):
             Z = random_design(lay.terms)
             mu = beta @ lay.X_s.T
             mu += (Z @ rr.T).T                             # (S, n), offset removed
-            # (S, n) arrays: updated in place, one temporary each
-            if save_ll:
-                ll = lay.y_s[None, :] - mu
-                ll /= sigma[:, None]
-                np.square(ll, out=ll)
-                ll *= -0.5
-                ll -= (0.5 * np.log(2 * np.pi) + np.log(sigma))[:, None]
-                out["log_lik"] = ll
-            if save_rep:
+            # (S, n) arrays, updated in place; y_rep (its normals come from `rng`, after the
+            # random effects') on a second thread while log_lik is computed here: the large
+            # numpy operations release the GIL
+
+            def y_rep():
                 yr = rng.standard_normal(mu.shape)
                 yr *= sigma[:, None]
                 yr += mu
                 if d.offset is not None:
                     yr += np.asarray(d.offset, dtype=float)[None, :]
-                out["y_rep"] = yr
+                return yr
+
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                job = pool.submit(y_rep) if save_rep else None
+                if save_ll:
+                    ll = lay.y_s[None, :] - mu
+                    ll /= sigma[:, None]
+                    np.square(ll, out=ll)
+                    ll *= -0.5
+                    ll -= (0.5 * np.log(2 * np.pi) + np.log(sigma))[:, None]
+                    out["log_lik"] = ll
+                if job is not None:
+                    out["y_rep"] = job.result()
         return {k: v.reshape((C, D) + v.shape[1:]) for k, v in out.items()}
 
     def draws(self, name: str) -> np.ndarray:

@@ -30,17 +30,29 @@ chunks that keep the work arrays near `chunk_bytes`.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
 
+from ..threads import cores
+
 __all__ = ["DrawSystem", "draw_system", "draw_chunk", "draw_random_effects",
            "cholesky_corr_batch", "term_factors"]
 
 
 # ---------------------------------------------------------------- small batched linear algebra
+
+
+def _mm(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """A @ B for (broadcast) stacks whose inner dimension is tiny (p1): a sum of p1 outer
+    products, as numpy's matmul and einsum loop over each tiny matrix."""
+    out = A[..., :, :1] * B[..., :1, :]
+    for i in range(1, A.shape[-1]):
+        out += A[..., :, i:i + 1] * B[..., i:i + 1, :]
+    return out
 
 
 def _chol(A: np.ndarray) -> np.ndarray:
@@ -214,6 +226,29 @@ def _lambda2(ds: DrawSystem, T2: list, M: np.ndarray, side: str) -> np.ndarray:
     return out
 
 
+def _scalar_scales(ds: DrawSystem, T2: list) -> np.ndarray | None:
+    """Lambda2's diagonal (c, Q2) when every term after the first is scalar, else None."""
+    if any(p != 1 for p in ds.p_term[1:]):
+        return None
+    return np.concatenate([np.repeat(T[:, 0, 0][:, None], lv, axis=1)
+                           for T, lv in zip(T2, ds.l_term[1:])], axis=1)
+
+
+def _lambda2_upper(ds: DrawSystem, T2: list, U: np.ndarray) -> np.ndarray:
+    """Lambda2' U Lambda2 of one draw (T2: (1, p_k, p_k) each) where only U's upper triangle
+    is valid: a block of Lambda2 mixes the rows and columns of one level, so each level's
+    diagonal p x p block is made symmetric first; every other entry of the upper triangle
+    then comes from entries of the upper triangle only."""
+    pos = 0
+    for p, lv in zip(ds.p_term[1:], ds.l_term[1:]):
+        idx = pos + p * np.arange(lv)
+        for a in range(p):
+            for b in range(a + 1, p):
+                U[idx + b, idx + a] = U[idx + a, idx + b]
+        pos += p * lv
+    return _lambda2(ds, T2, _lambda2(ds, T2, U[None], "left"), "right")[0]
+
+
 def draw_chunk(ds: DrawSystem, T: list, beta: np.ndarray, sigma: np.ndarray,
                e: np.ndarray, prior_only: bool = False) -> np.ndarray:
     """b = Lambda u for c draws at once: T the per-term factors (c, p_k, p_k), beta (c, P),
@@ -230,41 +265,49 @@ def draw_chunk(ds: DrawSystem, T: list, beta: np.ndarray, sigma: np.ndarray,
         b1 = np.einsum("sir,sjr->sji", T1, u1)
         return np.concatenate([b1.reshape(c, q1), b2], axis=1)
     # first term, level by level: A_j = T1' C_j T1 + I = L_j L_j', W_j = T1 A_j^-1 T1' = V'V
-    A1 = np.einsum("sri,sjrk->sjik", T1, np.einsum("jrt,stk->sjrk", ds.C1, T1)) + np.eye(p1)
+    T1t = np.swapaxes(T1, 1, 2)
+    A1 = _mm(T1t[:, None], _mm(ds.C1[None], T1[:, None])) + np.eye(p1)
     L1 = _chol(A1)                                               # (c, l1, p1, p1)
     Z1r = ds.Z1y[None] - np.einsum("jrp,sp->sjr", ds.Z1X, beta)   # Z1j' r  (c, l1, p1)
     if q2:
-        V = _fwd(L1, np.swapaxes(T1, 1, 2)[:, None])             # L_j^-1 T1'
-        W = np.einsum("sjri,sjrk->sjik", V, V)
-        Wv = np.einsum("sjik,sjk->sji", W, Z1r)                  # W_j Z1j' r
-        # Schur complement on the u2 block: vec(Q22) = K22 w (column-major, lower triangle)
+        V = _fwd(L1, T1t[:, None])                               # L_j^-1 T1'
+        W = _mm(np.swapaxes(V, 2, 3), V)
+        Wv = _mm(W, Z1r[..., None])[..., 0]                      # W_j Z1j' r
+        # Schur complement on the u2 block: vec(Q22) = K22 w (column-major, lower triangle),
+        # so row s of Qt, read row-major as a Q2 x Q2 matrix, holds Q22's upper triangle
         w = np.swapaxes(W, 2, 3).reshape(c, l1 * p1 * p1)
-        Qt = np.asarray(ds.K22 @ w.T).T.reshape(c, q2, q2)     # Qt[s, b, a] = Q22[a, b]
-        S22 = ds.Z2Z2[None] - np.swapaxes(Qt, 1, 2)
-        S22 = np.tril(S22) + np.swapaxes(np.tril(S22, -1), 1, 2)
-        S22 = _lambda2(ds, T2, _lambda2(ds, T2, S22, "left"), "right")
-        S22[:, np.arange(q2), np.arange(q2)] += 1.0
+        Qt = np.ascontiguousarray(np.asarray(ds.K22 @ w.T).T)   # (c, Q2 * Q2)
         Z2r = ds.Z2y[None] - beta @ ds.Z2X.T
         rhs2 = Z2r - np.asarray(ds.GT @ Wv.reshape(c, q1).T).T
         c2 = _lambda2(ds, T2, rhs2[:, :, None], "left")[:, :, 0]
+        d2 = _scalar_scales(ds, T2)                              # (c, Q2) or None
         u2 = np.empty((c, q2))
-        for s in range(c):  # one Q2 x Q2 factor per draw (LAPACK; triangular solves)
-            L22, info = sla.lapack.dpotrf(S22[s], lower=1, clean=1)
+        diag = np.arange(q2)
+        for s in range(c):
+            # one draw at a time, in cache: S22 = Lambda2' (Z2'Z2 - Q22) Lambda2 + I, upper
+            # triangle only (its transpose is the Fortran-order lower triangle LAPACK reads)
+            U = ds.Z2Z2 - Qt[s].reshape(q2, q2)
+            if d2 is not None:
+                U *= d2[s][:, None]
+                U *= d2[s][None, :]
+            else:
+                U = _lambda2_upper(ds, [T[s:s + 1] for T in T2], U)
+            U[diag, diag] += 1.0
+            L22, info = sla.lapack.dpotrf(U.T, lower=1, overwrite_a=1, clean=0)
             if info:
                 raise np.linalg.LinAlgError("the u2 block of A is not numerically positive "
                                             "definite at a posterior draw")
-            z = sla.solve_triangular(L22, c2[s], lower=True, check_finite=False)
-            u2[s] = sla.solve_triangular(L22, z + sigma[s] * e2[s], lower=True, trans="T",
-                                         check_finite=False)
+            z, _ = sla.lapack.dtrtrs(L22, c2[s], lower=1)
+            u2[s], _ = sla.lapack.dtrtrs(L22, z + sigma[s] * e2[s], lower=1, trans=1)
         b2 = _lambda2(ds, T2, u2, "apply")
         Gb2 = np.asarray(ds.G @ b2.T).T.reshape(c, l1, p1)
     else:
         b2 = np.zeros((c, 0))
         Gb2 = 0.0
     # u1_j = A_j^-1 T1' (Z1j' r - G_j b2) + sigma L_j^-T e1_j = L_j^-T (L_j^-1 t_j + sigma e1_j)
-    t = np.einsum("sri,sjr->sji", T1, Z1r - Gb2)[..., None]
+    t = _mm(Z1r - Gb2, T1)[..., None]
     u1 = _bwd_t(L1, _fwd(L1, t) + sigma[:, None, None, None] * e1)[..., 0]
-    b1 = np.einsum("sir,sjr->sji", T1, u1)
+    b1 = _mm(u1, T1t)
     return np.concatenate([b1.reshape(c, q1), b2], axis=1)
 
 
@@ -288,9 +331,22 @@ def _draw_all(lay, beta, sd_all, cpc, sigma, rng, prior_only, chunk_bytes, syste
     q = ds.q1 + ds.q2
     out = np.empty((S, q))
     step = max(1, int(chunk_bytes // ds.bytes_per_draw()))
-    for lo in range(0, S, step):
-        hi = min(S, lo + step)
-        T = term_factors(lay, sd_all[lo:hi], cpc[lo:hi], sigma[lo:hi])
-        e = rng.standard_normal((hi - lo, q))
-        out[lo:hi] = draw_chunk(ds, T, beta[lo:hi], sigma[lo:hi], e, prior_only)
+    # chunks run on a thread per core (LAPACK, sparse products and large numpy operations
+    # release the GIL); the normals are drawn here, chunk after chunk, so the draws do not
+    # depend on the number of threads; at most `workers` chunks are in flight (memory)
+    workers = min(cores(), -(-S // step))
+    pending: list = []
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for lo in range(0, S, step):
+            hi = min(S, lo + step)
+            T = term_factors(lay, sd_all[lo:hi], cpc[lo:hi], sigma[lo:hi])
+            e = rng.standard_normal((hi - lo, q))
+            pending.append((lo, hi, pool.submit(draw_chunk, ds, T, beta[lo:hi], sigma[lo:hi],
+                                                e, prior_only)))
+            if len(pending) >= workers:
+                lo0, hi0, job = pending.pop(0)
+                out[lo0:hi0] = job.result()
+        for lo0, hi0, job in pending:
+            out[lo0:hi0] = job.result()
     return out
+

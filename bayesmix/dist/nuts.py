@@ -714,7 +714,7 @@ class DistPosteriorFit(PosteriorFit):
                 stats[name] = arr.astype(bool) if name == "diverging" else (
                     arr.astype(np.int64) if name in ("tree_depth", "n_steps") else arr)
         yname = self.response_name
-        coords["obs"] = list(range(d.n))
+        coords["obs"] = np.arange(d.n)  # an array: ArviZ deep-copies coords per variable
         dims[yname] = ["obs"]
         kwargs = {}
         if self.stan_data.get("save_log_lik", 0):
