@@ -233,7 +233,7 @@ def centred_start(model, design, priors, data: dict, centered: Any, seed: int,
     nc = model.optimize(nc_data, jacobian=True, seed=seed, iter=iter,
                         inits=generic_inits(design, laplace_inits(design, priors, False)),
                         accept_line_search_failure=True)
-    from ..engine.bundled import mode_values
+    from ..engine.base import mode_values
     v = mode_values(nc.csv_files[0])
     lay = GenericLayout(tuple(t.p for t in design.terms),
                         tuple(t.n_levels for t in design.terms),
@@ -258,7 +258,7 @@ def centred_start(model, design, priors, data: dict, centered: Any, seed: int,
 def _collapsed(mode) -> bool:
     """Whether an optimize run ended in the funnel's neck (a group-level sd ~ 0) or
     failed on its way there (line search failed away from a stationary point)."""
-    from ..engine.bundled import mode_values
+    from ..engine.base import mode_values
     sd = np.asarray(mode_values(mode.csv_files[0]).get("sd_all", []), float)
     if sd.size and (not np.all(np.isfinite(sd)) or sd.min() < 1e-6):
         return True

@@ -286,7 +286,7 @@ def dist_ml_result(design: DistDesign, run, stan_data: dict, inits: dict | None 
     x = np.concatenate([beta, cut, theta])
     at = laplace(prob, x, u0=stan_data.get("u_start"))
     # Stan's gradient of logLik at the optimum in its unconstrained parameters (beta, theta,
-    # cutpoints: the first, then log differences), from the bundled driver
+    # cutpoints: the first, then log differences), as either engine reports it
     grad = stan_gradient(run)
     n_par = prob.n_params
     vcov = np.full((n_par, n_par), np.nan)
@@ -313,7 +313,7 @@ def dist_ml_result(design: DistDesign, run, stan_data: dict, inits: dict | None 
                               "definite at the optimum: standard errors are NaN (glmmTMB: "
                               "non-positive-definite Hessian)", stacklevel=user_stacklevel())
     if grad is None or len(grad) != n_par:
-        with np.errstate(all="ignore"):  # cmdstan runs print no gradient: central differences
+        with np.errstate(all="ignore"):  # no gradient from Stan: central differences
             grad = np.array([(laplace(prob, x + e, u0=at.u).loglik
                               - laplace(prob, x - e, u0=at.u).loglik) / 2e-6
                              for e in np.eye(n_par) * 1e-6]) if n_par else np.zeros(0)

@@ -80,6 +80,17 @@ def _last_csv_row(path: str) -> tuple[list[str], np.ndarray]:
     return header, np.array([float(v) for v in last.split(",")])
 
 
+def mode_values(csv_file: str) -> dict[str, np.ndarray]:
+    """The constrained values of an optimize run's CSV, each with its declared shape
+    (a size-1 vector stays a vector: cmdstanpy's MLE reader returns it as a scalar,
+    which Stan then refuses for `array[1] real`); Stan's `__` columns left out."""
+    import stanio
+    header, row = _last_csv_row(csv_file)
+    variables = stanio.parse_header(",".join(header))
+    return {name: np.asarray(v.extract_reshape(row)) for name, v in variables.items()
+            if not name.endswith("__")}
+
+
 # Stan's optimizer exits with 70 when the line search fails, which at the
 # optimum of a flat objective is not a failure: callers decide (see lmer).
 OPTIMIZE_SOFT_FAILURE = 70

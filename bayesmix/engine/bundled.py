@@ -13,7 +13,7 @@ import numpy as np
 from filelock import FileLock
 
 from ..errors import StanError
-from .base import (Engine, EngineInfo, RunResult, _last_csv_row, _seed, run_process,
+from .base import (Engine, EngineInfo, RunResult, _seed, mode_values, run_process,
                    stan_messages, write_json)
 from .cache import atomic_build, cache_errors, run_compiler
 from .console import timed
@@ -149,17 +149,6 @@ class BundledModel(Engine):
         args = dict(draws=draws, jacobian=int(jacobian), seed=_seed(seed),
                     mode=str(out / "mode.json"), mode_csv=mode.csv_files[0], refresh=0)
         return self._run("laplace", data, args, str(out), extra_files={"mode.json": values})
-
-
-def mode_values(csv_file: str) -> dict[str, np.ndarray]:
-    """The constrained values of an optimize run's CSV, each with its declared shape
-    (a size-1 vector stays a vector: cmdstanpy's MLE reader returns it as a scalar,
-    which Stan then refuses for `array[1] real`); Stan's `__` columns left out."""
-    import stanio
-    header, row = _last_csv_row(csv_file)
-    variables = stanio.parse_header(",".join(header))
-    return {name: np.asarray(v.extract_reshape(row)) for name, v in variables.items()
-            if not name.endswith("__")}
 
 
 BINARY_MAGIC = b"BMXDATA1"

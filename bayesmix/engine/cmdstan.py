@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StanError
-from .base import (OPTIMIZE_SOFT_FAILURE, Engine, EngineInfo, RunResult, _seed,
-                   import_cmdstanpy, run_process, stan_messages, write_json)
+from .base import (OPTIMIZE_SOFT_FAILURE, Engine, EngineInfo, RunResult, _last_csv_row, _seed,
+                   import_cmdstanpy, mode_values, run_process, stan_messages, write_json)
 from .cache import atomic_build, run_compiler
 from .stanfiles import user_header
 from .toolchain import cache_root
@@ -296,7 +296,32 @@ class CmdStanEngineModel(Engine):
         if code not in accept_codes or not all(Path(f).exists() for f in csv):
             raise StanError(f"Stan {method} failed (exit code {code}):\n"
                             + stan_messages(_after_config(console)))
+        if method == "optimize":
+            console += self._optimum_gradient(out, csv[0], int(args.get("jacobian", 0)))
         return RunResult(method, csv, dict(args), self.info, console, code, elapsed)
+
+    def _optimum_gradient(self, out: Path, csv: str, jacobian: int) -> str:
+        """The line our driver prints after an optimization, ``optimum_gradient = ...``, from
+        CmdStan's `log_prob` method at the optimum's constrained values (the convergence
+        checks then read Stan's gradient on both engines, not numpy finite differences);
+        empty when CmdStan cannot give it."""
+        try:
+            write_json(out / "optimum.json", mode_values(csv))
+        except StanError:
+            return ""
+        lp_csv = out / f"{self.name}-log_prob.csv"
+        cmd = [str(self.exe), "log_prob", f"constrained_params={out / 'optimum.json'}",
+               f"jacobian={jacobian}", "data", f"file={out / 'data.json'}", "output",
+               f"file={lp_csv}", "sig_figs=18"]
+        exit_code, console = run_process(cmd)
+        if exit_code != 0 or not lp_csv.exists():
+            logger.debug("CmdStan log_prob at the optimum failed:\n%s", console)
+            return ""
+        try:
+            _, row = _last_csv_row(str(lp_csv))     # lp__, then the gradient
+        except (StanError, ValueError):
+            return ""
+        return "\noptimum_gradient = " + ",".join(repr(float(g)) for g in row[1:]) + "\n"
 
     def laplace(self, data: dict, mode: RunResult, *, draws: int = 1000,
                 jacobian: bool = True, seed: int | None = None,
