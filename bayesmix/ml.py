@@ -76,7 +76,7 @@ def lmer_result(design: Design, reml: bool, run, data: dict, ss=None, inits=None
         theta_raw = np.array([opt[f"theta[{i + 1}]"] for i in range(data["n_theta"])])
         theta = normalize_theta(theta_raw, design.terms)
         grad = deviance_gradient(run, theta_raw, list(ss.p_term))
-        if grad is None:  # no gradient from Stan (a failed log_prob call): finite differences
+        if grad is None:  # no gradient from Stan (CmdStan log_prob failed, old export): differences
             grad = _deviance_gradient(theta, data)
         converged = check_convergence(run.return_code, grad)
         est = lmm_estimates(theta, design.X, y, design.terms, reml, ss=ss)
