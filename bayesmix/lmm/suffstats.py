@@ -337,8 +337,12 @@ def _q2_is_diagonal(ss: LmmSuffStats) -> bool:
         return False
     level = np.repeat(np.arange(ss.l_term[0]), ss.p_term[0])
     touched = sp.csr_matrix(ss.B)[:, :q2].tocoo()
-    pairs = np.unique(np.column_stack([level[touched.row], touched.col]), axis=0)
-    return bool(np.all(np.bincount(pairs[:, 0], minlength=ss.l_term[0]) <= 1))
+    # distinct (level, column) pairs per level, by a linear-time CSR build (np.unique over the
+    # pairs' rows sorted them: 5 s of the crossed 10^6-row design's data)
+    per_level = sp.csr_matrix((np.ones(touched.nnz), (level[touched.row], touched.col)),
+                              shape=(ss.l_term[0], q2))
+    per_level.sum_duplicates()
+    return bool(np.all(np.diff(per_level.indptr) <= 1))
 
 
 def k_rows(ss: LmmSuffStats, compact: bool) -> int:
