@@ -455,6 +455,28 @@ int run_sample(stan::model::model_base& model, const Args& a,
       10.0, 75, 50, 25, interrupt, logger, init_writers, writers, diag_writers);
 }
 
+// The optimizers' settings, read once from the command line (CmdStan's
+// defaults where absent).
+struct optimizer_settings {
+  unsigned int seed;
+  double init_radius;
+  int iter, refresh, history;
+  double init_alpha, tol_obj, tol_rel_obj, tol_grad, tol_rel_grad, tol_param;
+
+  explicit optimizer_settings(const Args& a)
+      : seed(static_cast<unsigned int>(num(a, "seed", 0))),
+        init_radius(num(a, "init_radius", 2.0)),
+        iter(static_cast<int>(num(a, "iter", 2000))),
+        refresh(static_cast<int>(num(a, "refresh", 100))),
+        history(static_cast<int>(num(a, "history_size", 5))),
+        init_alpha(num(a, "init_alpha", 0.001)),
+        tol_obj(num(a, "tol_obj", 1e-12)),
+        tol_rel_obj(num(a, "tol_rel_obj", 1e4)),
+        tol_grad(num(a, "tol_grad", 1e-8)),
+        tol_rel_grad(num(a, "tol_rel_grad", 1e7)),
+        tol_param(num(a, "tol_param", 1e-8)) {}
+};
+
 // Where an L-BFGS run ended: the unconstrained point it wrote and the log
 // density's gradient there (empty when the run stopped before either).
 struct optimum {
@@ -482,19 +504,18 @@ bool fully_initialized(const stan::model::model_base& model,
 // 1,159-column Cholesky and its reverse pass: 3 of about 16 (issue 12).
 template <bool Jacobian>
 int lbfgs_from_inits(stan::model::model_base& model,
-                     const stan::io::var_context& init, const Args& a,
+                     const stan::io::var_context& init,
+                     const optimizer_settings& o,
                      stan::callbacks::logger& logger,
                      stan::callbacks::writer& writer, optimum& opt) {
   using codes = stan::services::error_codes;
-  const unsigned int seed = static_cast<unsigned int>(num(a, "seed", 0));
-  const double init_radius = num(a, "init_radius", 2.0);
-  stan::rng_t rng = stan::services::util::create_rng(seed, 1);
+  stan::rng_t rng = stan::services::util::create_rng(o.seed, 1);
   std::vector<int> disc;
   std::vector<double> cont;
   std::stringstream msg;
   try {
-    stan::io::random_var_context random_context(model, rng, init_radius,
-                                                init_radius == 0.0);
+    stan::io::random_var_context random_context(model, rng, o.init_radius,
+                                                o.init_radius == 0.0);
     stan::io::chained_var_context context(init, random_context);
     model.transform_inits(context, disc, cont, &msg);
   } catch (const std::exception& e) {
@@ -521,16 +542,14 @@ int lbfgs_from_inits(stan::model::model_base& model,
     logger.error("Initialization failed.");
     return codes::CONFIG;
   }
-  lbfgs->get_qnupdate().set_history_size(
-      static_cast<int>(num(a, "history_size", 5)));
-  lbfgs->_ls_opts.alpha0 = num(a, "init_alpha", 0.001);
-  lbfgs->_conv_opts.tolAbsF = num(a, "tol_obj", 1e-12);
-  lbfgs->_conv_opts.tolRelF = num(a, "tol_rel_obj", 1e4);
-  lbfgs->_conv_opts.tolAbsGrad = num(a, "tol_grad", 1e-8);
-  lbfgs->_conv_opts.tolRelGrad = num(a, "tol_rel_grad", 1e7);
-  lbfgs->_conv_opts.tolAbsX = num(a, "tol_param", 1e-8);
-  lbfgs->_conv_opts.maxIts = static_cast<int>(num(a, "iter", 2000));
-  const int refresh = static_cast<int>(num(a, "refresh", 100));
+  lbfgs->get_qnupdate().set_history_size(o.history);
+  lbfgs->_ls_opts.alpha0 = o.init_alpha;
+  lbfgs->_conv_opts.tolAbsF = o.tol_obj;
+  lbfgs->_conv_opts.tolRelF = o.tol_rel_obj;
+  lbfgs->_conv_opts.tolAbsGrad = o.tol_grad;
+  lbfgs->_conv_opts.tolRelGrad = o.tol_rel_grad;
+  lbfgs->_conv_opts.tolAbsX = o.tol_param;
+  lbfgs->_conv_opts.maxIts = o.iter;
   double lp = lbfgs->logp();
   std::stringstream initial;
   initial << "Initial log joint probability = " << lp;
@@ -544,9 +563,9 @@ int lbfgs_from_inits(stan::model::model_base& model,
       ret = lbfgs->step();
       lp = lbfgs->logp();
       lbfgs->params_r(cont);
-      if (refresh > 0
+      if (o.refresh > 0
           && (ret != 0 || !lbfgs->note().empty() || lbfgs->iter_num() == 0
-              || (lbfgs->iter_num() + 1) % refresh == 0)) {
+              || (lbfgs->iter_num() + 1) % o.refresh == 0)) {
         std::stringstream line;
         line << "    Iter " << std::setw(7) << lbfgs->iter_num()
              << "  log prob " << std::setprecision(6) << lp << "  ||grad|| "
@@ -595,37 +614,27 @@ int optimize_with(stan::model::model_base& model, const Args& a,
                   stan::callbacks::writer& writer, optimum& opt) {
   auto init = read_json(get(a, "init", ""));
   const std::string algorithm = get(a, "algorithm", "lbfgs");
-  const unsigned int seed = static_cast<unsigned int>(num(a, "seed", 0));
-  const double init_radius = num(a, "init_radius", 2.0);
-  const int iter = static_cast<int>(num(a, "iter", 2000));
-  const int refresh = static_cast<int>(num(a, "refresh", 100));
+  const optimizer_settings o(a);
   stan::callbacks::interrupt interrupt;
   stan::callbacks::writer init_writer;
   if (algorithm == "newton")
     return stan::services::optimize::newton<stan::model::model_base, Jacobian>(
-        model, *init, seed, 1, init_radius, iter, false, interrupt, logger,
+        model, *init, o.seed, 1, o.init_radius, o.iter, false, interrupt, logger,
         init_writer, writer);
-  const double init_alpha = num(a, "init_alpha", 0.001);
-  const double tol_obj = num(a, "tol_obj", 1e-12);
-  const double tol_rel_obj = num(a, "tol_rel_obj", 1e4);
-  const double tol_grad = num(a, "tol_grad", 1e-8);
-  const double tol_rel_grad = num(a, "tol_rel_grad", 1e7);
-  const double tol_param = num(a, "tol_param", 1e-8);
   if (algorithm == "bfgs")
     return stan::services::optimize::bfgs<stan::model::model_base, Jacobian>(
-        model, *init, seed, 1, init_radius, init_alpha, tol_obj, tol_rel_obj,
-        tol_grad, tol_rel_grad, tol_param, iter, false, refresh, interrupt,
-        logger, init_writer, writer);
+        model, *init, o.seed, 1, o.init_radius, o.init_alpha, o.tol_obj,
+        o.tol_rel_obj, o.tol_grad, o.tol_rel_grad, o.tol_param, o.iter, false,
+        o.refresh, interrupt, logger, init_writer, writer);
   if (algorithm != "lbfgs")
     throw std::invalid_argument("algorithm must be lbfgs, bfgs or newton, got "
                                 + algorithm);
   if (fully_initialized(model, *init))
-    return lbfgs_from_inits<Jacobian>(model, *init, a, logger, writer, opt);
-  const int history = static_cast<int>(num(a, "history_size", 5));
+    return lbfgs_from_inits<Jacobian>(model, *init, o, logger, writer, opt);
   return stan::services::optimize::lbfgs<stan::model::model_base, Jacobian>(
-      model, *init, seed, 1, init_radius, history, init_alpha, tol_obj,
-      tol_rel_obj, tol_grad, tol_rel_grad, tol_param, iter, false, refresh,
-      interrupt, logger, init_writer, writer);
+      model, *init, o.seed, 1, o.init_radius, o.history, o.init_alpha, o.tol_obj,
+      o.tol_rel_obj, o.tol_grad, o.tol_rel_grad, o.tol_param, o.iter, false,
+      o.refresh, interrupt, logger, init_writer, writer);
 }
 
 int run_optimize(stan::model::model_base& model, const Args& a,
