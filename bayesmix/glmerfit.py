@@ -31,8 +31,8 @@ from .lmm.laplace import (GLMER_LINKS, NEWTON_STEPS, NEWTON_TOL, GlmmProblem, ch
                           glmm_estimates, laplace)
 from .lmm.sparsity import glmm_sparsity
 from .lmm.suffstats import normalize_theta, theta_start
-from .optimizer import (OPTIMIZER_SETTINGS, check_convergence, deviance_gradient,
-                        one_blas_thread, run_timings, stan_hessian)
+from .optimizer import (check_convergence, deviance_gradient, one_blas_thread,
+                        optimizer_settings, run_timings, stan_hessian)
 from .registry import register_restorer
 
 GLMER_PROGRAM = "glmer.stan"
@@ -112,7 +112,8 @@ def fit_glmer(design: Design, engine: str = "auto", seed: int = 1,
     # hessian: the bundled driver differences Stan's gradient at the optimum for the Wald
     # covariance (2 k gradients, where numpy's differences took 2 k^2 Laplace fits)
     run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
-                         accept_line_search_failure=True, hessian=True, **OPTIMIZER_SETTINGS)
+                         accept_line_search_failure=True, hessian=True,
+                         **optimizer_settings(prob.n))
     t2 = time.perf_counter()
     fit = glmer_result(design, run, data, inits=inits, stan_code=code, prob=prob)
     t3 = time.perf_counter()

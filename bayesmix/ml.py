@@ -18,7 +18,8 @@ from .lmm import (deviance_from_stan_data, lmm_estimates, lmm_stan_data,
                   lmm_stan_inits, lmm_suffstats, normalize_theta, theta_moment_start)
 from .lmm.theta import column_signs as _column_signs  # noqa: F401  (tests' name)
 from .optimizer import (GRADIENT_TOL, OPTIMIZER_SETTINGS, check_convergence,  # noqa: F401
-                        deviance_gradient, one_blas_thread, run_timings, stan_gradient)
+                        deviance_gradient, one_blas_thread, optimizer_settings, run_timings,
+                        stan_gradient)
 from .registry import register_restorer
 
 LMER_PROGRAM = "lmer.stan"
@@ -54,7 +55,8 @@ def fit_lmer(design: Design, reml: bool = True, engine: str = "auto",
         inits = {"theta": theta_moment_start(design.X, _response(design),
                                              design.terms).tolist()}
     run = model.optimize(data, inits=inits, seed=seed, output_dir=output_dir,
-                         accept_line_search_failure=True, **OPTIMIZER_SETTINGS)
+                         accept_line_search_failure=True,
+                         **optimizer_settings(data["N"]))
     t3 = time.perf_counter()
     fit = lmer_result(design, reml, run, data, ss=ss, inits=inits)
     t4 = time.perf_counter()

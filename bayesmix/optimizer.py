@@ -20,6 +20,15 @@ OPTIMIZER_SETTINGS = dict(algorithm="lbfgs", jacobian=False, iter=10000,
 GRADIENT_TOL = 2e-3  # lme4's check.conv.grad tolerance on the deviance scale
 
 
+def optimizer_settings(n_obs: int) -> dict:
+    """OPTIMIZER_SETTINGS for a fit to n_obs rows. L-BFGS's first trial step is init_alpha
+    times the gradient, and the deviance's gradient is a sum over rows: with Stan's fixed 1e-3
+    the first step overshoots further the more rows there are, and the first line search
+    spends more evaluations backtracking (crossed 10^6 rows: 8 of 19). init_alpha = 10 / n
+    keeps that step about the same size in theta at any n (Stan's 1e-3 up to 10^4 rows)."""
+    return dict(OPTIMIZER_SETTINGS, init_alpha=min(1e-3, 10.0 / max(int(n_obs), 1)))
+
+
 def stan_gradient(run) -> np.ndarray | None:
     """The gradient of the log density at the optimum, as the bundled driver printed it
     (unconstrained parameters, Stan's order); None when the run did not record one."""
