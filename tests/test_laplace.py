@@ -58,10 +58,12 @@ def test_gaussian_matches_nuts(gaussian):
     error of 1000 independent draws (0.03 sd); NUTS's mean has ~0.03 sd of its own, and
     mode and mean of a near-normal posterior differ by far less than the rest.
 
-    Covariance within 15%: the sample variance of n draws has relative sd sqrt(2 / n):
-    4.5% for the 1000 Laplace draws, ~3-4% for NUTS's ~1000-2000 effective draws, so 15% is
-    about 2.5 combined sds; the intercept's variance also carries sd^2 / 40 at the mode
-    against its posterior mean (a few % apart with 40 groups)."""
+    Covariance within 25%: the sample variance of n draws has relative sd sqrt(2 / n):
+    4.5% for the 1000 Laplace draws, ~3-5% for NUTS's effective draws, about 6.5% combined.
+    The intercept's variance is also smaller at the mode than over the posterior (it carries
+    sd^2 / 40, and the posterior's sd is larger than its mode's): NUTS gave 0.027-0.033 over six
+    seeds and two builds (mean 0.030) against Laplace's 0.027, about 9% apart. 25% is that
+    offset plus 2.5 combined sds; 15% (tried before) failed on a change of rounding alone."""
     _, nuts, lap = gaussian
     assert isinstance(lap, LaplaceFit) and lap.kind == "laplace"
     assert lap.program_kind == "generic" and lap.stan_code == generic_code()
@@ -71,7 +73,7 @@ def test_gaussian_matches_nuts(gaussian):
     assert (z < 0.1).all(), z
     ca, cb = np.cov(_fixef_draws(lap).T), np.cov(_fixef_draws(nuts).T)
     rel = np.abs(np.diag(ca) / np.diag(cb) - 1)
-    assert (rel < 0.15).all(), (np.diag(ca), np.diag(cb))
+    assert (rel < 0.25).all(), (np.diag(ca), np.diag(cb))
     # the group sd and sigma: their draws are log-normal around the mode
     va, vb = lap.varcorr(), nuts.varcorr()
     np.testing.assert_allclose(va["sdcor"], vb["sdcor"], rtol=0.05)
