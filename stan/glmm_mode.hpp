@@ -253,6 +253,11 @@ inline Factor factor(const Structure& st, const Mat& zl, const Vec& w) {
       for (int k = at[rb]; k < at[rb + 1]; ++k) {
         const int b = by_row[k], end = end_of[k];
         const double* lb = f.Lc.col(b).data();
+        if (p1 == 1) {  // random intercepts: one value per cell
+          const double* la = f.Lc.data();
+          for (int a = b; a < end; ++a) col[st.cell_row[a] - 1] -= la[a] * lb[0];
+          continue;
+        }
         for (int a = b; a < end; ++a) {
           const double* la = f.Lc.col(a).data();
           double dot = 0;
